@@ -1,0 +1,1 @@
+"""nbvene: causal interventions on PyTorch models, from a notebook cell."""
