@@ -1,0 +1,176 @@
+"""The spec as data: frozen dataclasses that know nothing of torch or models.
+
+A `Spec` is what a `%%intervene` cell says, parsed; `nbvene.plan` binds it to a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+VERBS = ("patch", "restore", "add", "subtract", "zero", "mean", "collect")
+"""Statements that intervene on (or read) a site."""
+
+
+# --- values ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Text:
+    """A double-quoted string: a prompt, a token text or a subject."""
+
+    value: str
+
+
+@dataclass(frozen=True)
+class Var:
+    """`{name}`: a value taken from the namespace given to `nv.run`."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """`["a", "b"]`: several prompts, one batch."""
+
+    items: tuple[Text | Var, ...]
+
+
+Prompts = Text | Var | Batch
+
+
+# --- selectors (the value of `layer=`, `pos=`, `head=`) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Index:
+    """One integer; negative counts from the end."""
+
+    value: int
+
+
+@dataclass(frozen=True)
+class Span:
+    """`a..b`, both ends included; swept."""
+
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class Items:
+    """`[1, 4, 7]`; swept."""
+
+    items: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class All:
+    """`*`: every value; swept."""
+
+
+@dataclass(frozen=True)
+class TokenText:
+    """`"Tower"`: the positions of the tokens that make up this text in the prompt."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Last:
+    """`last`: the last real (non-padding) token."""
+
+
+@dataclass(frozen=True)
+class SelectorVar:
+    """`{name}`: an int, a list of ints, or one list per example (ragged) from the namespace."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """`a->b`: base position a takes the source's position b."""
+
+    base: Index | Last | TokenText
+    source: Index | Last | TokenText
+
+
+Selector = Index | Span | Items | All | TokenText | Last | SelectorVar | Mapped
+
+SWEPT = (Span, Items, All)
+
+
+def is_swept(selector: Selector) -> bool:
+    """Whether a selector makes a grid axis (one result per value)."""
+    return isinstance(selector, SWEPT)
+
+
+# --- statements -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scaled:
+    """`by {vector} * 2`: a vector from the namespace, times a number."""
+
+    vector: Var
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """`patch: head_query_output layer=* head=3 pos=-1`, or any other verb in VERBS."""
+
+    verb: str
+    component: str
+    where: tuple[tuple[str, Selector], ...] = ()
+    window: int | None = None
+    by: Scaled | None = None
+    over: Prompts | None = None
+    via: Var | None = None
+    line: int = field(default=0, compare=False)
+
+    def selector(self, axis: str) -> Selector | None:
+        return dict(self.where).get(axis)
+
+
+@dataclass(frozen=True)
+class Corrupt:
+    """`corrupt: noise 3σ on "The Eiffel Tower"` (ROME): Gaussian noise on the subject's embeddings.
+
+    `relative` scales by the standard deviation of the embedding matrix.
+    """
+
+    scale: float
+    subject: Text | Var
+    relative: bool = True
+    samples: int = 1
+    seed: int = 0
+    line: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """`metric: logit_diff(" Mary", " John") normalized`."""
+
+    name: str
+    args: tuple[str, ...] = ()
+    normalized: bool = False
+    line: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A whole spec: prompts, an optional corruption, interventions and a metric."""
+
+    base: Prompts | None = None
+    source: Prompts | None = None
+    corrupt: Corrupt | None = None
+    interventions: tuple[Intervention, ...] = ()
+    metric: Metric | None = None
+    lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
+    text: str = field(default="", compare=False, hash=False)
+
+    def line_text(self, line: int) -> str:
+        """The source text of a spec line (1-based), for error messages."""
+        rows = self.text.splitlines()
+        return rows[line - 1] if 0 < line <= len(rows) else ""

@@ -1,0 +1,415 @@
+"""Spec text → `Spec`: a line-oriented language, one `keyword: value` statement per line.
+
+Errors name the line and put a caret under the bad token; nothing here knows about models.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from nbvene.errors import NbveneError, did_you_mean
+from nbvene.spec.ast import (
+    VERBS,
+    All,
+    Batch,
+    Corrupt,
+    Index,
+    Intervention,
+    Items,
+    Last,
+    Mapped,
+    Metric,
+    Prompts,
+    Scaled,
+    Selector,
+    SelectorVar,
+    Span,
+    Spec,
+    Text,
+    TokenText,
+    Var,
+)
+
+KEYWORDS = ("base", "source", "corrupt", *VERBS, "metric")
+METRICS = ("p", "prob", "logprob", "logit", "logit_diff", "kl")
+AXES = ("layer", "pos", "head")
+
+_TOKEN = re.compile(
+    r"""
+    (?P<str>"(?:[^"\\]|\\.)*")
+  | (?P<arrow>->)
+  | (?P<num>-?\d+(?:\.\d+)?)
+  | (?P<dots>\.\.)
+  | (?P<ident>[A-Za-z_]\w*)
+  | (?P<op>[=\[\],*{}()σ])
+  | (?P<space>\s+)
+  | (?P<bad>.)
+    """,
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # str, arrow, num, dots, ident, op, end
+    value: str
+    column: int
+
+
+class _Line:
+    """The tokens of one statement's value, with a cursor and errors placed on the line."""
+
+    def __init__(self, number: int, text: str, start: int, value: str):
+        self.number, self.text = number, text
+        self.tokens = []
+        for m in _TOKEN.finditer(value):
+            kind = m.lastgroup
+            if kind == "space":
+                continue
+            if kind == "bad":
+                message = "unterminated string" if m.group() == '"' else "unexpected character"
+                raise self.error(f"{message} {m.group()!r}", start + m.start())
+            self.tokens.append(Token(kind, m.group(), start + m.start()))
+        self.tokens.append(Token("end", "", len(text.rstrip())))
+        self.i = 0
+
+    def error(self, message: str, column: int, hint: str | None = None) -> NbveneError:
+        return NbveneError(message, line=self.number, text=self.text, column=column, hint=hint)
+
+    def peek(self, ahead: int = 0) -> Token:
+        return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
+
+    def take(self) -> Token:
+        token = self.peek()
+        self.i += 1
+        return token
+
+    def at(self, value: str) -> bool:
+        return self.peek().value == value and self.peek().kind != "str"
+
+    def expect(self, value: str, what: str) -> Token:
+        token = self.take()
+        if token.value != value or token.kind == "str":
+            raise self.error(f"expected {what}, found {_shown(token)}", token.column)
+        return token
+
+    def done(self) -> None:
+        token = self.peek()
+        if token.kind != "end":
+            raise self.error(f"unexpected {_shown(token)}", token.column)
+
+
+def _shown(token: Token) -> str:
+    return "end of line" if token.kind == "end" else repr(token.value)
+
+
+def _string(token: Token) -> str:
+    return json.loads(token.value)
+
+
+def parse(text: str) -> Spec:
+    """Parse spec text into a `Spec`.
+
+    >>> parse('base: "The Eiffel Tower is in"\\npatch: block_output layer=* pos=-1').interventions[0].verb
+    'patch'
+    """
+    fields: dict = {"interventions": []}
+    lines: dict[str, int] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        code = _strip_comment(raw)
+        if not code.strip():
+            continue
+        m = re.match(r"\s*([A-Za-z_]\w*)\s*:", code)
+        if not m:
+            column = len(code) - len(code.lstrip())
+            raise NbveneError(
+                "expected a statement like 'base: \"...\"'",
+                line=number,
+                text=raw,
+                column=column,
+                hint="each line is 'keyword: value'; keywords: " + ", ".join(KEYWORDS),
+            )
+        keyword = m.group(1)
+        if keyword not in KEYWORDS:
+            raise NbveneError(
+                f"unknown statement {keyword!r}",
+                line=number,
+                text=raw,
+                column=m.start(1),
+                hint=did_you_mean(keyword, KEYWORDS) or "statements: " + ", ".join(KEYWORDS),
+            )
+        if keyword in ("base", "source", "corrupt", "metric") and keyword in lines:
+            raise NbveneError(
+                f"a second {keyword!r} statement",
+                line=number,
+                text=raw,
+                column=m.start(1),
+                hint=f"the first is on line {lines[keyword]}; a spec has one {keyword!r}",
+            )
+        lines.setdefault(keyword, number)
+        start = m.end()
+        if keyword in VERBS:
+            component, start = _component(keyword, number, raw, code, start)
+        line = _Line(number, raw, start, code[start:])
+        if keyword in ("base", "source"):
+            fields[keyword] = _prompts(line)
+        elif keyword == "corrupt":
+            fields["corrupt"] = _corrupt(line)
+        elif keyword == "metric":
+            fields["metric"] = _metric(line)
+        else:
+            fields["interventions"].append(_intervention(keyword, component, line))
+        line.done()
+    fields["interventions"] = tuple(fields["interventions"])
+    return Spec(**fields, lines=lines, text=text)
+
+
+def _strip_comment(line: str) -> str:
+    quoted = False
+    escaped = False
+    for i, ch in enumerate(line):
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == "#" and not quoted:
+            return line[:i]
+    return line
+
+
+def _var(line: _Line) -> Var:
+    line.expect("{", "'{'")
+    name = line.take()
+    if name.kind != "ident":
+        raise line.error(f"expected a variable name, found {_shown(name)}", name.column)
+    line.expect("}", "'}'")
+    return Var(name.value)
+
+
+def _prompt(line: _Line) -> Text | Var:
+    token = line.peek()
+    if token.kind == "str":
+        line.take()
+        return Text(_string(token))
+    if line.at("{"):
+        return _var(line)
+    raise line.error(
+        f"expected a prompt, found {_shown(token)}",
+        token.column,
+        hint='write a double-quoted string, a {variable} or a list ["...", "..."]',
+    )
+
+
+def _prompts(line: _Line) -> Prompts:
+    if not line.at("["):
+        return _prompt(line)
+    line.take()
+    items = [_prompt(line)]
+    while line.at(","):
+        line.take()
+        items.append(_prompt(line))
+    line.expect("]", "',' or ']'")
+    return Batch(tuple(items))
+
+
+def _number(line: _Line, what: str) -> float:
+    token = line.take()
+    if token.kind != "num":
+        raise line.error(f"expected {what}, found {_shown(token)}", token.column)
+    return float(token.value)
+
+
+def _integer(line: _Line, what: str) -> int:
+    token = line.peek()
+    value = _number(line, what)
+    if value != int(value):
+        raise line.error(f"expected {what}, found {token.value!r}", token.column)
+    return int(value)
+
+
+def _corrupt(line: _Line) -> Corrupt:
+    kind = line.take()
+    if kind.value != "noise":
+        raise line.error(
+            f"unknown corruption {_shown(kind)}",
+            kind.column,
+            hint='write: corrupt: noise 3σ on "subject text"',
+        )
+    scale = _number(line, "a noise scale such as 3σ")
+    relative = False
+    if line.at("σ") or line.at("sigma"):
+        line.take()
+        relative = True
+    line.expect("on", "'on' and the subject")
+    subject = _prompt(line)
+    if isinstance(subject, Batch):  # pragma: no cover - _prompt never returns a Batch
+        raise line.error("one subject", 0)
+    options = {"samples": 1, "seed": 0}
+    while line.peek().kind == "ident":
+        key = line.take()
+        if key.value not in options:
+            raise line.error(
+                f"unknown option {key.value!r} for corrupt",
+                key.column,
+                hint=did_you_mean(key.value, options) or "options: samples=N, seed=N",
+            )
+        line.expect("=", "'='")
+        options[key.value] = _integer(line, f"an integer for {key.value}")
+    if options["samples"] < 1:
+        raise line.error("samples must be at least 1", line.peek().column)
+    return Corrupt(scale, subject, relative, options["samples"], options["seed"], line.number)
+
+
+def _metric(line: _Line) -> Metric:
+    name = line.take()
+    if name.kind != "ident" or name.value not in METRICS:
+        raise line.error(
+            f"unknown metric {_shown(name)}",
+            name.column,
+            hint=did_you_mean(name.value, METRICS) or "metrics: " + ", ".join(METRICS),
+        )
+    args: list[str] = []
+    if line.at("("):
+        line.take()
+        while not line.at(")"):
+            token = line.take()
+            if token.kind != "str":
+                raise line.error(
+                    f'expected a quoted token such as " Paris", found {_shown(token)}',
+                    token.column,
+                )
+            args.append(_string(token))
+            if not line.at(")"):
+                line.expect(",", "',' or ')'")
+        line.take()
+    normalized = False
+    if line.at("normalized"):
+        line.take()
+        normalized = True
+    wanted = {"p": 1, "prob": 1, "logprob": 1, "logit": 1, "logit_diff": 2, "kl": 0}[name.value]
+    if len(args) != wanted:
+        example = {0: "kl", 1: f'{name.value}(" Paris")', 2: 'logit_diff(" Paris", " Rome")'}
+        raise line.error(
+            f"{name.value} takes {wanted} token{'s' if wanted != 1 else ''}, got {len(args)}",
+            name.column,
+            hint=f"write: metric: {example[wanted]}",
+        )
+    return Metric("p" if name.value == "prob" else name.value, tuple(args), normalized, line.number)
+
+
+def _component(verb: str, number: int, raw: str, code: str, start: int) -> tuple[str, int]:
+    # The component is the first word: a site name, a TransformerLens hook name, or a raw
+    # module path with dots and brackets, so it is read whole before the rest is tokenised.
+    m = re.match(r"\s*([^\s=]+)", code[start:])
+    if not m or m.group(1).startswith(("{", '"')):
+        raise NbveneError(
+            f"{verb}: needs a component",
+            line=number,
+            text=raw,
+            column=len(code.rstrip()),
+            hint=f"write e.g. '{verb}: block_output layer=* pos=-1'",
+        )
+    return m.group(1), start + m.end()
+
+
+def _intervention(verb: str, component: str, line: _Line) -> Intervention:
+    where: dict[str, Selector] = {}
+    window = by = over = via = None
+    while line.peek().kind != "end":
+        key = line.take()
+        if key.kind != "ident":
+            raise line.error(f"expected 'key=value', found {_shown(key)}", key.column)
+        if key.value == "by":
+            by = _scaled(line)
+            continue
+        if key.value == "via":
+            via = _var(line)
+            continue
+        known = (*AXES, "window", "over")
+        if key.value not in known:
+            raise line.error(
+                f"unknown key {key.value!r}",
+                key.column,
+                hint=did_you_mean(key.value, (*known, "by", "via"))
+                or "keys: layer=, pos=, head=, window=, over=, by, via",
+            )
+        if key.value in where:
+            raise line.error(f"{key.value}= given twice", key.column)
+        line.expect("=", "'='")
+        if key.value == "window":
+            window = _integer(line, "a window size such as 10")
+            if window < 1:
+                raise line.error("window must be at least 1", key.column)
+        elif key.value == "over":
+            over = _prompts(line)
+        else:
+            where[key.value] = _selector(line, key.value)
+    return Intervention(
+        verb, component, tuple(where.items()), window, by, over, via, line=line.number
+    )
+
+
+def _scaled(line: _Line) -> Scaled:
+    if not line.at("{"):
+        token = line.peek()
+        raise line.error(
+            f"expected a {{vector}} after 'by', found {_shown(token)}",
+            token.column,
+            hint="write: by {vector} or by {vector} * 2",
+        )
+    vector = _var(line)
+    scale = 1.0
+    if line.at("*"):
+        line.take()
+        scale = _number(line, "a number after '*'")
+    return Scaled(vector, scale)
+
+
+def _selector(line: _Line, axis: str) -> Selector:
+    if line.at("*"):
+        line.take()
+        return All()
+    if line.at("["):
+        line.take()
+        items = [_integer(line, "an integer")]
+        while line.at(","):
+            line.take()
+            items.append(_integer(line, "an integer"))
+        line.expect("]", "',' or ']'")
+        return Items(tuple(items))
+    if line.at("{"):
+        var = _var(line)
+        return SelectorVar(var.name)
+    single = _position(line, axis)
+    if isinstance(single, Index) and line.peek().kind == "dots":
+        line.take()
+        stop = _integer(line, "the end of the range")
+        return Span(single.value, stop)
+    if line.peek().kind == "arrow":
+        arrow = line.take()
+        if axis != "pos":
+            raise line.error("'->' maps base positions to source positions: pos= only", arrow.column)
+        return Mapped(single, _position(line, axis))
+    return single
+
+
+def _position(line: _Line, axis: str) -> Index | Last | TokenText:
+    token = line.peek()
+    if token.kind == "num":
+        return Index(_integer(line, "an integer"))
+    if token.kind == "str" and axis == "pos":
+        line.take()
+        return TokenText(_string(token))
+    if token.value == "last" and axis == "pos":
+        line.take()
+        return Last()
+    hint = {
+        "pos": 'an integer (negative from the end), a..b, [..], *, last, or a token text "..."',
+        "layer": "an integer, a..b, [..] or *",
+        "head": "an integer, a..b, [..] or *",
+    }[axis]
+    raise line.error(f"bad value {_shown(token)} for {axis}=", token.column, hint=hint)

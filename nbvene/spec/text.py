@@ -1,0 +1,112 @@
+"""`Spec` → spec text: the canonical form, which parses back to an equal `Spec`."""
+
+from __future__ import annotations
+
+import json
+
+from nbvene.spec.ast import (
+    All,
+    Batch,
+    Corrupt,
+    Index,
+    Intervention,
+    Items,
+    Last,
+    Mapped,
+    Metric,
+    Prompts,
+    Selector,
+    SelectorVar,
+    Span,
+    Spec,
+    Text,
+    TokenText,
+    Var,
+)
+
+
+def format_spec(spec: Spec) -> str:
+    """The canonical text of a spec, one statement a line."""
+    rows = []
+    if spec.base is not None:
+        rows.append(f"base: {_prompts(spec.base)}")
+    if spec.source is not None:
+        rows.append(f"source: {_prompts(spec.source)}")
+    if spec.corrupt is not None:
+        rows.append(f"corrupt: {_corrupt(spec.corrupt)}")
+    rows += [f"{i.verb}: {_intervention(i)}" for i in spec.interventions]
+    if spec.metric is not None:
+        rows.append(f"metric: {_metric(spec.metric)}")
+    return "\n".join(rows)
+
+
+def _quoted(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _prompts(prompts: Prompts) -> str:
+    if isinstance(prompts, Batch):
+        return "[" + ", ".join(_prompts(p) for p in prompts.items) + "]"
+    if isinstance(prompts, Var):
+        return "{" + prompts.name + "}"
+    return _quoted(prompts.value)
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+def _corrupt(c: Corrupt) -> str:
+    scale = _number(c.scale) + ("σ" if c.relative else "")
+    text = f"noise {scale} on {_prompts(c.subject)}"
+    if c.samples != 1:
+        text += f" samples={c.samples}"
+    if c.seed != 0:
+        text += f" seed={c.seed}"
+    return text
+
+
+def selector_text(s: Selector) -> str:
+    """A selector as written in a spec."""
+    match s:
+        case Index(value):
+            return str(value)
+        case Span(start, stop):
+            return f"{start}..{stop}"
+        case Items(items):
+            return "[" + ", ".join(map(str, items)) + "]"
+        case All():
+            return "*"
+        case TokenText(text):
+            return _quoted(text)
+        case Last():
+            return "last"
+        case SelectorVar(name):
+            return "{" + name + "}"
+        case Mapped(base, source):
+            return f"{selector_text(base)}->{selector_text(source)}"
+    raise TypeError(f"not a selector: {s!r}")
+
+
+def _intervention(i: Intervention) -> str:
+    parts = [i.component] + [f"{axis}={selector_text(s)}" for axis, s in i.where]
+    if i.window is not None:
+        parts.append(f"window={i.window}")
+    if i.over is not None:
+        parts.append(f"over={_prompts(i.over)}")
+    if i.by is not None:
+        by = "by {" + i.by.vector.name + "}"
+        parts.append(by if i.by.scale == 1 else f"{by} * {_number(i.by.scale)}")
+    if i.via is not None:
+        parts.append("via {" + i.via.name + "}")
+    return " ".join(parts)
+
+
+def _metric(m: Metric) -> str:
+    text = m.name
+    if m.args:
+        text += "(" + ", ".join(_quoted(a) for a in m.args) + ")"
+    return text + (" normalized" if m.normalized else "")
+
+
+
