@@ -1,1 +1,29 @@
-"""nbvene: causal interventions on PyTorch models, from a notebook cell."""
+"""nbvene: causal interventions on PyTorch models, from a notebook cell or plain Python.
+
+>>> import nbvene as nv
+>>> model, tok = nv.models.load()
+>>> res = nv.run('base: "..."\\nsource: "..."\\npatch: block_output layer=* pos=-1\\n'
+...              'metric: logit_diff(" Paris", " Rome")', model=model, tokenizer=tok)
+"""
+
+__version__ = "0.1.0"
+
+from nbvene import interventions, models
+from nbvene.api import plan, run
+from nbvene.errors import NbveneError
+from nbvene.results import Result
+from nbvene.sites import SiteMap
+from nbvene.spec import Spec, parse
+
+__all__ = [
+    "NbveneError",
+    "Result",
+    "SiteMap",
+    "Spec",
+    "__version__",
+    "interventions",
+    "models",
+    "parse",
+    "plan",
+    "run",
+]

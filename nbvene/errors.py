@@ -9,7 +9,7 @@ from collections.abc import Iterable
 class NbveneError(ValueError):
     """A problem with what the user asked for: names the spec line, the bad token and a fix.
 
-    >>> raise NbveneError("unknown component 'blok_output'", line=3, hint="did you mean 'block_output'?")
+    >>> raise NbveneError("unknown component 'blok'", line=3, hint="did you mean 'block_output'?")
     """
 
     def __init__(

@@ -112,7 +112,8 @@ def _string(token: Token) -> str:
 def parse(text: str) -> Spec:
     """Parse spec text into a `Spec`.
 
-    >>> parse('base: "The Eiffel Tower is in"\\npatch: block_output layer=* pos=-1').interventions[0].verb
+    >>> spec = parse('base: "The Eiffel Tower is in"\\npatch: block_output layer=* pos=-1')
+    >>> spec.interventions[0].verb
     'patch'
     """
     fields: dict = {"interventions": []}
@@ -392,7 +393,9 @@ def _selector(line: _Line, axis: str) -> Selector:
     if line.peek().kind == "arrow":
         arrow = line.take()
         if axis != "pos":
-            raise line.error("'->' maps base positions to source positions: pos= only", arrow.column)
+            raise line.error(
+                "'->' maps base positions to source positions: pos= only", arrow.column
+            )
         return Mapped(single, _position(line, axis))
     return single
 

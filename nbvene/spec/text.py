@@ -19,7 +19,6 @@ from nbvene.spec.ast import (
     SelectorVar,
     Span,
     Spec,
-    Text,
     TokenText,
     Var,
 )
@@ -107,6 +106,3 @@ def _metric(m: Metric) -> str:
     if m.args:
         text += "(" + ", ".join(_quoted(a) for a in m.args) + ")"
     return text + (" normalized" if m.normalized else "")
-
-
-

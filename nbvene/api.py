@@ -1,0 +1,113 @@
+"""The public entry point: `nv.run(spec, model=..., tokenizer=...)`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import transformers
+from torch import nn
+
+from nbvene.engine.run import Progress, device_of, execute
+from nbvene.errors import NbveneError
+from nbvene.plan import Plan, resolve
+from nbvene.results import Axis, Result
+from nbvene.sites import SiteMap
+from nbvene.spec import Spec, parse
+
+
+def plan(
+    spec: str | Spec,
+    *,
+    model: nn.Module,
+    tokenizer=None,
+    namespace: Mapping | None = None,
+    sites: Mapping[str, str] | SiteMap | None = None,
+) -> Plan:
+    """Parse and check a spec against a model without running anything (a dry run)."""
+    if not isinstance(model, nn.Module):
+        raise NbveneError(
+            f"model must be a torch.nn.Module, got {type(model).__name__}",
+            hint="load one with nv.models.load() or transformers' from_pretrained",
+        )
+    parsed = parse(spec) if isinstance(spec, str) else spec
+    return resolve(parsed, model, tokenizer, namespace, sites)
+
+
+def run(
+    spec: str | Spec,
+    *,
+    model: nn.Module,
+    tokenizer=None,
+    namespace: Mapping | None = None,
+    sites: Mapping[str, str] | SiteMap | None = None,
+    max_batch: int = 32,
+    progress: Progress | None = None,
+) -> Result:
+    """Run a spec on a model and return a labelled `Result`.
+
+    >>> res = nv.run('''
+    ... base:   "The Colosseum is located in the city of"
+    ... source: "The Eiffel Tower is located in the city of"
+    ... patch:  block_output layer=* pos=-1
+    ... metric: logit_diff(" Paris", " Rome")
+    ... ''', model=model, tokenizer=tok)
+    >>> res.values.shape, res.axes
+    (torch.Size([30]), ('layer',))
+
+    `namespace` supplies `{name}` values (prompts, lists of prompts, vectors, callables);
+    `sites` maps component names to module paths for models nbvene has no adapter for.
+    """
+    p = plan(spec, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
+    if max_batch < 1:
+        raise NbveneError(f"max_batch must be at least 1, got {max_batch}")
+    outcome = execute(p, max_batch=max_batch, progress=progress)
+    return _result(p, outcome)
+
+
+def _result(p: Plan, outcome) -> Result:
+    samples = p.corrupt.samples if p.corrupt is not None else 1
+    examples = len(p.base)
+    cells = [len(a.labels) for a in p.axes if a.name != "example"]
+    unit = tuple(outcome.values.shape[1:])
+    values = outcome.values.reshape(examples, *cells, samples, *unit).mean(dim=1 + len(cells))
+    if not p.batched:
+        values = values[0]
+    clean, corrupted = outcome.clean, outcome.corrupted
+    if not p.batched:
+        clean = None if clean is None else clean[0]
+        corrupted = None if corrupted is None else corrupted[0]
+    axes = tuple(Axis(a.name, a.labels) for a in p.axes)
+    metric = p.spec.metric
+    return Result(
+        values=values,
+        axes=axes,
+        spec=p.spec,
+        metric=None if metric is None else _metric_text(metric),
+        clean=clean,
+        corrupted=corrupted,
+        meta=_meta(p),
+    )
+
+
+def _metric_text(metric) -> str:
+    args = ", ".join(repr(a) for a in metric.args)
+    return f"{metric.name}({args})" + (" normalized" if metric.normalized else "")
+
+
+def _meta(p: Plan) -> dict:
+    import nbvene
+
+    model = p.model
+    config = getattr(model, "config", None)
+    param = next(model.parameters(), None)
+    return {
+        "model": getattr(config, "_name_or_path", None) or type(model).__name__,
+        "family": p.sites.family_name,
+        "dtype": str(param.dtype) if param is not None else None,
+        "device": str(device_of(model)),
+        "seed": p.corrupt.seed if p.corrupt is not None else None,
+        "nbvene": nbvene.__version__,
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+    }

@@ -1,0 +1,112 @@
+"""The `Plan`: a spec bound to one model: prompts tokenised, sites bound, grid laid out as rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from nbvene.plan.prompts import Prompt
+from nbvene.sites import Site, SiteMap
+from nbvene.spec import Spec
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One intervention in one row: an op applied at a site, at some positions (and a head)."""
+
+    op: int
+    site: Site
+    base_pos: tuple[int, ...]
+    source_pos: tuple[int, ...]
+    head: int | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One patched run: a base example with its own units; `cell` is its place in the grid."""
+
+    example: int
+    cell: tuple[int, ...]
+    units: tuple[Unit, ...]
+    sample: int = 0
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A result axis: its name and one label per index (token texts for positions)."""
+
+    name: str
+    labels: tuple
+
+
+@dataclass(frozen=True)
+class Op:
+    """What one spec statement does: the intervention module and where its source comes from.
+
+    `source` is "run" (the source run's activation at the matching unit), "vector" (`vector`
+    broadcast), "mean" (the unit's mean over `mean_prompts`) or None.
+    """
+
+    verb: str
+    module: nn.Module
+    source: str | None
+    line: int
+    vector: torch.Tensor | None = None
+    mean_prompts: tuple[Prompt, ...] = ()
+
+
+@dataclass(frozen=True)
+class MetricPlan:
+    name: str
+    token_ids: tuple[int, ...]
+    normalized: bool
+
+
+@dataclass(frozen=True)
+class CorruptPlan:
+    """Gaussian noise of `std` on each example's subject token embeddings."""
+
+    std: float
+    positions: tuple[tuple[int, ...], ...]
+    samples: int
+    seed: int
+
+
+@dataclass
+class Plan:
+    spec: Spec
+    model: nn.Module
+    sites: SiteMap
+    base: list[Prompt]
+    source: list[Prompt] | None
+    ops: list[Op]
+    axes: list[Axis]
+    rows: list[Row]
+    metric: MetricPlan | None
+    corrupt: CorruptPlan | None
+    collect: int | None = None
+    """Index of the collect op whose units become the result, if any."""
+    pad_id: int = 0
+    batched: bool = False
+    """Whether the base is a batch (the result then has an `example` axis first)."""
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        return tuple(len(a.labels) for a in self.axes)
+
+    def source_example(self, example: int) -> int:
+        return example if self.source is not None and len(self.source) > 1 else 0
+
+    def describe(self) -> str:
+        """A few lines for `--dry-run`: grid, rows and sites."""
+        grid = " × ".join(f"{a.name}={len(a.labels)}" for a in self.axes) or "one cell"
+        sites = sorted({u.site.module + "." + u.site.io for r in self.rows for u in r.units})
+        lines = [
+            f"grid: {grid}",
+            f"patched runs: {len(self.rows)}",
+            f"sites: {len(sites)} ({', '.join(sites[:4])}{', …' if len(sites) > 4 else ''})",
+        ]
+        return "\n".join(lines)

@@ -1,0 +1,566 @@
+"""Spec + model → Plan. Every check happens here, before anything runs."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from nbvene import interventions as iv
+from nbvene.errors import NbveneError
+from nbvene.plan.plan import Axis, CorruptPlan, MetricPlan, Op, Plan, Row, Unit
+from nbvene.plan.prompts import Prompt, from_ids, tokenize
+from nbvene.sites import Component, SiteMap
+from nbvene.spec import (
+    All,
+    Batch,
+    Index,
+    Intervention,
+    Last,
+    Mapped,
+    SelectorVar,
+    Span,
+    Spec,
+    Text,
+    TokenText,
+    Var,
+    is_swept,
+    selector_text,
+)
+
+AXIS_ORDER = ("layer", "pos", "head")
+_MODULES = {
+    "patch": iv.Interchange,
+    "restore": iv.Interchange,
+    "add": iv.Add,
+    "subtract": iv.Subtract,
+    "zero": iv.Zero,
+    "collect": iv.Collect,
+}
+
+
+def resolve(
+    spec: Spec,
+    model: nn.Module,
+    tokenizer=None,
+    namespace: Mapping | None = None,
+    sites: SiteMap | Mapping[str, str] | None = None,
+) -> Plan:
+    """Bind a spec to a model, checking everything: sites, selectors, prompts, metric."""
+    return _Resolver(spec, model, tokenizer, dict(namespace or {}), sites).plan()
+
+
+@dataclass(frozen=True)
+class _Statement:
+    """A spec statement bound to the model: its op, component and per-axis selectors."""
+
+    spec: Intervention
+    op: int
+    component: Component
+    heads: int | None
+
+
+class _Resolver:
+    def __init__(self, spec, model, tokenizer, namespace, sites):
+        self.spec, self.model, self.tokenizer, self.namespace = spec, model, tokenizer, namespace
+        self.sites = sites if isinstance(sites, SiteMap) else SiteMap(model, sites)
+
+    # --- errors -------------------------------------------------------------------------
+
+    def error(self, message: str, line: int, hint: str | None = None, token: str | None = None):
+        text = self.spec.line_text(line)
+        column = None
+        if token is not None and token in text:
+            column = text.index(token)
+        elif text:
+            column = len(text) - len(text.lstrip())
+        return NbveneError(message, line=line, text=text or None, column=column, hint=hint)
+
+    def placed(self, e: NbveneError, line: int, token: str | None = None) -> NbveneError:
+        if e.line is not None:
+            return e
+        return self.error(e.message, line, e.hint, token)
+
+    # --- the whole plan -----------------------------------------------------------------
+
+    def plan(self) -> Plan:
+        spec = self.spec
+        if spec.base is None:
+            raise NbveneError(
+                "the spec has no base: statement",
+                hint='add a line such as: base: "The Eiffel Tower is located in the city of"',
+            )
+        if not spec.interventions:
+            raise NbveneError(
+                "the spec has no intervention",
+                hint="add e.g. 'patch: block_output layer=* pos=-1' or 'collect: ...'",
+            )
+        base = self.prompts(spec.base, spec.lines.get("base", 0))
+        batched = isinstance(spec.base, Batch) or self._is_list(spec.base)
+        source = self.sources(base)
+        corrupt = self.corruption(base)
+        ops, statements = self.statements(base, source)
+        collects = [s for s in statements if s.spec.verb == "collect"]
+        if len(collects) > 1:
+            raise self.error("more than one collect: statement", collects[1].spec.line)
+        metric = self.metric(source is not None)
+        if metric is None and not collects:
+            raise NbveneError(
+                "the spec has no metric: statement",
+                hint='add e.g. metric: p(" Paris")  or  metric: logit_diff(" Paris", " Rome")',
+            )
+        axes, values = self.grid(statements, base, batched)
+        rows = self.rows(statements, axes, values, base, source, corrupt)
+        return Plan(
+            spec=spec,
+            model=self.model,
+            sites=self.sites,
+            base=base,
+            source=source,
+            ops=ops,
+            axes=axes,
+            rows=rows,
+            metric=metric,
+            corrupt=corrupt,
+            collect=collects[0].op if collects else None,
+            pad_id=self._pad_id(),
+            batched=batched,
+        )
+
+    # --- prompts ------------------------------------------------------------------------
+
+    def _is_list(self, prompts) -> bool:
+        if not isinstance(prompts, Var):
+            return False
+        value = self.namespace.get(prompts.name)
+        return isinstance(value, list | tuple) or (
+            isinstance(value, torch.Tensor) and value.dim() == 2
+        )
+
+    def lookup(self, var: Var, line: int):
+        if var.name not in self.namespace:
+            raise self.error(
+                f"{{{var.name}}} is not defined",
+                line,
+                hint=f"pass namespace={{'{var.name}': ...}} to nv.run, or define it in the notebook",
+                token="{" + var.name + "}",
+            )
+        return self.namespace[var.name]
+
+    def prompts(self, prompts, line: int) -> list[Prompt]:
+        if isinstance(prompts, Batch):
+            return [p for item in prompts.items for p in self.prompts(item, line)]
+        if isinstance(prompts, Text):
+            return [self.prompt(prompts.value, line)]
+        value = self.lookup(prompts, line)
+        if isinstance(value, str):
+            return [self.prompt(value, line)]
+        if isinstance(value, torch.Tensor):
+            if value.dtype not in (torch.long, torch.int, torch.int32, torch.int64):
+                raise self.error(
+                    f"{{{prompts.name}}} must hold token ids (an integer tensor)", line
+                )
+            rows = value.unsqueeze(0) if value.dim() == 1 else value
+            return [from_ids(r, self.tokenizer) for r in rows]
+        if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
+            return [self.prompt(v, line) for v in value]
+        raise self.error(
+            f"{{{prompts.name}}} must be a prompt, a list of prompts or a tensor of token ids; "
+            f"got {type(value).__name__}",
+            line,
+        )
+
+    def prompt(self, text: str, line: int) -> Prompt:
+        try:
+            return tokenize(self.tokenizer, text)
+        except NbveneError as e:
+            raise self.placed(e, line) from None
+
+    def sources(self, base: list[Prompt]) -> list[Prompt] | None:
+        spec = self.spec
+        if spec.source is None:
+            return base if spec.corrupt is not None else None
+        if spec.corrupt is not None:
+            raise self.error(
+                "corrupt: and source: together",
+                spec.lines["source"],
+                hint="with corrupt:, the source is the clean base; drop the source: line",
+            )
+        source = self.prompts(spec.source, spec.lines["source"])
+        if len(source) not in (1, len(base)):
+            raise self.error(
+                f"{len(source)} source prompts for {len(base)} base prompts",
+                spec.lines["source"],
+                hint="give one source, or one per base prompt",
+            )
+        return source
+
+    def _pad_id(self) -> int:
+        tok = self.tokenizer
+        for name in ("pad_token_id", "eos_token_id", "unk_token_id"):
+            value = getattr(tok, name, None)
+            if isinstance(value, int):
+                return value
+        return 0
+
+    # --- corruption and metric -------------------------------------------------------------
+
+    def corruption(self, base: list[Prompt]) -> CorruptPlan | None:
+        c = self.spec.corrupt
+        if c is None:
+            return None
+        subject = c.subject.value if isinstance(c.subject, Text) else self.lookup(c.subject, c.line)
+        positions = []
+        for prompt in base:
+            found = prompt.find(subject)
+            if not found:
+                raise self.error(
+                    f"the subject {subject!r} is not in the prompt {prompt.text!r}",
+                    c.line,
+                    hint="the subject must be written exactly as in the base prompt",
+                    token=f'"{subject}"',
+                )
+            positions.append(tuple(found))
+        std = c.scale
+        if c.relative:
+            embeddings = self.model.get_input_embeddings()
+            std = c.scale * float(embeddings.weight.detach().float().std())
+        return CorruptPlan(std, tuple(positions), c.samples, c.seed)
+
+    def metric(self, has_source: bool) -> MetricPlan | None:
+        m = self.spec.metric
+        if m is None:
+            return None
+        ids = tuple(self.token_id(arg, m.line) for arg in m.args)
+        if m.normalized and not has_source:
+            raise self.error(
+                "normalized needs a clean run to compare with",
+                m.line,
+                hint="add a source: or a corrupt: line, or drop 'normalized'",
+                token="normalized",
+            )
+        if m.name == "kl" and not has_source:
+            raise self.error(
+                "kl compares with the clean run: the spec needs a source: or corrupt: line",
+                m.line,
+            )
+        return MetricPlan(m.name, ids, m.normalized)
+
+    def token_id(self, text: str, line: int) -> int:
+        if self.tokenizer is None:
+            raise self.error(f"the metric token {text!r} needs a tokenizer", line)
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        if len(ids) != 1:
+            pieces = [self.tokenizer.decode([i]) for i in ids]
+            raise self.error(
+                f"{text!r} is {len(ids)} tokens for this tokenizer: {pieces}",
+                line,
+                hint="the metric reads one next token; pick a word that is a single token, "
+                'often with a leading space, e.g. " Paris"',
+                token=f'"{text}"',
+            )
+        return ids[0]
+
+    # --- statements ----------------------------------------------------------------------
+
+    def statements(self, base, source) -> tuple[list[Op], list[_Statement]]:
+        ops, statements = [], []
+        for stmt in self.spec.interventions:
+            try:
+                component = self.sites.resolve(stmt.component)
+            except NbveneError as e:
+                raise self.placed(e, stmt.line, stmt.component) from None
+            op = self.op(stmt, base, source)
+            ops.append(op)
+            statements.append(
+                _Statement(stmt, len(ops) - 1, component, self.sites.heads(component))
+            )
+            self.check_axes(statements[-1])
+        return ops, statements
+
+    def op(self, stmt: Intervention, base, source) -> Op:
+        line = stmt.line
+        if stmt.via is not None:
+            value = self.lookup(stmt.via, line)
+            try:
+                module = iv.as_intervention(value)
+            except TypeError as e:
+                raise self.error(str(e), line, token="{" + stmt.via.name + "}") from None
+            needs = getattr(module, "needs_source", True) and source is not None
+            return Op(stmt.verb, module, "run" if needs else None, line)
+        if stmt.verb in ("add", "subtract") and stmt.by is not None:
+            vector = self.lookup(stmt.by.vector, line)
+            if not isinstance(vector, torch.Tensor):
+                raise self.error(
+                    f"{{{stmt.by.vector.name}}} must be a tensor, got {type(vector).__name__}",
+                    line,
+                )
+            module = _MODULES[stmt.verb]()
+            return Op(stmt.verb, module, "vector", line, vector=vector * stmt.by.scale)
+        if stmt.verb == "mean":
+            prompts = self.prompts(stmt.over, line) if stmt.over is not None else base
+            return Op("mean", iv.Interchange(), "mean", line, mean_prompts=tuple(prompts))
+        module = _MODULES[stmt.verb]()
+        if stmt.verb in ("patch", "restore", "add", "subtract") and source is None:
+            hint = (
+                'add a source: line (or corrupt: noise 3σ on "subject")'
+                if stmt.verb in ("patch", "restore")
+                else "add a source: line, or give a vector: by {vector}"
+            )
+            raise self.error(f"{stmt.verb}: needs a source", line, hint=hint, token=stmt.verb)
+        return Op(stmt.verb, module, "run" if module.needs_source else None, line)
+
+    def check_axes(self, s: _Statement) -> None:
+        stmt, line = s.spec, s.spec.line
+        if stmt.selector("head") is not None and s.heads is None:
+            raise self.error(
+                f"head= needs a head-level site, and {stmt.component!r} is not one",
+                line,
+                hint="use e.g. head_attention_value_output, head_query_output (or z, q, k, v)",
+                token="head=",
+            )
+        layered = self.sites.layered(s.component)
+        if layered and stmt.selector("layer") is None:
+            raise self.error(
+                f"{stmt.component} needs layer=",
+                line,
+                hint=f"add layer=* to sweep all {self.sites.n_layers} layers, or layer=3",
+            )
+        if not layered and stmt.selector("layer") is not None:
+            raise self.error(
+                f"{stmt.component!r} names one module already: drop layer=",
+                line,
+                token="layer=",
+            )
+        if stmt.window is not None and stmt.selector("layer") is None:
+            raise self.error("window= needs layer=", line, token="window=")
+        if stmt.verb == "collect" and stmt.window is not None:
+            raise self.error("collect: takes no window=", line, token="window=")
+
+    # --- the grid ------------------------------------------------------------------------
+
+    def grid(self, statements, base, batched) -> tuple[list[Axis], dict[str, list]]:
+        """Swept axes in the order layer, pos, head; values per axis (pos: per example)."""
+        axes, values = [], {}
+        if batched:
+            axes.append(Axis("example", tuple(range(len(base)))))
+        for axis in AXIS_ORDER:
+            swept = [(s, s.spec.selector(axis)) for s in statements]
+            swept = [(s, sel) for s, sel in swept if sel is not None and is_swept(sel)]
+            if not swept:
+                continue
+            first_stmt, first = swept[0]
+            for other_stmt, other in swept[1:]:
+                if other != first:
+                    raise self.error(
+                        f"two statements sweep {axis}= differently "
+                        f"({selector_text(first)} on line {first_stmt.spec.line}, "
+                        f"{selector_text(other)} here)",
+                        other_stmt.spec.line,
+                        hint=f"one {axis}= axis is shared by all statements that sweep it",
+                    )
+            if axis == "layer":
+                layers = [self.layer(v, s.spec) for s, _ in swept for v in self.ints(first, s)][
+                    : len(self.ints(first, swept[0][0]))
+                ]
+                values["layer"] = layers
+                axes.append(Axis("layer", tuple(layers)))
+            elif axis == "head":
+                heads = [self.head(h, s) for s, _ in swept for h in self.ints(first, s)]
+                heads = heads[: len(self.ints(first, swept[0][0]))]
+                values["head"] = heads
+                axes.append(Axis("head", tuple(heads)))
+            else:
+                per_example = self.swept_positions(first, base, first_stmt.spec)
+                values["pos"] = per_example
+                labels = tuple(base[0].tokens[p] for p in per_example[0])
+                axes.append(Axis("pos", labels))
+        return axes, values
+
+    def ints(self, selector, s: _Statement) -> list[int]:
+        """The integers a swept layer/head selector stands for."""
+        if isinstance(selector, All):
+            if s.spec.selector("layer") is selector:
+                return list(range(self.sites.n_layers))
+            return list(range(s.heads))
+        if isinstance(selector, Span):
+            if selector.stop < selector.start:
+                raise self.error(
+                    f"the range {selector.start}..{selector.stop} is empty",
+                    s.spec.line,
+                    hint="ranges include both ends and go upwards: 3..5 is 3, 4, 5",
+                    token=f"{selector.start}..{selector.stop}",
+                )
+            return list(range(selector.start, selector.stop + 1))
+        return list(selector.items)
+
+    def layer(self, value: int, stmt: Intervention) -> int:
+        n = self.sites.n_layers
+        if not -n <= value < n:
+            raise self.error(
+                f"layer {value} is out of range: the model has {n} layers (0..{n - 1})",
+                stmt.line,
+                hint=f"use layer=0..{n - 1} or layer=*",
+                token="layer=",
+            )
+        return value % n
+
+    def head(self, value: int, s: _Statement) -> int:
+        n = s.heads
+        if not -n <= value < n:
+            kind = (
+                "key/value heads"
+                if "key" in s.component.name
+                or ("value_output" in (s.component.name)
+                and "attention" not in s.component.name)
+                else "heads"
+            )
+            raise self.error(
+                f"head {value} is out of range: {s.spec.component} has {n} {kind} (0..{n - 1})",
+                s.spec.line,
+                hint=f"use head=0..{n - 1} or head=*",
+                token="head=",
+            )
+        return value % n
+
+    def swept_positions(self, selector, base: list[Prompt], stmt: Intervention):
+        """Per example, the positions a swept pos= selector stands for."""
+        if isinstance(selector, All):
+            lengths = {len(p) for p in base}
+            if len(lengths) > 1:
+                raise self.error(
+                    f"pos=* over prompts of different lengths ({sorted(lengths)} tokens)",
+                    stmt.line,
+                    hint="sweep positions on prompts of equal token length, or use pos=-3..-1",
+                    token="pos=",
+                )
+            return [list(range(len(p))) for p in base]
+        wanted = self.ints(selector, None) if isinstance(selector, Span) else selector.items
+        return [[self.position(Index(i), p, stmt) for i in wanted] for p in base]
+
+    def position(self, selector, prompt: Prompt, stmt: Intervention) -> int:
+        match selector:
+            case Last():
+                return len(prompt) - 1
+            case Index(value):
+                if not -len(prompt) <= value < len(prompt):
+                    raise self.error(
+                        f"pos={value} is past the prompt, which has {len(prompt)} tokens: "
+                        f"{list(prompt.tokens)}",
+                        stmt.line,
+                        hint=f"positions go from 0 to {len(prompt) - 1}, or -1 for the last",
+                        token="pos=",
+                    )
+                return value % len(prompt)
+        raise TypeError(selector)  # pragma: no cover
+
+    def fixed_positions(self, selector, prompt: Prompt, example: int, stmt: Intervention):
+        """The positions of a non-swept pos= selector (several for a token text)."""
+        match selector:
+            case None:
+                return list(range(len(prompt)))
+            case TokenText(text):
+                found = prompt.find(text)
+                if not found:
+                    raise self.error(
+                        f"{text!r} is not in the prompt; its tokens are {list(prompt.tokens)}",
+                        stmt.line,
+                        hint="write the text exactly as it appears in the prompt",
+                        token=f'"{text}"',
+                    )
+                return found
+            case SelectorVar(name):
+                value = self.lookup(Var(name), stmt.line)
+                if isinstance(value, int):
+                    value = [value]
+                if value and all(isinstance(v, list | tuple) for v in value):
+                    value = value[example]  # one list per example: ragged locations
+                return [self.position(Index(int(v)), prompt, stmt) for v in value]
+            case _:
+                return [self.position(selector, prompt, stmt)]
+
+    # --- rows ----------------------------------------------------------------------------
+
+    def rows(self, statements, axes, values, base, source, corrupt) -> list[Row]:
+        grid = [a for a in axes if a.name != "example"]
+        samples = corrupt.samples if corrupt is not None else 1
+        rows = []
+        for example, prompt in enumerate(base):
+            src = source[example if len(source) > 1 else 0] if source is not None else None
+            for cell in itertools.product(*(range(len(a.labels)) for a in grid)):
+                at = {a.name: i for a, i in zip(grid, cell, strict=True)}
+                units = tuple(
+                    u for s in statements for u in self.units(s, at, values, example, prompt, src)
+                )
+                full = (example, *cell) if axes and axes[0].name == "example" else cell
+                rows.extend(Row(example, full, units, k) for k in range(samples))
+        return rows
+
+    def units(self, s: _Statement, at, values, example, prompt, src) -> list[Unit]:
+        stmt = s.spec
+        layer_sel, pos_sel, head_sel = (stmt.selector(a) for a in AXIS_ORDER)
+        # layers
+        if layer_sel is None:
+            layers = [s.component.layer] if not s.component.raw else [None]
+        elif is_swept(layer_sel):
+            layers = [values["layer"][at["layer"]]]
+        else:
+            layers = [self.layer(self._single(layer_sel, stmt, "layer"), stmt)]
+        if stmt.window is not None:
+            n, w = self.sites.n_layers, stmt.window
+            # ROME's window: layers l - w//2 .. l + ceil(w/2) - 1, clipped to the model
+            layers = [k for c in layers for k in range(max(0, c - w // 2), min(n, c - (-w // 2)))]
+        # positions
+        if isinstance(pos_sel, Mapped):
+            base_pos = [self.fixed_positions(pos_sel.base, prompt, example, stmt)[-1]]
+            source_pos = [self.fixed_positions(pos_sel.source, src, example, stmt)[-1]]
+        else:
+            if pos_sel is not None and is_swept(pos_sel):
+                base_pos = [values["pos"][example][at["pos"]]]
+            else:
+                base_pos = self.fixed_positions(pos_sel, prompt, example, stmt)
+            source_pos = self.aligned(base_pos, prompt, src, stmt) if src is not None else base_pos
+        # head
+        if head_sel is None:
+            head = None
+        elif is_swept(head_sel):
+            head = values["head"][at["head"]]
+        else:
+            head = self.head(self._single(head_sel, stmt, "head"), s)
+        return [
+            Unit(
+                s.op, self.sites.site(s.component, layer), tuple(base_pos), tuple(source_pos), head
+            )
+            for layer in layers
+        ]
+
+    def _single(self, selector, stmt: Intervention, axis: str) -> int:
+        if isinstance(selector, Index):
+            return selector.value
+        if isinstance(selector, SelectorVar):
+            value = self.lookup(Var(selector.name), stmt.line)
+            if isinstance(value, int):
+                return value
+        raise self.error(
+            f"{axis}={selector_text(selector)} is not a single {axis}",
+            stmt.line,
+            hint=f"use an integer, or a sweep such as {axis}=* or {axis}=[1, 2]",
+            token=f"{axis}=",
+        )
+
+    def aligned(self, base_pos, prompt: Prompt, src: Prompt, stmt: Intervention) -> list[int]:
+        """Source positions for base positions, aligned from the end of the prompts."""
+        shift = len(src) - len(prompt)
+        out = [p + shift for p in base_pos]
+        if any(not 0 <= p < len(src) for p in out):
+            raise self.error(
+                f"base ({len(prompt)} tokens) and source ({len(src)} tokens) differ in length, "
+                "and aligning them from the end leaves some positions without a source",
+                stmt.line,
+                hint="map positions explicitly with pos=a->b (base a takes source b)",
+                token="pos=" if stmt.selector("pos") is not None else None,
+            )
+        return out
