@@ -145,7 +145,7 @@ class _Resolver:
             raise self.error(
                 f"{{{var.name}}} is not defined",
                 line,
-                hint=f"pass namespace={{'{var.name}': ...}} to nv.run, or define it in the notebook",
+                hint=f"pass namespace={{'{var.name}': ...}} to nv.run, or define it in a notebook",
                 token="{" + var.name + "}",
             )
         return self.namespace[var.name]
