@@ -1,0 +1,100 @@
+"""Every bad input raises one NbveneError that names the spec line, quotes it, and says what to
+do — before anything runs."""
+
+import pytest
+
+import nbvene as nv
+
+BASE = 'base: "The Colosseum is located in the city of"\n'
+SOURCE = 'source: "The Eiffel Tower is located in the city of"\n'
+METRIC = 'metric: logit_diff(" Paris", " Rome")\n'
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return nv.models.tiny("llama")
+
+
+def error(spec: str, llama, **kwargs) -> nv.NbveneError:
+    model, tok = llama
+    with pytest.raises(nv.NbveneError) as info:
+        nv.run(spec, model=model, tokenizer=tok, **kwargs)
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "message", "hint"),
+    [
+        ("patch: blok_output layer=0\n", 3, "unknown component 'blok_output'", "block_output"),
+        ("patch: resid_psot layer=0\n", 3, "unknown component", "resid_post"),
+        (
+            "patch: block_output layer=7\n",
+            3,
+            "layer 7 is out of range: the model has 2 layers",
+            "layer=0..1",
+        ),
+        ("patch: block_output layer=0..9\n", 3, "layer 2 is out of range", None),
+        (
+            "patch: head_key_output layer=0 head=3\n",
+            3,
+            "head 3 is out of range: head_key_output has 2 key/value heads",
+            "head=0..1",
+        ),
+        ("patch: head_query_output layer=0 head=4\n", 3, "has 4 heads", None),
+        ("patch: block_output layer=0 head=1\n", 3, "head= needs a head-level site", "z, q"),
+        ("patch: block_output layer=0 pos=40\n", 3, "pos=40 is past the prompt", "-1"),
+        ('patch: block_output layer=0 pos="Eiffel"\n', 3, "'Eiffel' is not in the prompt", None),
+        ("patch: block_output pos=-1\n", 3, "block_output needs layer=", "layer=*"),
+        ("patch: blocks.1.hook_resid_pre layer=0\n", 3, "drop layer=", None),
+        (
+            "patch: model.layers[0].mlpp.output\n",
+            3,
+            "has no module 'model.layers.0.mlpp'",
+            "model.layers.0.mlp",
+        ),
+        ("patch: block_output layer=2..1\n", 3, "the range 2..1 is empty", "3, 4, 5"),
+    ],
+)
+def test_site_and_selector_errors(llama, body, line, message, hint):
+    e = error(BASE + SOURCE + body + METRIC, llama)
+    assert message in e.message
+    assert e.line == line
+    assert e.text == body.rstrip("\n")
+    if hint:
+        assert hint in e.hint
+
+
+def test_metric_token_must_be_one_token(llama):
+    e = error(BASE + SOURCE + 'patch: block_output layer=0\nmetric: p(" Pariser Platz")', llama)
+    assert e.line == 4 and "tokens for this tokenizer" in e.message
+    assert e.column == e.text.index('"')
+
+
+def test_source_batch_must_match_base(llama):
+    spec = 'base: ["a b", "c d", "e f"]\nsource: ["a b", "c d"]\npatch: block_output layer=0\n'
+    e = error(spec + METRIC, llama)
+    assert e.line == 2 and "2 source prompts for 3 base prompts" in e.message
+
+
+def test_undefined_variable(llama):
+    e = error("base: {prompts}\n" + SOURCE + "patch: block_output layer=0\n" + METRIC, llama)
+    assert e.line == 1 and "{prompts} is not defined" in e.message and "namespace" in e.hint
+
+
+def test_lengths_that_cannot_align(llama):
+    short = 'base: "The Eiffel Tower is located in the city of"\nsource: "Rome"\n'
+    e = error(short + "patch: block_output layer=0\n" + METRIC, llama)
+    assert e.line == 3 and "differ in length" in e.message and "pos=a->b" in e.hint
+
+
+def test_missing_pieces(llama):
+    assert "no metric" in error(BASE + SOURCE + "patch: block_output layer=0", llama).message
+    assert "needs a source" in error(BASE + "patch: block_output layer=0\n" + METRIC, llama).message
+    e = error(BASE + 'zero: block_output layer=0\nmetric: p(" Paris") normalized', llama)
+    assert e.line == 3 and "normalized needs a clean run" in e.message
+    assert "no base" in error(SOURCE + "patch: block_output layer=0\n" + METRIC, llama).message
+
+
+def test_not_a_model():
+    with pytest.raises(nv.NbveneError, match="must be a torch.nn.Module"):
+        nv.run(BASE, model="gpt2")
