@@ -96,5 +96,5 @@ def test_missing_pieces(llama):
 
 
 def test_not_a_model():
-    with pytest.raises(nv.NbveneError, match="must be a torch.nn.Module"):
+    with pytest.raises(nv.NbveneError, match=r"must be a torch\.nn\.Module"):
         nv.run(BASE, model="gpt2")
