@@ -11,6 +11,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from nbvene.engine.attention import on_weights
+
 Edit = Callable[[torch.Tensor], torch.Tensor | None]
 """Sees the tensor at a site; returns a replacement, or None to leave it as it is."""
 
@@ -25,11 +27,14 @@ class Hooks:
 
     def __init__(self, model: nn.Module):
         self.model = model
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._handles: list[torch.utils.hooks.RemovableHandle | Callable[[], None]] = []
 
     def on(self, module: str | nn.Module, io: str, edit: Edit) -> None:
+        """Edit `module`'s "input", "output", or attention "weights" (its probabilities)."""
         target = self.model.get_submodule(module) if isinstance(module, str) else module
-        if io == "output":
+        if io == "weights":
+            handle = on_weights(self.model, target, edit)
+        elif io == "output":
             handle = target.register_forward_hook(_output_hook(edit))
         else:
             handle = target.register_forward_pre_hook(_input_hook(edit), with_kwargs=True)
@@ -37,7 +42,8 @@ class Hooks:
 
     def remove(self) -> None:
         while self._handles:
-            self._handles.pop().remove()
+            handle = self._handles.pop()
+            handle() if callable(handle) else handle.remove()
 
     def __enter__(self) -> Hooks:
         return self

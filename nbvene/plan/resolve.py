@@ -414,8 +414,7 @@ class _Resolver:
             kind = (
                 "key/value heads"
                 if "key" in s.component.name
-                or ("value_output" in (s.component.name)
-                and "attention" not in s.component.name)
+                or ("value_output" in (s.component.name) and "attention" not in s.component.name)
                 else "heads"
             )
             raise self.error(
@@ -523,6 +522,13 @@ class _Resolver:
             else:
                 base_pos = self.fixed_positions(pos_sel, prompt, example, stmt)
             source_pos = self.aligned(base_pos, prompt, src, stmt) if src is not None else base_pos
+        if src is not None and len(src) != len(prompt) and s.component.name == "attention_weight":
+            raise self.error(
+                f"attention_weight rows have one entry per key, and base ({len(prompt)} tokens) "
+                f"and source ({len(src)} tokens) differ in length",
+                stmt.line,
+                hint="patch attention weights between prompts of equal token length",
+            )
         # head
         if head_sel is None:
             head = None

@@ -48,6 +48,11 @@ def _first(config, *names, default=None):
     return default
 
 
+def _weights(attn: str, s: Shape) -> dict[str, Part]:
+    """Attention probabilities of the module that calls transformers' attention interface."""
+    return {"attention_weight": Part(attn, "weights", View(heads=s.heads, by_head=True))}
+
+
 def _attention(attn: str, q: str, k: str, v: str, o: str, s: Shape) -> dict[str, Part]:
     """Parts of an attention module with separate q/k/v projections."""
     return {
@@ -137,7 +142,8 @@ class Llama(Family):
             "self_attn", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
             "self_attn.o_proj", s,
         )  # fmt: skip
-        return {**BLOCK, "resid_mid": mid, **attention, **_mlp("mlp", "mlp.down_proj")}
+        weights = _weights("self_attn", s)
+        return {**BLOCK, "resid_mid": mid, **attention, **weights, **_mlp("mlp", "mlp.down_proj")}
 
 
 class Phi3(Family):
@@ -156,7 +162,8 @@ class Phi3(Family):
         )
         attention = _fused_attention("self_attn", "self_attn.qkv_proj", "self_attn.o_proj", views)
         mid = {"resid_mid": Part("post_attention_layernorm", "input")}
-        return {**BLOCK, **mid, **attention, **_mlp("mlp", "mlp.down_proj")}
+        weights = _weights("self_attn", s)
+        return {**BLOCK, **mid, **attention, **weights, **_mlp("mlp", "mlp.down_proj")}
 
 
 class GPT2(Family):
@@ -170,7 +177,8 @@ class GPT2(Family):
         views = tuple(View(i * d, (i + 1) * d, s.heads, True) for i in range(3))
         attention = _fused_attention("attn", "attn.c_attn", "attn.c_proj", views)
         mid = {"resid_mid": Part("ln_2", "input")}
-        return {**BLOCK, **mid, **attention, **_mlp("mlp", "mlp.c_proj")}
+        weights = _weights("attn", s)
+        return {**BLOCK, **mid, **attention, **weights, **_mlp("mlp", "mlp.c_proj")}
 
 
 class GPTNeoX(Family):
@@ -184,7 +192,8 @@ class GPTNeoX(Family):
         attention = _fused_attention(
             "attention", "attention.query_key_value", "attention.dense", views
         )
-        parts = {**BLOCK, **attention, **_mlp("mlp", "mlp.dense_4h_to_h")}
+        weights = _weights("attention", s)
+        parts = {**BLOCK, **attention, **weights, **_mlp("mlp", "mlp.dense_4h_to_h")}
         if not getattr(config, "use_parallel_residual", True):
             parts["resid_mid"] = Part("post_attention_layernorm", "input")
         return parts
@@ -235,7 +244,7 @@ class OPT(Family):
             "mlp_output": Part("fc2", "output"),
         }
         mid = {"resid_mid": Part("final_layer_norm", "input")}
-        return {**BLOCK, **mid, **attention, **mlp}
+        return {**BLOCK, **mid, **attention, **_weights("self_attn", s), **mlp}
 
 
 class BERT(Family):
@@ -259,7 +268,8 @@ class BERT(Family):
             "mlp_activation": Part("intermediate", "output"),
             "mlp_output": Part("output", "output"),
         }
-        return {**BLOCK, "resid_mid": Part("attention", "output"), **attention, **mlp}
+        weights = _weights("attention.self", s)
+        return {**BLOCK, "resid_mid": Part("attention", "output"), **attention, **weights, **mlp}
 
 
 FAMILIES: tuple[Family, ...] = (

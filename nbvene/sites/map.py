@@ -118,6 +118,11 @@ class SiteMap:
         return view.heads if view.by_head else None
 
     def _unavailable_hint(self, name: str) -> str:
+        if name == "attention_weight":
+            return (
+                "this family computes attention without transformers' attention interface, "
+                "so its probabilities cannot be reached; patch head_value_output or z instead"
+            )
         if name == "resid_mid":
             return "this model's blocks add attention and MLP in parallel: there is no resid_mid"
         if isinstance(self.family, Discovered):
