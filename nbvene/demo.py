@@ -36,18 +36,16 @@ def main(argv: list[str] | None = None) -> None:
 
     start = time.perf_counter()
     res = nv.run(TRACE, model=model, tokenizer=tok, progress=progress)
-    print(
-        f"\ncausal trace: {len(res.values.reshape(-1))} cells in {time.perf_counter() - start:.1f} s"
-    )
+    seconds = time.perf_counter() - start
+    print(f"\ncausal trace: {res.values.numel()} cells in {seconds:.1f} s")
     print(res.spec_text, end="\n\n")
     print(f"p(' Paris'): clean {float(res.clean):.3f}, corrupted {float(res.corrupted):.3f}")
     print(res)
     peak = res.values.argmax()
     layer, pos = divmod(int(peak), res.values.shape[1])
     token = res.axes[1].labels[pos]
-    print(
-        f"strongest restore: layer {layer}, token {pos} {token!r}: p = {float(res.values.max()):.3f}"
-    )
+    best = float(res.values.max())
+    print(f"strongest restore: layer {layer}, token {pos} {token!r}: p = {best:.3f}")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
