@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 from nbvene import interventions, models
 from nbvene.api import plan, run
-from nbvene.errors import NbveneError
+from nbvene.errors import NbveneError, SweepInterrupted
 from nbvene.results import Result
 from nbvene.sites import SiteMap
 from nbvene.spec import Spec, parse
@@ -20,6 +20,7 @@ __all__ = [
     "Result",
     "SiteMap",
     "Spec",
+    "SweepInterrupted",
     "__version__",
     "interventions",
     "models",

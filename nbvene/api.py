@@ -8,8 +8,9 @@ import torch
 import transformers
 from torch import nn
 
-from nbvene.engine.run import Progress, device_of, execute
-from nbvene.errors import NbveneError
+from nbvene.engine.memory import rows_within
+from nbvene.engine.run import Interrupted, Progress, device_of, execute
+from nbvene.errors import NbveneError, SweepInterrupted
 from nbvene.plan import Plan, resolve
 from nbvene.results import Axis, Result
 from nbvene.sites import SiteMap
@@ -41,8 +42,10 @@ def run(
     tokenizer=None,
     namespace: Mapping | None = None,
     sites: Mapping[str, str] | SiteMap | None = None,
-    max_batch: int = 32,
+    max_batch: int = 64,
+    max_memory: int | str | None = None,
     progress: Progress | None = None,
+    start_at_layer: bool = True,
 ) -> Result:
     """Run a spec on a model and return a labelled `Result`.
 
@@ -57,12 +60,41 @@ def run(
 
     `namespace` supplies `{name}` values (prompts, lists of prompts, vectors, callables);
     `sites` maps component names to module paths for models nbvene has no adapter for.
+
+    A sweep runs `max_batch` grid cells per forward pass (fewer if `max_memory`, bytes or
+    "2GB", says so; halved on out-of-memory). `progress(done, total)` is called after each
+    forward pass; without it, long sweeps show a progress bar. With `start_at_layer`, a cell
+    patched at layer l reuses the unpatched run below l (Llama-family, GPT-2, GPT-NeoX).
+    Interrupting raises `nv.SweepInterrupted`, whose `.result` holds the finished cells.
     """
     p = plan(spec, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
     if max_batch < 1:
         raise NbveneError(f"max_batch must be at least 1, got {max_batch}")
-    outcome = execute(p, max_batch=max_batch, progress=progress)
+    if max_memory is not None:
+        max_batch = min(max_batch, rows_within(p, max_memory))
+    bar = None
+    if progress is None and len(p.rows) > 4 * max_batch:
+        bar = progress = _bar(len(p.rows))
+    try:
+        outcome = execute(p, max_batch=max_batch, progress=progress, start_at_layer=start_at_layer)
+    except Interrupted as stop:
+        raise SweepInterrupted(_result(p, stop.outcome)) from None
+    finally:
+        if bar is not None:
+            bar.close()
     return _result(p, outcome)
+
+
+def _bar(total: int):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, unit="cell", desc="nbvene", leave=False)
+
+    def update(done: int, _total: int) -> None:
+        bar.update(done - bar.n)
+
+    update.close = bar.close
+    return update
 
 
 def _result(p: Plan, outcome) -> Result:

@@ -52,3 +52,12 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     if not close:
         return None
     return "did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep stopped by KeyboardInterrupt; `.result` holds what was measured (cells not run
+    are NaN). The model is clean: no hooks left, weights unchanged."""
+
+    def __init__(self, result):
+        super().__init__("sweep interrupted: the partial result is in .result")
+        self.result = result

@@ -40,6 +40,12 @@ class Hooks:
             handle = target.register_forward_pre_hook(_input_hook(edit), with_kwargs=True)
         self._handles.append(handle)
 
+    def on_call(self, module: nn.Module, see) -> None:
+        """Call `see(args, kwargs)` with everything `module` is called with; change nothing."""
+        self._handles.append(
+            module.register_forward_pre_hook(lambda m, a, k: see(a, k), with_kwargs=True)
+        )
+
     def remove(self) -> None:
         while self._handles:
             handle = self._handles.pop()

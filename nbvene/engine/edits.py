@@ -1,0 +1,121 @@
+"""The edits hooks apply: each gathers the units of the rows it serves, runs the op, and puts
+the result back — one vectorised gather and scatter per (site, op) and forward pass."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+
+from nbvene.plan.plan import Op, Plan, Row, Unit
+from nbvene.sites import Site
+
+
+class Sources:
+    """Activations the ops read: the source run's cache, vectors, and means, on the device."""
+
+    def __init__(self, plan: Plan, device: torch.device):
+        self.plan, self.device = plan, device
+        self.cache: dict[Site, torch.Tensor] = {}
+        self.means: dict[tuple[int, Site], torch.Tensor] = {}
+
+    def gather(self, op_index: int, site: Site, src_row, src_pos, head) -> torch.Tensor | None:
+        op: Op = self.plan.ops[op_index]
+        if op.source == "run":
+            cached = self.cache[site]
+            index = [torch.tensor(src_row), torch.tensor(src_pos)]
+            if head[0] is not None:
+                index.append(torch.tensor(head))
+            return cached[tuple(i.to(cached.device) for i in index)]
+        if op.source == "vector":
+            return op.vector.to(self.device)
+        if op.source == "mean":
+            mean = self.means[op_index, site]
+            return mean[torch.tensor(head, device=self.device)] if head[0] is not None else mean
+        return None
+
+
+def group_units(rows: list[Row]) -> dict[tuple[Site, int], list[tuple[int, Unit]]]:
+    """The units of a chunk, grouped by (site, op): one hook each."""
+    groups: dict[tuple[Site, int], list[tuple[int, Unit]]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        for unit in row.units:
+            groups[unit.site, unit.op].append((i, unit))
+    return groups
+
+
+def unit_edit(plan: Plan, sources: Sources, site: Site, op_index: int, members, rows, shape,
+              found: dict | None = None):  # fmt: skip
+    """The edit for one (site, op) in one forward pass of `rows` (ids of `shape`)."""
+    op, device = plan.ops[op_index], sources.device
+    row_idx, pos, head, src_row, src_pos = [], [], [], [], []
+    for i, unit in members:
+        for b, s in zip(unit.base_pos, unit.source_pos, strict=True):
+            row_idx.append(i)
+            pos.append(b)
+            head.append(unit.head)
+            src_row.append(plan.source_example(rows[i].example))
+            src_pos.append(s)
+    index = [torch.tensor(row_idx, device=device), torch.tensor(pos, device=device)]
+    if head[0] is not None:
+        index.append(torch.tensor(head, device=device))
+    index = tuple(index)
+    source = sources.gather(op_index, site, src_row, src_pos, head)
+
+    def edit(raw: torch.Tensor) -> torch.Tensor | None:
+        x = _unflatten(raw, shape)
+        units = site.view.read(x)
+        chosen = units[index]
+        if found is not None and op.verb == "collect":
+            for i in set(row_idx):
+                found[i] = chosen[[k for k, r in enumerate(row_idx) if r == i]]
+            return None
+        base = chosen.flatten(1)
+        new = op.module(base, None if source is None else _like(source, base))
+        units = units.index_put(index, new.reshape(chosen.shape).to(units.dtype))
+        out = site.view.write(x, units)
+        return out.flatten(0, 1) if out.shape != raw.shape else out
+
+    return edit
+
+
+def _like(source: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """The source shaped as the (n, d) base units: per unit, or one vector for all."""
+    source = source.to(base.device, base.dtype)
+    if source.numel() == base.shape[1]:
+        return source.reshape(1, -1).expand_as(base)
+    return source.reshape(base.shape)
+
+
+def _unflatten(raw: torch.Tensor, shape) -> torch.Tensor:
+    """Some modules see (batch·seq, d) (OPT's MLP): give them back their (batch, seq) axes."""
+    if raw.dim() == 2 and raw.shape[0] == shape[0] * shape[1]:
+        return raw.unflatten(0, tuple(shape))
+    return raw
+
+
+def store_edit(site: Site, stored: dict, shape):
+    """An edit that keeps the site's units (detached) and changes nothing."""
+
+    def edit(raw: torch.Tensor) -> None:
+        stored[site] = site.view.read(_unflatten(raw, shape)).detach()
+
+    return edit
+
+
+def noise_edit(plan: Plan, rows: list[Row], noise, device):
+    """ROME's corruption: add each row's noise draw to its subject's token embeddings."""
+    positions = plan.corrupt.positions
+    row_idx, pos, values = [], [], []
+    for i, row in enumerate(rows):
+        for k, p in enumerate(positions[row.example]):
+            row_idx.append(i)
+            pos.append(p)
+            values.append(noise[row.example, row.sample][k])
+    index = (torch.tensor(row_idx, device=device), torch.tensor(pos, device=device))
+    added = torch.stack(values).to(device)
+
+    def edit(embeds: torch.Tensor) -> torch.Tensor:
+        return embeds.index_put(index, added.to(embeds.dtype), accumulate=True)
+
+    return edit

@@ -1,0 +1,93 @@
+"""Start at the patched layer: a row patched at layer l is identical to the corrupted run below
+l, so its forward pass starts from that run's hidden state at block l's input.
+
+The corrupted run records what the model passed to each block (hidden state, mask, position
+embeddings, …); the tail calls blocks l.. with those, then the final norm and the LM head.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nbvene.engine.hooks import Hooks
+from nbvene.sites import SiteMap
+
+# Families whose model forward is: embeddings → blocks(hidden, **same kwargs) → norm → head.
+FINAL_NORM = {"llama": "model.norm", "phi3": "model.norm", "gpt2": "transformer.ln_f",
+              "gpt_neox": "gpt_neox.final_layer_norm"}  # fmt: skip
+
+
+class Tail:
+    """Recorded block inputs of the corrupted run, and forward passes that start from them."""
+
+    def __init__(self, model: nn.Module, sites: SiteMap):
+        self.model = model
+        self.blocks = model.get_submodule(sites.family.blocks)
+        self.norm = model.get_submodule(FINAL_NORM[sites.family.name])
+        self.head = model.get_output_embeddings()
+        self.softcap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
+        self.inputs: dict[int, tuple[torch.Tensor, tuple, dict]] = {}
+
+    @staticmethod
+    def supports(model: nn.Module, sites: SiteMap) -> bool:
+        family = sites.family
+        return (
+            family is not None
+            and family.name in FINAL_NORM
+            and hasattr(model, "get_output_embeddings")
+            and model.get_output_embeddings() is not None
+        )
+
+    def record(self, hooks: Hooks, layers: set[int]) -> None:
+        """Keep the inputs of blocks `layers` during the next forward pass (under `hooks`)."""
+        for layer in layers:
+            hooks.on_call(self.blocks[layer], self._keeper(layer))
+
+    def _keeper(self, layer: int):
+        def keep(args, kwargs):
+            if args:
+                self.inputs[layer] = (args[0].detach(), args[1:], kwargs)
+            else:
+                rest = {k: v for k, v in kwargs.items() if k != "hidden_states"}
+                self.inputs[layer] = (kwargs["hidden_states"].detach(), (), rest)
+
+        return keep
+
+    def forward(self, start: int, base_rows: list[int], read: torch.Tensor) -> torch.Tensor:
+        """Logits at `read` positions for rows that start at block `start`; `base_rows` index
+        each row's corrupted run among the recorded batch."""
+        hidden, args, kwargs = self.inputs[start]
+        recorded = hidden.shape[0]
+        pick = torch.tensor(base_rows, device=hidden.device)
+        hidden = hidden[pick]
+        args = _pick(args, pick, recorded)
+        kwargs = {k: _pick(v, pick, recorded) for k, v in kwargs.items()}
+        for block in self.blocks[start:]:
+            out = block(hidden, *args, **kwargs)
+            hidden = out if isinstance(out, torch.Tensor) else out[0]
+        hidden = hidden[torch.arange(len(base_rows), device=hidden.device), read]
+        logits = self.head(self.norm(hidden))
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+
+def _pick(value, rows: torch.Tensor, recorded: int):
+    """Index the batch axis of recorded tensors (masks, position embeddings) by row; tensors with
+    a batch axis of 1 broadcast as they are."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() > 0 and value.shape[0] == recorded and recorded > 1:
+            return value[rows]
+        return value
+    if isinstance(value, tuple):
+        return tuple(_pick(v, rows, recorded) for v in value)
+    return value
+
+
+def start_layer(row) -> int:
+    """The first block a row's units touch (0 when a unit sits outside the blocks)."""
+    layers = [u.site.layer for u in row.units]
+    if not layers or any(layer is None for layer in layers):
+        return 0
+    return min(layers)
