@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from nbvene.engine.attention import on_weights
+from nbvene.sites import Site
 
 Edit = Callable[[torch.Tensor], torch.Tensor | None]
 """Sees the tensor at a site; returns a replacement, or None to leave it as it is."""
@@ -20,7 +21,7 @@ Edit = Callable[[torch.Tensor], torch.Tensor | None]
 class Hooks:
     """Register edits on modules' inputs or outputs for the length of a `with` block.
 
-    >>> with Hooks(model) as hooks:
+    >>> with Hooks(model) as hooks:  # doctest: +SKIP
     ...     hooks.on("model.layers.3", "output", lambda h: h * 0)
     ...     model(ids)
     """
@@ -39,6 +40,28 @@ class Hooks:
         else:
             handle = target.register_forward_pre_hook(_input_hook(edit), with_kwargs=True)
         self._handles.append(handle)
+
+    def at(self, site: Site, edit: Edit) -> None:
+        """Edit a site's tensor, wherever the site lives."""
+        if site.residual is not None:
+            self.on_sum(site.residual, site.module, edit)
+        else:
+            self.on(site.module, site.io, edit)
+
+    def on_sum(self, residual: str, module: str, edit: Edit) -> None:
+        """Edit the sum of `residual`'s input and `module`'s output, as the block adds them:
+        the output is replaced by the edited sum minus the residual."""
+        seen: list[torch.Tensor] = []
+
+        def keep(args, kwargs):
+            seen[:] = [args[0] if args else kwargs["hidden_states"]]
+
+        def edit_sum(output: torch.Tensor) -> torch.Tensor | None:
+            new = edit(seen[0] + output)
+            return None if new is None else new - seen[0]
+
+        self.on_call(self.model.get_submodule(residual), keep)
+        self.on(module, "output", edit_sum)
 
     def on_call(self, module: nn.Module, see) -> None:
         """Call `see(args, kwargs)` with everything `module` is called with; change nothing."""

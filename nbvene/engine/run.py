@@ -161,7 +161,7 @@ class _Runner:
         with Hooks(self.model) as hooks:
             shape = (len(rows), max(len(p) for p in plan.source))
             for site in sites:
-                hooks.on(site.module, site.io, store_edit(site, self.sources.cache, shape))
+                hooks.at(site, store_edit(site, self.sources.cache, shape))
             return self.logits(hooks, rows, plan.source, noisy=False)
 
     def mean_runs(self) -> None:
@@ -175,7 +175,7 @@ class _Runner:
             acts: dict = {}
             with Hooks(self.model) as hooks:
                 for site in sites:
-                    hooks.on(site.module, site.io, store_edit(site, acts, ids.shape))
+                    hooks.at(site, store_edit(site, acts, ids.shape))
                 self.model(input_ids=ids, attention_mask=mask, **self.extra)
             for site, act in acts.items():
                 self.sources.means[index, site] = act[mask.bool()].mean(dim=0)
@@ -200,7 +200,7 @@ class _Runner:
         with Hooks(self.model) as hooks:
             for (site, op), members in group_units(rows).items():
                 edit = unit_edit(plan, self.sources, site, op, members, rows, shape, found)
-                hooks.on(site.module, site.io, edit)
+                hooks.at(site, edit)
             start = min(start_layer(r) for r in rows) if self.tail is not None else 0
             if plan.collect is not None:
                 self.run_rows(hooks, rows, chosen)

@@ -15,11 +15,20 @@ from nbvene.sites.view import WHOLE, View
 
 @dataclass(frozen=True)
 class Part:
-    """A component's place inside one block: a module path below the block, a hook kind, a view."""
+    """A component's place inside one block: a module path below the block, a hook kind, a view.
+
+    With io "residual", the component is the module's output added to the block's input: the
+    residual stream after attention (`resid_mid`), which no single module's input or output
+    carries (the block adds it back from a variable, past the hooks).
+    """
 
     path: str
     io: str
     view: View = WHOLE
+
+
+def _mid(attention_out: str) -> dict[str, Part]:
+    return {"resid_mid": Part(attention_out, "residual")}
 
 
 @dataclass(frozen=True)
@@ -133,11 +142,9 @@ class Llama(Family):
     probe = ("self_attn.q_proj", "self_attn.o_proj", "mlp.down_proj")
 
     def parts(self, config, s):
-        mid = {  # the residual stream between attention and MLP, as the next norm reads it
-            "gemma2": Part("pre_feedforward_layernorm", "input"),
-            "gemma3_text": Part("pre_feedforward_layernorm", "input"),
-            "olmo2": Part("mlp", "input"),
-        }.get(config.model_type, Part("post_attention_layernorm", "input"))
+        # Gemma 2/3 and OLMo 2 normalise the attention output before adding it
+        post_norm = config.model_type in ("gemma2", "gemma3_text", "olmo2")
+        mid = _mid("post_attention_layernorm" if post_norm else "self_attn")["resid_mid"]
         attention = _attention(
             "self_attn", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
             "self_attn.o_proj", s,
@@ -161,7 +168,7 @@ class Phi3(Family):
             View(k_end, k_end + s.kv_heads * s.head_dim, s.kv_heads, True),
         )
         attention = _fused_attention("self_attn", "self_attn.qkv_proj", "self_attn.o_proj", views)
-        mid = {"resid_mid": Part("post_attention_layernorm", "input")}
+        mid = _mid("self_attn")
         weights = _weights("self_attn", s)
         return {**BLOCK, **mid, **attention, **weights, **_mlp("mlp", "mlp.down_proj")}
 
@@ -176,7 +183,7 @@ class GPT2(Family):
         d = s.hidden
         views = tuple(View(i * d, (i + 1) * d, s.heads, True) for i in range(3))
         attention = _fused_attention("attn", "attn.c_attn", "attn.c_proj", views)
-        mid = {"resid_mid": Part("ln_2", "input")}
+        mid = _mid("attn")
         weights = _weights("attn", s)
         return {**BLOCK, **mid, **attention, **weights, **_mlp("mlp", "mlp.c_proj")}
 
@@ -195,7 +202,7 @@ class GPTNeoX(Family):
         weights = _weights("attention", s)
         parts = {**BLOCK, **attention, **weights, **_mlp("mlp", "mlp.dense_4h_to_h")}
         if not getattr(config, "use_parallel_residual", True):
-            parts["resid_mid"] = Part("post_attention_layernorm", "input")
+            parts.update(_mid("attention"))
         return parts
 
 
@@ -210,8 +217,7 @@ class GPTNeo(Family):
         attention = _attention(
             "attn", f"{a}.q_proj", f"{a}.k_proj", f"{a}.v_proj", f"{a}.out_proj", s
         )
-        mid = {"resid_mid": Part("ln_2", "input")}
-        return {**BLOCK, **mid, **attention, **_mlp("mlp", "mlp.c_proj")}
+        return {**BLOCK, **_mid("attn"), **attention, **_mlp("mlp", "mlp.c_proj")}
 
 
 class GPTJ(Family):
@@ -243,8 +249,7 @@ class OPT(Family):
             "mlp_activation": Part("fc2", "input"),
             "mlp_output": Part("fc2", "output"),
         }
-        mid = {"resid_mid": Part("final_layer_norm", "input")}
-        return {**BLOCK, **mid, **attention, **_weights("self_attn", s), **mlp}
+        return {**BLOCK, **_mid("self_attn"), **attention, **_weights("self_attn", s), **mlp}
 
 
 class BERT(Family):

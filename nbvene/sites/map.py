@@ -22,6 +22,8 @@ class Site:
     module: str
     io: str
     view: View = WHOLE
+    residual: str | None = None
+    """A module whose input the block adds to this site's output (then the site is the sum)."""
 
     @property
     def heads(self) -> int | None:
@@ -107,7 +109,10 @@ class SiteMap:
             return Site(c.name, layer, module, c.io)
         layer = c.layer if c.layer is not None else layer
         part = self.parts[c.name]
-        module = f"{self.family.blocks}.{layer}" + (f".{part.path}" if part.path else "")
+        block = f"{self.family.blocks}.{layer}"
+        module = f"{block}.{part.path}" if part.path else block
+        if part.io == "residual":  # the module's output plus the block's input
+            return Site(c.name, layer, module, "output", part.view, residual=block)
         return Site(c.name, layer, module, part.io, part.view)
 
     def heads(self, c: Component) -> int | None:
