@@ -14,6 +14,7 @@ from nbvene.errors import NbveneError, SweepInterrupted
 from nbvene.results import Result
 from nbvene.sites import SiteMap
 from nbvene.spec import Spec, parse
+from nbvene.trace import causal_trace
 
 __all__ = [
     "NbveneError",
@@ -22,6 +23,7 @@ __all__ = [
     "Spec",
     "SweepInterrupted",
     "__version__",
+    "causal_trace",
     "interventions",
     "models",
     "parse",

@@ -77,9 +77,23 @@ class Result:
     def __repr__(self) -> str:
         shape = " × ".join(f"{a} {len(a.labels)}" for a in self.axes) or "scalar"
         head = f"Result({self.metric or 'collect'}: {shape})"
-        if self.values.dim() != len(self.axes) or self.values.dim() > 2:
+        if self.values.dim() != len(self.axes) or self.values.dim() > 3:
             return head
+        if self.values.dim() == 3:  # one heatmap per panel / example
+            outer = self.axes[0]
+            parts = [
+                f"{outer}={label}\n" + text_heatmap(self.slice(i))
+                for i, label in enumerate(outer.labels)
+            ]
+            return head + "\n" + "\n".join(parts)
         return head + "\n" + text_heatmap(self)
+
+    def slice(self, index: int) -> Result:
+        """The result at one index of its first axis (one panel, one example)."""
+        return Result(
+            self.values[index], self.axes[1:], self.spec, self.metric,
+            self.clean, self.corrupted, self.meta,
+        )  # fmt: skip
 
     def _repr_html_(self) -> str:
         return html_heatmap(self)

@@ -1,0 +1,26 @@
+"""nv.causal_trace: ROME's three panels, each equal to its own spec."""
+
+import torch
+
+import nbvene as nv
+
+PROMPT = "The Eiffel Tower is located in the city of"
+
+
+def test_three_panels_equal_their_specs():
+    model, tok = nv.models.tiny("llama", layers=4)
+    res = nv.causal_trace(PROMPT, subject="The Eiffel Tower", target=" Paris",
+                          model=model, tokenizer=tok, samples=2, window=3)  # fmt: skip
+    n_tokens = len(tok(PROMPT).input_ids)
+    assert res.axes == ("panel", "layer", "pos")
+    assert res.axes[0].labels == ("block", "mlp", "attention")
+    assert res.values.shape == (3, 4, n_tokens)
+    mlp = nv.run(
+        f'base: "{PROMPT}"\ncorrupt: noise 3σ on "The Eiffel Tower" samples=2\n'
+        'restore: mlp_output layer=* pos=* window=3\nmetric: p(" Paris")',
+        model=model,
+        tokenizer=tok,
+    )
+    torch.testing.assert_close(res.values[1], mlp.values)
+    assert "panel=attention" in repr(res)
+    assert len(res.to_pandas()) == 3 * 4 * n_tokens
