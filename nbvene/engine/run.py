@@ -71,8 +71,7 @@ class _Runner:
         self.tail = None
         if start_at_layer and plan.collect is None and Tail.supports(self.model, plan.sites):
             self.tail = Tail(self.model, plan.sites)
-        takes = inspect.signature(self.model.forward).parameters
-        self.extra = {"use_cache": False} if "use_cache" in takes else {}
+        self.call = _caller(self.model)
 
     # --- the whole run -------------------------------------------------------------------
 
@@ -176,7 +175,7 @@ class _Runner:
             with Hooks(self.model) as hooks:
                 for site in sites:
                     hooks.at(site, store_edit(site, acts, ids.shape))
-                self.model(input_ids=ids, attention_mask=mask, **self.extra)
+                self.call(ids, mask)
             for site, act in acts.items():
                 self.sources.means[index, site] = act[mask.bool()].mean(dim=0)
 
@@ -221,7 +220,7 @@ class _Runner:
         if self.noise is not None and noisy:
             hooks.on(self.model.get_input_embeddings(), "output",
                      noise_edit(self.plan, rows, self.noise, self.device))  # fmt: skip
-        return self.model(input_ids=ids, attention_mask=mask, **self.extra)
+        return self.call(ids, mask)
 
     def logits(self, hooks: Hooks, rows: list[Row], prompts: list[Prompt], noisy=True):
         """Logits at each row's read position (its last token), computing the LM head there
@@ -247,6 +246,18 @@ class _Runner:
             )
         stacked = torch.stack([found[i] for i in range(n)]).float().cpu()
         return stacked.squeeze(1) if counts == {1} else stacked
+
+
+def _caller(model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], object]:
+    """How to run the model on padded ids: a transformers model takes keywords (and no KV
+    cache is built); any other module gets the ids as its one argument."""
+    takes = inspect.signature(model.forward).parameters
+    if "input_ids" not in takes:
+        return lambda ids, mask: model(ids)
+    extra = {"use_cache": False} if "use_cache" in takes else {}
+    if "attention_mask" not in takes:
+        return lambda ids, mask: model(input_ids=ids, **extra)
+    return lambda ids, mask: model(input_ids=ids, attention_mask=mask, **extra)
 
 
 def _noise(plan: Plan, model: nn.Module) -> dict[tuple[int, int], torch.Tensor] | None:

@@ -249,9 +249,16 @@ class _Resolver:
             )
         return MetricPlan(m.name, ids, m.normalized)
 
-    def token_id(self, text: str, line: int) -> int:
+    def token_id(self, text: str | int, line: int) -> int:
+        if isinstance(text, int):
+            return text
         if self.tokenizer is None:
-            raise self.error(f"the metric token {text!r} needs a tokenizer", line)
+            raise self.error(
+                f"the metric token {text!r} needs a tokenizer",
+                line,
+                hint="pass tokenizer=..., or name the output index: p(42)",
+                token=f'"{text}"',
+            )
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         if len(ids) != 1:
             pieces = [self.tokenizer.decode([i]) for i in ids]

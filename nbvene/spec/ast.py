@@ -153,7 +153,8 @@ class Metric:
     """`metric: logit_diff(" Mary", " John") normalized`."""
 
     name: str
-    args: tuple[str, ...] = ()
+    args: tuple[str | int, ...] = ()
+    """Token texts, or token ids / class indices."""
     normalized: bool = False
     line: int = field(default=0, compare=False)
 

@@ -273,17 +273,20 @@ def _metric(line: _Line) -> Metric:
             name.column,
             hint=did_you_mean(name.value, METRICS) or "metrics: " + ", ".join(METRICS),
         )
-    args: list[str] = []
+    args: list[str | int] = []
     if line.at("("):
         line.take()
         while not line.at(")"):
-            token = line.take()
-            if token.kind != "str":
+            token = line.peek()
+            if token.kind == "num":  # a token id, or a class index for a classifier
+                args.append(_integer(line, "a token id"))
+            elif token.kind == "str":
+                args.append(_string(line.take()))
+            else:
                 raise line.error(
-                    f'expected a quoted token such as " Paris", found {_shown(token)}',
+                    f'expected a quoted token such as " Paris" or a token id, found {_shown(token)}',
                     token.column,
                 )
-            args.append(_string(token))
             if not line.at(")"):
                 line.expect(",", "',' or ')'")
         line.take()

@@ -104,5 +104,5 @@ def _intervention(i: Intervention) -> str:
 def _metric(m: Metric) -> str:
     text = m.name
     if m.args:
-        text += "(" + ", ".join(_quoted(a) for a in m.args) + ")"
+        text += "(" + ", ".join(str(a) if isinstance(a, int) else _quoted(a) for a in m.args) + ")"
     return text + (" normalized" if m.normalized else "")
