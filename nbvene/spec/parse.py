@@ -284,7 +284,7 @@ def _metric(line: _Line) -> Metric:
                 args.append(_string(line.take()))
             else:
                 raise line.error(
-                    f"expected a quoted token (\" Paris\") or a token id, found {_shown(token)}",
+                    f'expected a quoted token (" Paris") or a token id, found {_shown(token)}',
                     token.column,
                 )
             if not line.at(")"):
