@@ -50,7 +50,7 @@ def test_token_text_finds_different_positions_per_example(llama):
 
 
 def test_the_users_padding_side_does_not_matter(llama):
-    model, tok = llama
+    _, tok = llama
     results = []
     for side in ("left", "right"):
         tok.padding_side = side
