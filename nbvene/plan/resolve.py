@@ -370,14 +370,17 @@ class _Resolver:
                         hint=f"one {axis}= axis is shared by all statements that sweep it",
                     )
             if axis == "layer":
-                layers = [self.layer(v, s.spec) for s, _ in swept for v in self.ints(first, s)][
-                    : len(self.ints(first, swept[0][0]))
-                ]
+                wanted = self.ints(first, axis, first_stmt.spec.line)
+                layers = [self.layer(v, first_stmt.spec) for v in wanted]
                 values["layer"] = layers
                 axes.append(Axis("layer", tuple(layers)))
             elif axis == "head":
-                heads = [self.head(h, s) for s, _ in swept for h in self.ints(first, s)]
-                heads = heads[: len(self.ints(first, swept[0][0]))]
+                # one head axis for all statements that sweep it: in range for each of them
+                wanted = self.ints(first, axis, first_stmt.spec.line, first_stmt.heads)
+                heads = [self.head(h, first_stmt) for h in wanted]
+                for other, _ in swept[1:]:
+                    for h in wanted:
+                        self.head(h, other)
                 values["head"] = heads
                 axes.append(Axis("head", tuple(heads)))
             else:
@@ -387,17 +390,15 @@ class _Resolver:
                 axes.append(Axis("pos", labels))
         return axes, values
 
-    def ints(self, selector, s: _Statement) -> list[int]:
-        """The integers a swept layer/head selector stands for."""
+    def ints(self, selector, axis: str, line: int, heads: int | None = None) -> list[int]:
+        """The integers a swept layer/head/pos selector stands for."""
         if isinstance(selector, All):
-            if s.spec.selector("layer") is selector:
-                return list(range(self.sites.n_layers))
-            return list(range(s.heads))
+            return list(range(self.sites.n_layers if axis == "layer" else heads))
         if isinstance(selector, Span):
             if selector.stop < selector.start:
                 raise self.error(
                     f"the range {selector.start}..{selector.stop} is empty",
-                    s.spec.line,
+                    line,
                     hint="ranges include both ends and go upwards: 3..5 is 3, 4, 5",
                     token=f"{selector.start}..{selector.stop}",
                 )
@@ -444,7 +445,7 @@ class _Resolver:
                     token="pos=",
                 )
             return [list(range(len(p))) for p in base]
-        wanted = self.ints(selector, None) if isinstance(selector, Span) else selector.items
+        wanted = self.ints(selector, "pos", stmt.line)
         return [[self.position(Index(i), p, stmt) for i in wanted] for p in base]
 
     def position(self, selector, prompt: Prompt, stmt: Intervention) -> int:
@@ -509,8 +510,8 @@ class _Resolver:
         stmt = s.spec
         layer_sel, pos_sel, head_sel = (stmt.selector(a) for a in AXIS_ORDER)
         # layers
-        if layer_sel is None:
-            layers = [s.component.layer] if not s.component.raw else [None]
+        if layer_sel is None:  # a raw path, or a hook name with its layer (blocks.3.hook_…)
+            layers = [None] if s.component.raw else [self.layer(s.component.layer, stmt)]
         elif is_swept(layer_sel):
             layers = [values["layer"][at["layer"]]]
         else:

@@ -98,3 +98,32 @@ def test_missing_pieces(llama):
 def test_not_a_model():
     with pytest.raises(nv.NbveneError, match=r"must be a torch\.nn\.Module"):
         nv.run(BASE, model="gpt2")
+
+
+def test_two_statements_share_a_swept_axis(llama):
+    model, tok = llama
+    res = nv.run(
+        BASE + SOURCE + "patch: head_query_output layer=* head=[0, 1]\n"
+        "patch: head_key_output layer=* head=[0, 1]\n" + METRIC,
+        model=model,
+        tokenizer=tok,
+    )
+    assert res.axes == ("layer", "head") and res.values.shape == (2, 2)
+    # 4 query heads, 2 key/value heads: head=* is out of range for the second statement
+    e = error(
+        BASE + SOURCE + "patch: head_query_output layer=* head=*\n"
+        "patch: head_key_output layer=* head=*\n" + METRIC,
+        llama,
+    )
+    assert e.line == 4 and "head 2 is out of range" in e.message
+    e = error(
+        BASE + SOURCE + "patch: block_output layer=* pos=-1\n"
+        "patch: mlp_output layer=0..1 pos=-1\n" + METRIC,
+        llama,
+    )
+    assert e.line == 4 and "two statements sweep layer= differently" in e.message
+
+
+def test_layer_in_a_hook_name_is_checked(llama):
+    e = error(BASE + SOURCE + "patch: blocks.5.hook_resid_pre pos=-1\n" + METRIC, llama)
+    assert e.line == 3 and "layer 5 is out of range" in e.message
