@@ -213,17 +213,7 @@ class _Resolver:
         if c is None:
             return None
         subject = c.subject.value if isinstance(c.subject, Text) else self.lookup(c.subject, c.line)
-        positions = []
-        for prompt in base:
-            found = prompt.find(subject)
-            if not found:
-                raise self.error(
-                    f"the subject {subject!r} is not in the prompt {prompt.text!r}",
-                    c.line,
-                    hint="the subject must be written exactly as in the base prompt",
-                    token=f'"{subject}"',
-                )
-            positions.append(tuple(found))
+        positions = [tuple(self.find(prompt, subject, c.line)) for prompt in base]
         std = c.scale
         if c.relative:
             embeddings = self.model.get_input_embeddings()
@@ -464,21 +454,26 @@ class _Resolver:
                 return value % len(prompt)
         raise TypeError(selector)  # pragma: no cover
 
+    def find(self, prompt: Prompt, text: str, line: int) -> list[int]:
+        """The positions of the tokens that make up `text` in the prompt."""
+        found = prompt.find(text)
+        if not found:
+            raise self.error(
+                f"{text!r} is not in the prompt {prompt.text!r}; its tokens are "
+                f"{list(prompt.tokens)}",
+                line,
+                hint="write the text exactly as it appears in the prompt",
+                token=f'"{text}"',
+            )
+        return found
+
     def fixed_positions(self, selector, prompt: Prompt, example: int, stmt: Intervention):
         """The positions of a non-swept pos= selector (several for a token text)."""
         match selector:
             case None:
                 return list(range(len(prompt)))
             case TokenText(text):
-                found = prompt.find(text)
-                if not found:
-                    raise self.error(
-                        f"{text!r} is not in the prompt; its tokens are {list(prompt.tokens)}",
-                        stmt.line,
-                        hint="write the text exactly as it appears in the prompt",
-                        token=f'"{text}"',
-                    )
-                return found
+                return self.find(prompt, text, stmt.line)
             case SelectorVar(name):
                 value = self.lookup(Var(name), stmt.line)
                 if isinstance(value, int):
