@@ -109,7 +109,7 @@ def _result(p: Plan, outcome) -> Result:
     if not p.batched:
         clean = None if clean is None else clean[0]
         corrupted = None if corrupted is None else corrupted[0]
-    axes = tuple(Axis(a.name, a.labels) for a in p.axes)
+    axes = tuple(Axis(a.name, a.labels, a.positions) for a in p.axes)
     metric = p.spec.metric
     return Result(
         values=values,

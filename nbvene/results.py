@@ -12,13 +12,18 @@ from nbvene.spec import Spec, format_spec
 
 
 class Axis(str):
-    """An axis name that also carries its labels: `res.axes == ("layer", "pos")` holds."""
+    """An axis name that also carries its labels: `res.axes == ("layer", "pos")` holds.
+
+    A `pos` axis labels its cells with token texts, and `positions` holds the token positions
+    (in the first example)."""
 
     labels: tuple
+    positions: tuple | None
 
-    def __new__(cls, name: str, labels=()):
+    def __new__(cls, name: str, labels=(), positions=None):
         axis = super().__new__(cls, name)
         axis.labels = tuple(labels)
+        axis.positions = None if positions is None else tuple(positions)
         return axis
 
 
@@ -65,7 +70,7 @@ class Result:
         for axis, index in zip(self.axes, grids, strict=True):
             flat = index.reshape(-1).tolist()
             if axis == "pos":
-                columns["pos"] = flat
+                columns["pos"] = [axis.positions[i] for i in flat] if axis.positions else flat
                 columns["token"] = [axis.labels[i] for i in flat]
             else:
                 columns[str(axis)] = [axis.labels[i] for i in flat]

@@ -7,6 +7,7 @@ from collections import defaultdict
 
 import torch
 
+from nbvene.errors import NbveneError
 from nbvene.plan.plan import Op, Plan, Row, Unit
 from nbvene.sites import Site
 
@@ -71,7 +72,7 @@ def unit_edit(plan: Plan, sources: Sources, site: Site, op_index: int, members, 
                 found[i] = chosen[[k for k, r in enumerate(row_idx) if r == i]]
             return None
         base = chosen.flatten(1)
-        new = op.module(base, None if source is None else _like(source, base))
+        new = op.module(base, None if source is None else _like(source, base, op))
         units = units.index_put(index, new.reshape(chosen.shape).to(units.dtype))
         out = site.view.write(x, units)
         return out.flatten(0, 1) if out.shape != raw.shape else out
@@ -79,11 +80,17 @@ def unit_edit(plan: Plan, sources: Sources, site: Site, op_index: int, members, 
     return edit
 
 
-def _like(source: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+def _like(source: torch.Tensor, base: torch.Tensor, op: Op) -> torch.Tensor:
     """The source shaped as the (n, d) base units: per unit, or one vector for all."""
     source = source.to(base.device, base.dtype)
     if source.numel() == base.shape[1]:
         return source.reshape(1, -1).expand_as(base)
+    if source.numel() != base.numel():
+        raise NbveneError(
+            f"the vector has {source.numel()} numbers, and each unit here has {base.shape[1]}",
+            line=op.line,
+            hint="make the vector at the same site (and head) it is added to",
+        )
     return source.reshape(base.shape)
 
 

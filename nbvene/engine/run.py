@@ -237,13 +237,7 @@ class _Runner:
         return logits[torch.arange(len(rows)), read]
 
     def collected(self, found: dict, n: int) -> torch.Tensor:
-        counts = {len(found[i]) for i in range(n)}
-        if len(counts) > 1:
-            raise NbveneError(
-                "collect: the examples have different numbers of positions",
-                line=self.plan.ops[self.plan.collect].line,
-                hint="collect one position per example (e.g. pos=-1), or one example at a time",
-            )
+        counts = {len(found[i]) for i in range(n)}  # the plan made them equal
         stacked = torch.stack([found[i] for i in range(n)]).float().cpu()
         return stacked.squeeze(1) if counts == {1} else stacked
 

@@ -35,10 +35,12 @@ class Row:
 
 @dataclass(frozen=True)
 class Axis:
-    """A result axis: its name and one label per index (token texts for positions)."""
+    """A result axis: its name and one label per index (token texts for positions, with the
+    positions themselves, counted in the first example)."""
 
     name: str
     labels: tuple
+    positions: tuple | None = None
 
 
 @dataclass(frozen=True)

@@ -377,7 +377,7 @@ class _Resolver:
                 per_example = self.swept_positions(first, base, first_stmt.spec)
                 values["pos"] = per_example
                 labels = tuple(base[0].tokens[p] for p in per_example[0])
-                axes.append(Axis("pos", labels))
+                axes.append(Axis("pos", labels, tuple(per_example[0])))
         return axes, values
 
     def ints(self, selector, axis: str, line: int, heads: int | None = None) -> list[int]:
@@ -476,11 +476,26 @@ class _Resolver:
                 return self.find(prompt, text, stmt.line)
             case SelectorVar(name):
                 value = self.lookup(Var(name), stmt.line)
-                if isinstance(value, int):
+                if isinstance(value, int) and not isinstance(value, bool):
                     value = [value]
-                if value and all(isinstance(v, list | tuple) for v in value):
+                if (
+                    isinstance(value, list | tuple)
+                    and value
+                    and all(isinstance(v, list | tuple) for v in value)
+                ):
                     value = value[example]  # one list per example: ragged locations
-                return [self.position(Index(int(v)), prompt, stmt) for v in value]
+                if (
+                    not isinstance(value, list | tuple)
+                    or not value
+                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+                ):
+                    raise self.error(
+                        f"pos={{{name}}} must be an int, a list of ints, or one list of ints "
+                        f"per example; got {value!r}",
+                        stmt.line,
+                        token="{" + name + "}",
+                    )
+                return [self.position(Index(v), prompt, stmt) for v in value]
             case _:
                 return [self.position(selector, prompt, stmt)]
 
@@ -499,7 +514,23 @@ class _Resolver:
                 )
                 full = (example, *cell) if axes and axes[0].name == "example" else cell
                 rows.extend(Row(example, full, units, k) for k in range(samples))
+        self.check_collect(statements, rows)
         return rows
+
+    def check_collect(self, statements, rows: list[Row]) -> None:
+        """Collected units stack into one tensor: every row must collect as many positions."""
+        for s in statements:
+            if s.spec.verb != "collect":
+                continue
+            counts = {sum(len(u.base_pos) for u in r.units if u.op == s.op) for r in rows}
+            if len(counts) > 1:
+                raise self.error(
+                    f"collect: the examples have different numbers of positions "
+                    f"({sorted(counts)})",
+                    s.spec.line,
+                    hint="collect one position per example (e.g. pos=-1), or one example at a "
+                    "time",
+                )
 
     def units(self, s: _Statement, at, values, example, prompt, src) -> list[Unit]:
         stmt = s.spec
@@ -551,7 +582,7 @@ class _Resolver:
             return selector.value
         if isinstance(selector, SelectorVar):
             value = self.lookup(Var(selector.name), stmt.line)
-            if isinstance(value, int):
+            if isinstance(value, int) and not isinstance(value, bool):
                 return value
         raise self.error(
             f"{axis}={selector_text(selector)} is not a single {axis}",

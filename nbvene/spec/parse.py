@@ -320,38 +320,58 @@ def _component(verb: str, number: int, raw: str, code: str, start: int) -> tuple
     return m.group(1), start + m.end()
 
 
+# Which options each verb takes, besides layer=, pos= and head=.
+_OPTIONS = {
+    "patch": ("window", "via"),
+    "restore": ("window", "via"),
+    "add": ("window", "by", "via"),
+    "subtract": ("window", "by", "via"),
+    "zero": ("window", "via"),
+    "mean": ("window", "over", "via"),
+    "collect": (),
+}
+
+
 def _intervention(verb: str, component: str, line: _Line) -> Intervention:
     where: dict[str, Selector] = {}
-    window = by = over = via = None
+    options: dict = {}
     while line.peek().kind != "end":
         key = line.take()
         if key.kind != "ident":
             raise line.error(f"expected 'key=value', found {_shown(key)}", key.column)
-        if key.value == "by":
-            by = _scaled(line)
-            continue
-        if key.value == "via":
-            via = _var(line)
-            continue
-        known = (*AXES, "window", "over")
+        known = (*AXES, "window", "over", "by", "via")
         if key.value not in known:
             raise line.error(
                 f"unknown key {key.value!r}",
                 key.column,
-                hint=did_you_mean(key.value, (*known, "by", "via"))
+                hint=did_you_mean(key.value, known)
                 or "keys: layer=, pos=, head=, window=, over=, by, via",
             )
-        if key.value in where:
-            raise line.error(f"{key.value}= given twice", key.column)
+        if key.value not in AXES and key.value not in _OPTIONS[verb]:
+            takes = ", ".join(_OPTIONS[verb]) or "no options"
+            raise line.error(
+                f"{verb}: takes no {key.value!r}", key.column, hint=f"{verb}: takes {takes}"
+            )
+        if key.value in where or key.value in options:
+            raise line.error(f"{key.value} given twice", key.column)
+        if key.value == "by":
+            options["by"] = _scaled(line)
+            continue
+        if key.value == "via":
+            options["via"] = _var(line)
+            continue
         line.expect("=", "'='")
         if key.value == "window":
-            window = _integer(line, "a window size such as 10")
-            if window < 1:
+            options["window"] = _integer(line, "a window size such as 10")
+            if options["window"] < 1:
                 raise line.error("window must be at least 1", key.column)
         elif key.value == "over":
-            over = _prompts(line)
+            options["over"] = _prompts(line)
         else:
             where[key.value] = _selector(line, key.value)
+    if "by" in options and "via" in options:
+        raise line.error(f"{verb}: by and via together", 0, hint="give one or the other")
+    window, by, over, via = (options.get(k) for k in ("window", "by", "over", "via"))
     return Intervention(
         verb, component, tuple(where.items()), window, by, over, via, line=line.number
     )

@@ -2,6 +2,7 @@
 do — before anything runs."""
 
 import pytest
+import torch
 
 import nbvene as nv
 
@@ -127,3 +128,53 @@ def test_two_statements_share_a_swept_axis(llama):
 def test_layer_in_a_hook_name_is_checked(llama):
     e = error(BASE + SOURCE + "patch: blocks.5.hook_resid_pre pos=-1\n" + METRIC, llama)
     assert e.line == 3 and "layer 5 is out of range" in e.message
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("patch: block_output layer=0 by {v}", "patch: takes no 'by'"),
+        ("zero: block_output layer=0 over={p}", "zero: takes no 'over'"),
+        ("add: block_output layer=0 by {v} via {f}", "by and via together"),
+        ("patch: block_output layer=0 window=3 window=4", "window given twice"),
+        ("collect: block_output layer=0 window=3", "collect: takes no 'window'"),
+    ],
+)
+def test_options_a_verb_does_not_take(llama, body, message):
+    e = error(BASE + SOURCE + body + "\n" + METRIC, llama)
+    assert e.line == 3 and message in e.message
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("3", "must be an int, a list of ints"), ([], "must be an int"), (True, "must be an int")],
+)
+def test_positions_from_the_namespace_are_checked(llama, value, message):
+    e = error(BASE + SOURCE + "patch: block_output layer=0 pos={p}\n" + METRIC, llama,
+              namespace={"p": value})  # fmt: skip
+    assert e.line == 3 and message in e.message
+
+
+def test_a_vector_of_the_wrong_size(llama):
+    spec = BASE + "add: block_output layer=0 by {v}\n" + METRIC
+    e = error(spec, llama, namespace={"v": torch.ones(63)})
+    assert e.line == 2 and "the vector has 63 numbers, and each unit here has 64" in e.message
+
+
+def test_collect_needs_as_many_positions_per_example(llama):
+    spec = (
+        'base: ["The city of Paris", "We went to the city"]\n'
+        'collect: block_output layer=0 pos="city"'
+    )
+    model, tok = llama
+    e = error(spec.replace('"city"', "{p}"), llama, namespace={"p": [[0, 1], [2]]})
+    assert e.line == 2 and "different numbers of positions" in e.message
+    nv.plan(spec, model=model, tokenizer=tok)  # one position each: fine
+
+
+def test_pandas_positions_are_token_positions(llama):
+    model, tok = llama
+    res = nv.run(BASE + SOURCE + "patch: block_output layer=0 pos=-3..-1\n" + METRIC,
+                 model=model, tokenizer=tok)  # fmt: skip
+    n = len(tok("The Colosseum is located in the city of").input_ids)
+    assert list(res.to_pandas()["pos"]) == [n - 3, n - 2, n - 1]
