@@ -72,59 +72,66 @@ class _Runner:
         if start_at_layer and plan.collect is None and Tail.supports(self.model, plan.sites):
             self.tail = Tail(self.model, plan.sites)
         self.call = _caller(self.model)
+        self.values: torch.Tensor | None = None
 
     # --- the whole run -------------------------------------------------------------------
 
     def run(self, max_batch: int, progress: Progress | None) -> Outcome:
-        plan = self.plan
         clean_logits = self.source_run()
         self.mean_runs()
+        clean, corrupted = self.baselines(clean_logits)
+        try:
+            self.sweep(max_batch, progress, clean_logits)
+        except KeyboardInterrupt:
+            raise Interrupted(self.outcome(clean, corrupted, done=False)) from None
+        return self.outcome(clean, corrupted)
+
+    def baselines(self, clean_logits):
+        """The metric on the clean (source) run and on the corrupted run, per example."""
+        plan = self.plan
         samples = plan.corrupt.samples if plan.corrupt else 1
         # one corrupted run per (example, noise sample); a row reuses its own
         self.base_rows = [Row(e, (), (), k) for e in range(len(plan.base)) for k in range(samples)]
-        clean = corrupted = None
         base_logits = self.baseline()
-        if plan.metric is not None:
-            reference = self.reference(clean_logits, self.base_rows)
-            per_row = metric_values(plan.metric, base_logits, reference)
-            corrupted = self.per_example(per_row)
-            if clean_logits is not None:
-                clean = metric_values(plan.metric, clean_logits, clean_logits)
-                clean = clean.expand(len(plan.base)) if len(clean) == 1 else clean
+        if plan.metric is None:
+            return None, None
+        reference = self.reference(clean_logits, self.base_rows)
+        corrupted = self.per_example(metric_values(plan.metric, base_logits, reference))
+        if clean_logits is None:
+            return None, corrupted
+        clean = metric_values(plan.metric, clean_logits, clean_logits)
+        return (clean.expand(len(plan.base)) if len(clean) == 1 else clean), corrupted
 
-        values: torch.Tensor | None = None
-        order = self.order()
-        done = 0
-        try:
-            while done < len(order):
-                indices = order[done : done + max_batch]
-                try:
-                    chunk_values = self.chunk([plan.rows[i] for i in indices], clean_logits)
-                except torch.OutOfMemoryError:
-                    if max_batch == 1:
-                        raise NbveneError(
-                            "out of memory with one row per forward pass",
-                            hint="use a smaller model, shorter prompts or a bigger device",
-                        ) from None
-                    max_batch = max(1, max_batch // 2)
-                    if self.device.type == "cuda":
-                        torch.cuda.empty_cache()
-                    continue
-                if values is None:
-                    unit = tuple(chunk_values.shape[1:])
-                    values = torch.full((len(plan.rows), *unit), float("nan"))
-                values[torch.tensor(indices)] = chunk_values
-                done += len(indices)
-                if progress is not None:
-                    progress(done, len(order))
-        except KeyboardInterrupt:
-            values = values if values is not None else torch.full((len(plan.rows),), float("nan"))
-            raise Interrupted(self.outcome(values, clean, corrupted, done=False)) from None
+    def sweep(self, max_batch: int, progress: Progress | None, clean_logits) -> None:
+        """Every row, `max_batch` a forward pass (halved on out-of-memory), into self.values."""
+        rows = self.plan.rows
+        order, done = self.order(), 0
+        while done < len(order):
+            indices = order[done : done + max_batch]
+            try:
+                values = self.chunk([rows[i] for i in indices], clean_logits)
+            except torch.OutOfMemoryError:
+                if max_batch == 1:
+                    raise NbveneError(
+                        "out of memory with one row per forward pass",
+                        hint="use a smaller model, shorter prompts or a bigger device",
+                    ) from None
+                max_batch = max(1, max_batch // 2)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            if self.values is None:
+                self.values = torch.full((len(rows), *values.shape[1:]), float("nan"))
+            self.values[torch.tensor(indices)] = values
+            done += len(indices)
+            if progress is not None:
+                progress(done, len(order))
+
+    def outcome(self, clean, corrupted, done=True) -> Outcome:
+        """Per-row values (NaN where not run), normalised if asked, and the baselines."""
+        values = self.values
         if values is None:
-            values = torch.empty(0)
-        return self.outcome(values, clean, corrupted)
-
-    def outcome(self, values, clean, corrupted, done=True) -> Outcome:
+            values = torch.full((len(self.plan.rows),), float("nan"))
         metric = self.plan.metric
         if metric is not None and metric.normalized and self.plan.collect is None:
             rows = [r.example for r in self.plan.rows]
