@@ -16,6 +16,21 @@ from nbvene.sites import SiteMap
 from nbvene.spec import Spec, parse
 from nbvene.trace import causal_trace
 
+
+def load_ipython_extension(ipython) -> None:
+    """`%load_ext nbvene`: the `%%intervene` and `%nbvene` magics (see `nbvene.magics`)."""
+    from nbvene import magics
+
+    magics.load_ipython_extension(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:
+    """`%unload_ext nbvene`."""
+    from nbvene import magics
+
+    magics.unload_ipython_extension(ipython)
+
+
 __all__ = [
     "NbveneError",
     "Result",
@@ -25,8 +40,10 @@ __all__ = [
     "__version__",
     "causal_trace",
     "interventions",
+    "load_ipython_extension",
     "models",
     "parse",
     "plan",
     "run",
+    "unload_ipython_extension",
 ]

@@ -1,0 +1,211 @@
+"""What `%nbvene help` and `%nbvene sites` show: the spec reference with examples, and a
+model's sites (component, module, hook, units per position) as a table."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+from torch import nn
+
+from nbvene.sites import ALIASES, SiteMap
+from nbvene.spec import KEYWORDS, METRICS
+
+STATEMENTS = {
+    "base": (
+        "the run that is intervened on: a prompt, a {variable}, or a list (a batch)",
+        'base: "The Eiffel Tower is located in the city of"\nbase: {prompts}',
+    ),
+    "source": (
+        "where patched activations come from: one prompt, or one per base prompt",
+        'source: "The Colosseum is located in the city of"',
+    ),
+    "corrupt": (
+        "ROME: Gaussian noise on the subject's embeddings; the clean base is the source",
+        'corrupt: noise 3σ on "The Eiffel Tower" samples=3 seed=0',
+    ),
+    "patch": (
+        "take the source's activation at the site",
+        "patch: block_output layer=* pos=-1\npatch: z layer=* head=* pos=-1",
+    ),
+    "restore": (
+        "the same as patch, in causal-tracing words (restore the clean activation)",
+        "restore: block_output layer=* pos=*",
+    ),
+    "add": (
+        "add a vector (times a number), or the source's activation",
+        "add: block_output layer=6 pos=-1 by {steer} * 4",
+    ),
+    "subtract": ("subtract a vector, or the source's activation", "subtract: mlp_output layer=*"),
+    "zero": ("zero-ablate the units", "zero: z layer=* head=*"),
+    "mean": (
+        "mean-ablate: the units' mean over the over= prompts (or the base)",
+        "mean: mlp_output layer=* pos=* over={reference}",
+    ),
+    "collect": (
+        "return the activations instead of a metric",
+        "collect: mlp_activation layer=3..5 pos=-1",
+    ),
+    "metric": (
+        "what to measure at the next token: " + ", ".join(METRICS) + "; normalized: clean 1",
+        'metric: p(" Paris")\nmetric: logit_diff(" Mary", " John") normalized',
+    ),
+    "label": (
+        "the target outputs nv.train fits trainable interventions to",
+        "label: {labels}",
+    ),
+}
+
+SELECTORS = """\
+selectors (layer= pos= head=):  3   -1   2..5 (both ends)   [1, 4, 7]   *   last   "Tower"
+  {name} (a notebook variable)   pos=a->b (base a takes source b)
+  *, ranges and lists are swept: one result axis each, in the order layer, pos, head
+options:  window=N (a band of layers)   over=PROMPTS (mean)   by {v} * k   via {f} (your own)"""
+
+EXAMPLE = """\
+%%intervene model -o trace
+# ROME-style causal tracing: corrupt the subject, restore one state at a time
+base:    "The Eiffel Tower is located in the city of"
+corrupt: noise 3σ on "The Eiffel Tower"
+restore: block_output layer=* pos=*
+metric:  p(" Paris")"""
+
+MAGIC = """\
+%%intervene [NAME <<] [MODEL [TOKENIZER]] [-t TOKENIZER] [-o NAME] [--device D]
+            [--max-batch N] [--max-memory SIZE] [--sites NAME] [--dry-run] [--show-code]
+            [--no-display] [--debug]
+%nbvene use MODEL [TOKENIZER] | sites [MODEL] | config | debug on|off | help [STATEMENT]"""
+
+
+def help_text(topic: str | None = None) -> str:
+    """The spec reference: every statement with an example; or one statement's."""
+    if topic:
+        summary, example = _statement(topic)
+        return f"{topic}: {summary}\n\n" + "\n".join(f"    {e}" for e in example.splitlines())
+    width = max(map(len, KEYWORDS)) + 1
+    rows = []
+    for keyword in KEYWORDS:
+        summary, example = _statement(keyword)
+        rows.append(f"  {keyword + ':':<{width}} {summary}")
+        rows += [f"  {'':<{width}}   {e}" for e in example.splitlines()]
+    return "\n".join(
+        [
+            "The spec: one statement a line, 'keyword: value'; # starts a comment.",
+            "",
+            *rows,
+            "",
+            SELECTORS,
+            "",
+            "components: %nbvene sites lists the model's (with their TransformerLens aliases)",
+            "",
+            "example:",
+            *(f"    {e}" for e in EXAMPLE.splitlines()),
+            "",
+            MAGIC,
+            "Full reference: docs/spec.md in the nbvene repository.",
+        ]
+    )
+
+
+def _statement(keyword: str) -> tuple[str, str]:
+    """A statement's summary and example (a newer statement without help points at the docs)."""
+    return STATEMENTS.get(keyword, ("see docs/spec.md", f"{keyword}: ..."))
+
+
+# --- sites ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SiteRow:
+    component: str
+    aliases: tuple[str, ...]
+    module: str
+    io: str
+    units: str
+
+
+@dataclass(frozen=True)
+class SiteTable:
+    """A model's sites, one row a component: shown as text, or as HTML in a notebook."""
+
+    title: str
+    rows: tuple[SiteRow, ...]
+
+    @classmethod
+    def of(cls, model: nn.Module, name: str = "model", sites: SiteMap | None = None) -> SiteTable:
+        sites = sites or SiteMap(model)
+        shape = sites.shape
+        title = f"{name}: {type(model).__name__}, family {sites.family_name}"
+        if sites.n_layers is not None:
+            title += f", {sites.n_layers} layers"
+        if shape is not None:
+            kv = f" ({shape.kv_heads} key/value)" if shape.kv_heads != shape.heads else ""
+            title += f", hidden {shape.hidden}, {shape.heads} heads{kv} of {shape.head_dim}"
+        rows = []
+        for written in sites.components():
+            component = sites.resolve(written)
+            layer = 0 if sites.layered(component) else None
+            site = sites.site(component, layer)
+            module = site.module
+            blocks = getattr(sites.family, "blocks", None)
+            if blocks and layer == 0 and (module + ".").startswith(f"{blocks}.0."):
+                module = f"{blocks}.{{layer}}" + module[len(blocks) + 2 :]
+            aliases = tuple(a for a, c in ALIASES.items() if c == written)
+            io = "output + block input" if site.residual else site.io
+            rows.append(SiteRow(written, aliases, module, io, _units(model, site, shape)))
+        return cls(title, tuple(rows))
+
+    def _columns(self) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+        head = ("component", "aliases", "module", "hook", "units a position")
+        body = [(r.component, ", ".join(r.aliases), r.module, r.io, r.units) for r in self.rows]
+        return head, body
+
+    def __repr__(self) -> str:
+        head, body = self._columns()
+        widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
+        lines = [self.title, "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body]
+        return "\n".join(line.rstrip() for line in lines)
+
+    def _repr_html_(self) -> str:
+        head, body = self._columns()
+        cells = "".join(
+            "<tr>" + "".join(f"<td><code>{html.escape(c)}</code></td>" for c in row) + "</tr>"
+            for row in body
+        )
+        th = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in head)
+        return (
+            f"<table><caption style='text-align:left'>{html.escape(self.title)}</caption>"
+            f"<tr>{th}</tr>{cells}</table>"
+        )
+
+
+def _units(model: nn.Module, site, shape) -> str:
+    """The units at one position, `d` or `heads × head_dim`, read from the hooked module."""
+    view = site.view
+    if site.io == "weights":
+        return f"{view.heads} × positions"
+    hidden = shape.hidden if shape is not None else None
+    try:
+        module = model.get_submodule(site.module)
+    except AttributeError:
+        return "?"
+    width = hidden if site.residual else _width(module, site.io, hidden)
+    if width is None:
+        return "?"
+    if view.fused > 1:
+        width //= view.fused
+    elif view.sliced:
+        width = (width if view.stop is None else view.stop) - view.start
+    if view.by_head and view.heads:
+        return f"{view.heads} × {width // view.heads}"
+    return str(width)
+
+
+def _width(module: nn.Module, io: str, hidden: int | None) -> int | None:
+    if isinstance(module, nn.Linear):
+        return module.out_features if io == "output" else module.in_features
+    weight = getattr(module, "weight", None)
+    if hasattr(module, "nf") and weight is not None:  # GPT-2's Conv1D: weight is (in, out)
+        return int(weight.shape[1] if io == "output" else weight.shape[0])
+    return hidden
