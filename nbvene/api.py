@@ -123,8 +123,8 @@ def _result(p: Plan, outcome) -> Result:
 
 
 def _metric_text(metric) -> str:
-    args = ", ".join(repr(a) for a in metric.args)
-    return f"{metric.name}({args})" + (" normalized" if metric.normalized else "")
+    args = f"({', '.join(repr(a) for a in metric.args)})" if metric.args else ""
+    return metric.name + args + (" normalized" if metric.normalized else "")
 
 
 def _meta(p: Plan) -> dict:

@@ -82,7 +82,10 @@ class Result:
     def __repr__(self) -> str:
         shape = " × ".join(f"{a} {len(a.labels)}" for a in self.axes) or "scalar"
         head = f"Result({self.metric or 'collect'}: {shape})"
-        if self.values.dim() != len(self.axes) or self.values.dim() > 3:
+        if self.values.dim() != len(self.axes):
+            unit = " × ".join(map(str, self.values.shape[len(self.axes) :]))
+            return f"{head[:-1]}, units of {unit})"
+        if self.values.dim() > 3:
             return head
         if self.values.dim() == 3:  # one heatmap per panel / example
             outer = self.axes[0]
@@ -101,7 +104,19 @@ class Result:
         )  # fmt: skip
 
     def _repr_html_(self) -> str:
-        return html_heatmap(self)
+        if self.values.dim() == len(self.axes) <= 2:
+            return html_heatmap(self)
+        if self.values.dim() == len(self.axes) == 3:
+            outer = self.axes[0]
+            return "".join(
+                f"<div><b>{html.escape(f'{outer}={label}')}</b>{html_heatmap(self.slice(i))}</div>"
+                for i, label in enumerate(outer.labels)
+            )
+        return f"<pre>{html.escape(repr(self))}</pre>"
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """What a notebook shows: the HTML heatmap and the text one (widgets add their view)."""
+        return {"text/plain": repr(self), "text/html": self._repr_html_()}
 
     def save_html(self, path) -> None:
         """A self-contained HTML page of the heatmap (no scripts, works offline)."""

@@ -24,3 +24,19 @@ def test_three_panels_equal_their_specs():
     torch.testing.assert_close(res.values[1], mlp.values)
     assert "panel=attention" in repr(res)
     assert len(res.to_pandas()) == 3 * 4 * n_tokens
+
+
+def test_every_result_shape_displays():
+    model, tok = nv.models.tiny("gpt2")
+    specs = {
+        "layer x pos": 'base: "a b c"\nsource: "a b d"\npatch: block_output layer=* pos=*\nmetric: kl',
+        "one value": 'base: "a b c"\nsource: "a b d"\npatch: block_output layer=0\nmetric: kl',
+        "collected": 'base: "a b c"\ncollect: block_output layer=* pos=-1',
+    }
+    for name, spec in specs.items():
+        bundle = nv.run(spec, model=model, tokenizer=tok)._repr_mimebundle_()
+        assert set(bundle) == {"text/plain", "text/html"}, name
+        assert bundle["text/plain"].startswith("Result("), name
+    bundle = nv.run(specs["layer x pos"], model=model, tokenizer=tok)._repr_mimebundle_()
+    assert bundle["text/plain"].startswith("Result(kl: layer 2 × pos 3)")
+    assert "<table" in bundle["text/html"]
