@@ -28,9 +28,10 @@ def test_three_panels_equal_their_specs():
 
 def test_every_result_shape_displays():
     model, tok = nv.models.tiny("gpt2")
+    pair = 'base: "a b c"\nsource: "a b d"\n'
     specs = {
-        "layer x pos": 'base: "a b c"\nsource: "a b d"\npatch: block_output layer=* pos=*\nmetric: kl',
-        "one value": 'base: "a b c"\nsource: "a b d"\npatch: block_output layer=0\nmetric: kl',
+        "layer x pos": pair + "patch: block_output layer=* pos=*\nmetric: kl",
+        "one value": pair + "patch: block_output layer=0\nmetric: kl",
         "collected": 'base: "a b c"\ncollect: block_output layer=* pos=-1',
     }
     for name, spec in specs.items():
