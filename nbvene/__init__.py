@@ -15,6 +15,7 @@ from nbvene.results import Result
 from nbvene.sites import SiteMap
 from nbvene.spec import Spec, parse
 from nbvene.trace import causal_trace
+from nbvene.train import Intervened, Trained, load, train
 
 
 def load_ipython_extension(ipython) -> None:
@@ -32,18 +33,22 @@ def unload_ipython_extension(ipython) -> None:
 
 
 __all__ = [
+    "Intervened",
     "NbveneError",
     "Result",
     "SiteMap",
     "Spec",
     "SweepInterrupted",
+    "Trained",
     "__version__",
     "causal_trace",
     "interventions",
+    "load",
     "load_ipython_extension",
     "models",
     "parse",
     "plan",
     "run",
+    "train",
     "unload_ipython_extension",
 ]

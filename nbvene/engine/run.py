@@ -181,7 +181,7 @@ class _Runner:
             acts: dict = {}
             with Hooks(self.model) as hooks:
                 for site in sites:
-                    hooks.at(site, store_edit(site, acts, ids.shape))
+                    hooks.at(site, store_edit(site, acts, mask.shape))
                 self.call(ids, mask)
             for site, act in acts.items():
                 self.sources.means[index, site] = act[mask.bool()].mean(dim=0)
@@ -241,6 +241,8 @@ class _Runner:
         logits = output.logits if hasattr(output, "logits") else output
         if head is not None:
             return logits[:, -1]
+        if logits.dim() == 2:  # (batch, classes): an output without a sequence axis
+            return logits
         return logits[torch.arange(len(rows)), read]
 
     def collected(self, found: dict, n: int) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -19,8 +19,13 @@ class Prompt:
     offsets: tuple[tuple[int, int], ...] | None = None
     read_at: int = -1
     """Where the metric reads the prediction: the last token, or an encoder's mask token."""
+    values: torch.Tensor | None = field(default=None, compare=False)
+    """A float input instead of token ids: (features,) is one position, (seq, features) one
+    position per row."""
 
     def __len__(self) -> int:
+        if self.values is not None:
+            return 1 if self.values.dim() == 1 else self.values.shape[0]
         return len(self.ids)
 
     def find(self, text: str) -> list[int]:
@@ -68,6 +73,13 @@ def from_ids(ids: torch.Tensor | list[int], tokenizer=None) -> Prompt:
     return Prompt(ids, tokens, None, None, len(ids) - 1)
 
 
+def from_values(values: torch.Tensor) -> Prompt:
+    """A prompt given as a float input: a feature vector, or one vector per position."""
+    n = 1 if values.dim() == 1 else values.shape[0]
+    tokens = ("<input>",) if values.dim() == 1 else tuple(str(i) for i in range(n))
+    return Prompt((), tokens, None, None, n - 1, values)
+
+
 def _offsets_by_decoding(tokenizer, text: str, ids: tuple[int, ...]):
     offsets, end = [], 0
     for n in range(1, len(ids) + 1):
@@ -80,11 +92,27 @@ def _offsets_by_decoding(tokenizer, text: str, ids: tuple[int, ...]):
 
 def pad(prompts: list[Prompt], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ids and attention mask: with right padding, every real token keeps the
-    position (and position id) it has alone, whatever side the user's tokenizer pads."""
+    position (and position id) it has alone, whatever side the user's tokenizer pads.
+    Float inputs are stacked (sequences padded with zeros on the right)."""
     width = max(len(p) for p in prompts)
+    if prompts[0].values is not None:
+        return _stacked(prompts, width, device)
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for i, p in enumerate(prompts):
         ids[i, : len(p)] = torch.tensor(p.ids)
         mask[i, : len(p)] = 1
     return ids.to(device), mask.to(device)
+
+
+def _stacked(prompts: list[Prompt], width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    if prompts[0].values.dim() == 1:
+        mask[:] = 1
+        return torch.stack([p.values for p in prompts]).to(device), mask.to(device)
+    first = prompts[0].values
+    x = torch.zeros((len(prompts), width, *first.shape[1:]), dtype=first.dtype)
+    for i, p in enumerate(prompts):
+        x[i, : len(p)] = p.values
+        mask[i, : len(p)] = 1
+    return x.to(device), mask.to(device)

@@ -12,11 +12,12 @@ from torch import nn
 from nbvene import interventions as iv
 from nbvene.errors import NbveneError
 from nbvene.plan.plan import Axis, CorruptPlan, MetricPlan, Op, Plan, Row, Unit
-from nbvene.plan.prompts import Prompt, from_ids, tokenize
+from nbvene.plan.prompts import Prompt, from_ids, from_values, tokenize
 from nbvene.sites import Component, SiteMap
 from nbvene.spec import (
     All,
     Batch,
+    Call,
     Index,
     Intervention,
     Last,
@@ -136,6 +137,8 @@ class _Resolver:
         if not isinstance(prompts, Var):
             return False
         value = self.namespace.get(prompts.name)
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.dim() >= 2  # float inputs: the last axis holds the features
         return isinstance(value, list | tuple) or (
             isinstance(value, torch.Tensor) and value.dim() == 2
         )
@@ -158,10 +161,16 @@ class _Resolver:
         value = self.lookup(prompts, line)
         if isinstance(value, str):
             return [self.prompt(value, line)]
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dim() <= 3:
+            # inputs of a model that takes vectors: (features,), (batch, features) or
+            # (batch, seq, features); a (batch, features) row is one position
+            return [from_values(r) for r in (value.unsqueeze(0) if value.dim() == 1 else value)]
         if isinstance(value, torch.Tensor):
             if value.dtype not in (torch.long, torch.int, torch.int32, torch.int64):
                 raise self.error(
-                    f"{{{prompts.name}}} must hold token ids (an integer tensor)", line
+                    f"{{{prompts.name}}} must hold token ids (an integer tensor) or float "
+                    "inputs (features, batch × features or batch × seq × features)",
+                    line,
                 )
             rows = value.unsqueeze(0) if value.dim() == 1 else value
             return [from_ids(r, self.tokenizer) for r in rows]
@@ -280,6 +289,19 @@ class _Resolver:
 
     def op(self, stmt: Intervention, base, source) -> Op:
         line = stmt.line
+        if isinstance(stmt.via, Call):  # via rotated(k=1): the trainable family, built here
+            from nbvene.train.interventions import build
+
+            args = {k: self.lookup(v, line) if isinstance(v, Var) else v for k, v in stmt.via.args}
+            try:
+                module = build(stmt.via.name, args)
+            except NbveneError as e:
+                raise self.placed(e, line, stmt.via.name + "(") from None
+            if module.needs_source and source is None:
+                raise self.error(
+                    f"{stmt.via.name}(...) needs a source", line, hint="add a source: line"
+                )
+            return Op(stmt.verb, module, "run" if module.needs_source else None, line)
         if stmt.via is not None:
             value = self.lookup(stmt.via, line)
             try:
@@ -524,12 +546,11 @@ class _Resolver:
                 continue
             counts = {sum(len(u.base_pos) for u in r.units if u.op == s.op) for r in rows}
             if len(counts) > 1:
+                counts = sorted(counts)
                 raise self.error(
-                    f"collect: the examples have different numbers of positions "
-                    f"({sorted(counts)})",
+                    f"collect: the examples have different numbers of positions ({counts})",
                     s.spec.line,
-                    hint="collect one position per example (e.g. pos=-1), or one example at a "
-                    "time",
+                    hint="collect one position per example (pos=-1), or one example at a time",
                 )
 
     def units(self, s: _Statement, at, values, example, prompt, src) -> list[Unit]:

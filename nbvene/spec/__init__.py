@@ -3,6 +3,7 @@
 from nbvene.spec.ast import (
     All,
     Batch,
+    Call,
     Corrupt,
     Index,
     Intervention,
@@ -28,6 +29,7 @@ __all__ = [
     "METRICS",
     "All",
     "Batch",
+    "Call",
     "Corrupt",
     "Index",
     "Intervention",

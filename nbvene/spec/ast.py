@@ -117,6 +117,16 @@ class Scaled:
 
 
 @dataclass(frozen=True)
+class Call:
+    """`via rotated(k=1)`: an intervention built by name, with keyword arguments (numbers,
+    strings, lists of integers or `{name}` values); the trainable family lives in
+    `nbvene.train`."""
+
+    name: str
+    args: tuple[tuple[str, object], ...] = ()
+
+
+@dataclass(frozen=True)
 class Intervention:
     """`patch: head_query_output layer=* head=3 pos=-1`, or any other verb in VERBS."""
 
@@ -126,7 +136,7 @@ class Intervention:
     window: int | None = None
     by: Scaled | None = None
     over: Prompts | None = None
-    via: Var | None = None
+    via: Var | Call | None = None
     line: int = field(default=0, compare=False)
 
     def selector(self, axis: str) -> Selector | None:
@@ -161,13 +171,15 @@ class Metric:
 
 @dataclass(frozen=True)
 class Spec:
-    """A whole spec: prompts, an optional corruption, interventions and a metric."""
+    """A whole spec: prompts, an optional corruption, interventions, a metric and a label."""
 
     base: Prompts | None = None
     source: Prompts | None = None
     corrupt: Corrupt | None = None
     interventions: tuple[Intervention, ...] = ()
     metric: Metric | None = None
+    label: Var | None = None
+    """`label: {labels}`: the target outputs `nv.train` fits the interventions to."""
     lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
     text: str = field(default="", compare=False, hash=False)
 

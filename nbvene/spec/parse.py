@@ -14,6 +14,7 @@ from nbvene.spec.ast import (
     VERBS,
     All,
     Batch,
+    Call,
     Corrupt,
     Index,
     Intervention,
@@ -32,7 +33,8 @@ from nbvene.spec.ast import (
     Var,
 )
 
-KEYWORDS = ("base", "source", "corrupt", *VERBS, "metric")
+KEYWORDS = ("base", "source", "corrupt", *VERBS, "metric", "label")
+_ONCE = ("base", "source", "corrupt", "metric", "label")
 METRICS = ("p", "prob", "logprob", "logit", "logit_diff", "kl")
 AXES = ("layer", "pos", "head")
 
@@ -141,7 +143,7 @@ def parse(text: str) -> Spec:
                 column=m.start(1),
                 hint=did_you_mean(keyword, KEYWORDS) or "statements: " + ", ".join(KEYWORDS),
             )
-        if keyword in ("base", "source", "corrupt", "metric") and keyword in lines:
+        if keyword in _ONCE and keyword in lines:
             raise NbveneError(
                 f"a second {keyword!r} statement",
                 line=number,
@@ -160,6 +162,8 @@ def parse(text: str) -> Spec:
             fields["corrupt"] = _corrupt(line)
         elif keyword == "metric":
             fields["metric"] = _metric(line)
+        elif keyword == "label":
+            fields["label"] = _label(line)
         else:
             fields["interventions"].append(_intervention(keyword, component, line))
         line.done()
@@ -358,7 +362,7 @@ def _intervention(verb: str, component: str, line: _Line) -> Intervention:
             options["by"] = _scaled(line)
             continue
         if key.value == "via":
-            options["via"] = _var(line)
+            options["via"] = _via(line)
             continue
         line.expect("=", "'='")
         if key.value == "window":
@@ -374,6 +378,71 @@ def _intervention(verb: str, component: str, line: _Line) -> Intervention:
     window, by, over, via = (options.get(k) for k in ("window", "by", "over", "via"))
     return Intervention(
         verb, component, tuple(where.items()), window, by, over, via, line=line.number
+    )
+
+
+def _label(line: _Line) -> Var:
+    if not line.at("{"):
+        token = line.peek()
+        raise line.error(
+            f"expected {{labels}} after 'label:', found {_shown(token)}",
+            token.column,
+            hint="write: label: {labels}, with labels=... in the namespace",
+        )
+    return _var(line)
+
+
+def _via(line: _Line) -> Var | Call:
+    """`via {f}`, or `via rotated(k=1, dims=[0, 2])`: a named intervention with its arguments."""
+    if line.at("{"):
+        return _var(line)
+    name = line.take()
+    if name.kind != "ident" or not line.at("("):
+        raise line.error(
+            f"expected {{f}} or an intervention such as rotated(k=1) after 'via', "
+            f"found {_shown(name)}",
+            name.column,
+            hint="write: via {f}  or  via rotated(k=1)",
+        )
+    line.take()
+    args: dict[str, object] = {}
+    while not line.at(")"):
+        key = line.take()
+        if key.kind != "ident":
+            raise line.error(f"expected 'key=value', found {_shown(key)}", key.column)
+        if key.value in args:
+            raise line.error(f"{key.value} given twice", key.column)
+        line.expect("=", "'='")
+        args[key.value] = _argument(line)
+        if not line.at(")"):
+            line.expect(",", "',' or ')'")
+    line.take()
+    return Call(name.value, tuple(args.items()))
+
+
+def _argument(line: _Line) -> object:
+    """An argument of `via name(...)`: a number, a quoted string, [integers] or {name}."""
+    token = line.peek()
+    if token.kind == "num":
+        line.take()
+        value = float(token.value)
+        return int(value) if "." not in token.value else value
+    if token.kind == "str":
+        return _string(line.take())
+    if line.at("{"):
+        return _var(line)
+    if line.at("["):
+        line.take()
+        items = [_integer(line, "an integer")]
+        while line.at(","):
+            line.take()
+            items.append(_integer(line, "an integer"))
+        line.expect("]", "',' or ']'")
+        return tuple(items)
+    raise line.error(
+        f"expected a value, found {_shown(token)}",
+        token.column,
+        hint="a number, a quoted string, a list [0, 1] or a {name}",
     )
 
 

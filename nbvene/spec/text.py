@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 from nbvene.spec.ast import (
     All,
     Batch,
+    Call,
     Corrupt,
     Index,
     Intervention,
@@ -36,6 +38,8 @@ def format_spec(spec: Spec) -> str:
     rows += [f"{i.verb}: {_intervention(i)}" for i in spec.interventions]
     if spec.metric is not None:
         rows.append(f"metric: {_metric(spec.metric)}")
+    if spec.label is not None:
+        rows.append("label: {" + spec.label.name + "}")
     return "\n".join(rows)
 
 
@@ -96,9 +100,27 @@ def _intervention(i: Intervention) -> str:
     if i.by is not None:
         by = "by {" + i.by.vector.name + "}"
         parts.append(by if i.by.scale == 1 else f"{by} * {_number(i.by.scale)}")
-    if i.via is not None:
+    if isinstance(i.via, Call):
+        parts.append(f"via {_call(i.via)}")
+    elif i.via is not None:
         parts.append("via {" + i.via.name + "}")
     return " ".join(parts)
+
+
+def _call(c: Call) -> str:
+    def value(v) -> str:
+        if isinstance(v, Var):
+            return "{" + v.name + "}"
+        if isinstance(v, str):
+            return _quoted(v)
+        if isinstance(v, tuple):
+            return "[" + ", ".join(map(str, v)) + "]"
+        if isinstance(v, float):  # positional, as the parser reads numbers (no 1e-05)
+            text = format(Decimal(repr(v)), "f")
+            return text if "." in text else text + ".0"
+        return repr(v)
+
+    return c.name + "(" + ", ".join(f"{k}={value(v)}" for k, v in c.args) + ")"
 
 
 def _metric(m: Metric) -> str:

@@ -1,0 +1,70 @@
+"""A spec's `via rotated(k=1)` statements bound to modules: each becomes `via {rotated#0}` with the
+module in the namespace, so the same modules serve training, evaluation and saving."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+import torch
+
+from nbvene.errors import NbveneError
+from nbvene.spec import Call, Spec, Var
+from nbvene.train.interventions import Trainable, build
+
+
+def named(spec: Spec) -> tuple[Spec, dict[str, tuple[int, Call]]]:
+    """The spec with each `via name(...)` replaced by `via {name#i}` (i: the statement's index),
+    and the calls by their new names."""
+    calls: dict[str, tuple[int, Call]] = {}
+    statements = []
+    for i, stmt in enumerate(spec.interventions):
+        if isinstance(stmt.via, Call):
+            name = f"{stmt.via.name}#{i}"
+            calls[name] = (i, stmt.via)
+            stmt = replace(stmt, via=Var(name))
+        statements.append(stmt)
+    return replace(spec, interventions=tuple(statements)), calls
+
+
+def bind(spec: Spec, namespace: Mapping, seed: int | None = None) -> tuple[Spec, dict]:
+    """`named(spec)`, with the modules the calls build (by name). `seed` seeds the modules
+    whose call gives none."""
+    bound, calls = named(spec)
+    modules: dict[str, Trainable] = {}
+    for name, (i, call) in calls.items():
+        line = spec.interventions[i].line
+        args = {}
+        for key, value in call.args:
+            if isinstance(value, Var):
+                if value.name not in namespace:
+                    raise _at(spec, line, f"{{{value.name}}} is not defined",
+                              hint=f"pass namespace={{'{value.name}': ...}}")  # fmt: skip
+                value = namespace[value.name]
+            args[key] = value
+        if seed is not None and "seed" not in args:
+            args["seed"] = seed
+        try:
+            modules[name] = build(call.name, args)
+        except NbveneError as e:
+            raise _at(spec, line, e.message, e.hint, call.name + "(") from None
+    return bound, modules
+
+
+def via_modules(spec: Spec, namespace: Mapping) -> dict[str, torch.nn.Module]:
+    """The modules with trainable parameters that `via {name}` statements name, by name (the
+    user's own interventions)."""
+    found = {}
+    for stmt in spec.interventions:
+        module = namespace.get(stmt.via.name) if isinstance(stmt.via, Var) else None
+        if isinstance(module, torch.nn.Module) and any(
+            p.requires_grad for p in module.parameters()
+        ):
+            found[stmt.via.name] = module
+    return found
+
+
+def _at(spec: Spec, line: int, message: str, hint=None, token=None) -> NbveneError:
+    text = spec.line_text(line)
+    column = text.index(token) if token and token in text else None
+    return NbveneError(message, line=line, text=text or None, column=column, hint=hint)

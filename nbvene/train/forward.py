@@ -1,0 +1,164 @@
+"""The forward pass training needs: some examples of a Plan (one row each), their source run, then
+the base run with the interventions, giving the output at each example's read position, with
+gradients (the engine's runs are for measuring, under `torch.no_grad()`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import torch
+
+from nbvene.engine.edits import Sources, group_units, store_edit, unit_edit
+from nbvene.engine.hooks import Hooks
+from nbvene.engine.run import _caller, device_of
+from nbvene.errors import NbveneError
+from nbvene.plan import resolve
+from nbvene.plan.plan import Plan
+from nbvene.plan.prompts import Prompt, pad
+from nbvene.sites import Site
+from nbvene.spec import Metric, Spec
+from nbvene.train.interventions import Trainable
+
+
+def plan_examples(spec: Spec, model, tokenizer, namespace, sites) -> Plan:
+    """The plan of a spec that is trained or measured by its label: the engine's checks need a
+    metric, which is never computed here, so a spec without one gets a stand-in."""
+    if spec.metric is None:
+        spec = replace(spec, metric=Metric("logit", (0,)))
+    return resolve(spec, model, tokenizer, namespace, sites)
+
+
+def check_trainable(plan: Plan, what: str = "nv.train") -> None:
+    """A plan training can use: one row per example, nothing swept, no noise, nothing collected."""
+    spec = plan.spec
+    swept = [a.name for a in plan.axes if a.name != "example"]
+    if swept:
+        stmt = next(s for s in spec.interventions if any(s.selector(a) for a in swept))
+        raise NbveneError(
+            f"{what} fits one intervention per example, and this spec sweeps {', '.join(swept)}",
+            line=stmt.line,
+            text=spec.line_text(stmt.line),
+            hint="choose one value: layer=3 instead of layer=*, pos=-1 instead of pos=*",
+        )
+    if plan.corrupt is not None:
+        line = spec.corrupt.line
+        raise NbveneError(
+            f"{what} takes a source: line, not corrupt:",
+            line=line,
+            text=spec.line_text(line),
+            hint="give the clean prompts as source: and the corrupted ones as base:",
+        )
+    for op in plan.ops:
+        if isinstance(op.module, Trainable) and op.module.needs_source and plan.source is None:
+            raise NbveneError(
+                f"{op.module.kind}(...) needs a source",
+                line=op.line,
+                text=spec.line_text(op.line),
+                hint="add a source: line",
+            )
+    if plan.collect is not None:
+        stmt = spec.interventions[plan.collect]
+        raise NbveneError(
+            f"{what} takes no collect:",
+            line=stmt.line,
+            text=spec.line_text(stmt.line),
+            hint="collect activations with nv.run",
+        )
+
+
+class Forward:
+    """`forward(indices)`: the intervened output of those examples, (len(indices), classes).
+
+    With `grad_source`, gradients also flow through the source run (interchange intervention
+    training, when the model itself learns)."""
+
+    def __init__(self, plan: Plan, *, grad_source: bool = False):
+        self.plan = plan
+        self.model = plan.model
+        self.device = device_of(plan.model)
+        self.call = _caller(plan.model)
+        self.grad_source = grad_source
+        self.means: dict[tuple[int, Site], torch.Tensor] = {}
+        if any(op.source == "mean" for op in plan.ops):
+            with torch.no_grad():
+                self.mean_runs()
+
+    def __len__(self) -> int:
+        return len(self.plan.base)
+
+    def __call__(self, indices: Sequence[int]) -> torch.Tensor:
+        plan = self.plan
+        indices = list(indices)
+        rows = [replace(plan.rows[i], example=j) for j, i in enumerate(indices)]
+        base = [plan.base[i] for i in indices]
+        source = plan.source
+        if source is not None and len(source) > 1:
+            source = [source[i] for i in indices]
+        part = replace(plan, base=base, source=source, rows=rows)
+        sources = Sources(part, self.device)
+        sources.means = self.means
+        if source is not None:
+            self.source_run(part, sources)
+        with Hooks(self.model) as hooks:
+            shape = (len(rows), max(len(p) for p in base))
+            for (site, op), members in group_units(rows).items():
+                hooks.at(site, unit_edit(part, sources, site, op, members, rows, shape))
+            return self.read(hooks, base)
+
+    def source_run(self, part: Plan, sources: Sources) -> None:
+        """Keep the source activations the units read (with their gradients, if asked)."""
+        sites = {u.site for r in part.rows for u in r.units if part.ops[u.op].source == "run"}
+        if not sites:
+            return
+        shape = (len(part.source), max(len(p) for p in part.source))
+        keep = _keeper if self.grad_source else store_edit
+        grad = self.grad_source and torch.is_grad_enabled()
+        with torch.set_grad_enabled(grad), Hooks(self.model) as hooks:
+            for site in sites:
+                hooks.at(site, keep(site, sources.cache, shape))
+            self.call(*pad(part.source, part.pad_id, self.device))
+
+    def read(self, hooks: Hooks, prompts: list[Prompt]) -> torch.Tensor:
+        """Run the model on `prompts` and return the output at each one's read position (the
+        LM head computed there only), or the whole output when it has no sequence axis."""
+        n = len(prompts)
+        at = torch.tensor([p.read_at for p in prompts], device=self.device)
+        head = getattr(self.model, "get_output_embeddings", lambda: None)()
+        if head is not None:
+            hooks.on(head, "input", lambda h: h[torch.arange(n, device=h.device), at].unsqueeze(1))
+        output = self.call(*pad(prompts, self.plan.pad_id, self.device))
+        logits = output.logits if hasattr(output, "logits") else output
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        if head is not None:
+            return logits[:, -1]
+        if logits.dim() == 2:
+            return logits
+        return logits[torch.arange(n, device=logits.device), at]
+
+    def mean_runs(self) -> None:
+        plan = self.plan
+        for index, op in enumerate(plan.ops):
+            if op.source != "mean":
+                continue
+            sites = {u.site for r in plan.rows for u in r.units if u.op == index}
+            ids, mask = pad(list(op.mean_prompts), plan.pad_id, self.device)
+            acts: dict = {}
+            with Hooks(self.model) as hooks:
+                for site in sites:
+                    hooks.at(site, store_edit(site, acts, mask.shape))
+                self.call(ids, mask)
+            for site, act in acts.items():
+                self.means[index, site] = act[mask.bool()].mean(dim=0)
+
+
+def _keeper(site: Site, stored: dict, shape):
+    """Like the engine's `store_edit`, without detaching: gradients reach the source run."""
+
+    def edit(raw: torch.Tensor) -> None:
+        if raw.dim() == 2 and raw.shape[0] == shape[0] * shape[1]:
+            raw = raw.unflatten(0, tuple(shape))
+        stored[site] = site.view.read(raw)
+
+    return edit

@@ -1,0 +1,330 @@
+"""`nv.train`: fit a spec's interventions so the intervened model outputs the labels.
+
+The model's own weights are frozen (and bitwise unchanged) unless `train_model=True`
+(interchange intervention training); only the interventions learn.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+
+from nbvene.errors import NbveneError
+from nbvene.plan.plan import Plan
+from nbvene.sites import SiteMap
+from nbvene.spec import Spec, parse
+from nbvene.train.bind import bind, via_modules
+from nbvene.train.forward import Forward, check_trainable, plan_examples
+from nbvene.train.trained import Trained
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""`loss(outputs, labels) -> scalar`: outputs (batch, classes) at the read position."""
+
+
+def train(
+    spec: str | Spec,
+    *,
+    model: nn.Module,
+    tokenizer=None,
+    namespace: Mapping | None = None,
+    sites: Mapping[str, str] | SiteMap | None = None,
+    epochs: int = 10,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+    held_out: float | Mapping | None = 0.1,
+    patience: int | None = None,
+    loss: Loss | None = None,
+    train_model: bool = False,
+    progress: bool | Callable[[dict], None] = True,
+) -> Trained:
+    """Train the interventions of a spec with a `label:` line; return a `Trained`.
+
+    >>> trained = nv.train('''
+    ... base:   {base}
+    ... source: {source}
+    ... patch:  hidden.output via rotated(k=1)
+    ... label:  {label}
+    ... ''', model=model, namespace=dict(base=B, source=S, label=Y), epochs=30, lr=1e-2)
+    >>> trained.iia, trained.basis.shape
+    (0.99, torch.Size([16, 1]))
+
+    Each example is one base input, its source (or the one source), and its label: the class
+    index or token id the intervened model should output at the base's last position (or in
+    its (batch, classes) output). The loss is cross-entropy there, or `loss(outputs, labels)`.
+
+    `held_out`: a fraction of the examples kept out of training and measured after each epoch,
+    or a namespace with held-out `base`/`source`/`label` values, or None. `patience`: stop after
+    that many epochs without a better held-out loss, keeping the best interventions. `seed`
+    seeds the shuffling, the split and the interventions' initial values. `progress`: a text
+    bar (True), nothing (False), or a function called with each epoch's record.
+    """
+    if epochs < 0 or batch_size < 1 or not lr > 0:
+        raise NbveneError(
+            f"epochs must be ≥ 0, batch_size ≥ 1 and lr > 0; got epochs={epochs}, "
+            f"batch_size={batch_size}, lr={lr}"
+        )
+    if not isinstance(model, nn.Module):
+        raise NbveneError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    parsed = parse(spec) if isinstance(spec, str) else spec
+    if parsed.label is None:
+        raise NbveneError(
+            "nv.train needs a label: line",
+            hint="add 'label: {labels}': per example, the class or token the intervened model "
+            "should output",
+        )
+    namespace = dict(namespace or {})
+    bound, built = bind(parsed, namespace, seed)
+    modules = {**via_modules(bound, namespace), **built}
+    plan = plan_examples(bound, model, tokenizer, {**namespace, **built}, sites)
+    check_trainable(plan)
+    labels = labels_of(plan, namespace, tokenizer, loss is None)
+
+    generator = torch.Generator().manual_seed(seed)
+    examples = torch.randperm(len(plan.base), generator=generator)
+    held: tuple[Plan, torch.Tensor, torch.Tensor] | None = None
+    if isinstance(held_out, Mapping):
+        other = {**namespace, **dict(held_out), **built}
+        held_plan = plan_examples(bound, model, tokenizer, other, sites)
+        check_trainable(held_plan)
+        held_labels = labels_of(held_plan, other, tokenizer, loss is None)
+        held = (held_plan, torch.arange(len(held_plan.base)), held_labels)
+    elif held_out:
+        if not 0 < held_out < 1:
+            raise NbveneError(f"held_out must be a fraction in (0, 1), got {held_out}")
+        n_held = max(1, round(len(examples) * held_out))
+        if n_held >= len(examples):
+            raise NbveneError(
+                f"{len(examples)} examples are too few to hold {held_out:.0%} out",
+                hint="give more examples, or held_out=None",
+            )
+        held = (plan, examples[:n_held].sort().values, labels)
+        examples = examples[n_held:]
+
+    frozen = {p: p.requires_grad for p in model.parameters()}
+    for p in frozen:
+        p.requires_grad_(train_model)
+    try:
+        run = _Training(plan, labels, modules, loss, train_model, generator, held)
+        run.fit(examples, epochs, lr, batch_size, patience, progress)
+        metrics = run.scores(examples)
+    finally:
+        for p, flag in frozen.items():
+            p.requires_grad_(flag)
+
+    return Trained(
+        spec=parsed,
+        bound=bound,
+        modules=modules,
+        built=set(built),
+        model=model,
+        tokenizer=tokenizer,
+        sites=plan.sites.mapping or None,
+        namespace=namespace,
+        history=run.history,
+        loss=loss,
+        metrics=metrics,
+        settings={
+            "epochs": epochs,
+            "lr": lr,
+            "batch_size": batch_size,
+            "seed": seed,
+            "train_model": train_model,
+            "patience": patience,
+            "held_out": held_out if not isinstance(held_out, Mapping) else "given",
+            "examples": len(examples),
+        },
+    )
+
+
+class _Training:
+    def __init__(self, plan, labels, modules, loss, train_model, generator, held):
+        self.forward = Forward(plan, grad_source=train_model)
+        self.held = held
+        if held is not None:
+            self.held_forward = self.forward if held[0] is plan else Forward(held[0])
+        self.labels = labels
+        self.modules = list(modules.values())
+        self.loss = loss
+        self.generator = generator
+        self.model = plan.model
+        self.train_model = train_model
+        self.history: list[dict] = []
+
+    def parameters(self) -> list[nn.Parameter]:
+        found = {id(p): p for m in self.modules for p in m.parameters() if p.requires_grad}
+        if self.train_model:
+            found.update({id(p): p for p in self.model.parameters()})
+        return list(found.values())
+
+    def scores(self, examples) -> dict:
+        """IIA and loss on the held-out examples, or on the training ones without them."""
+        if self.held is None:
+            return measure(self.forward, examples.tolist(), self.labels, self.loss)
+        _, indices, labels = self.held
+        return measure(self.held_forward, indices.tolist(), labels, self.loss)
+
+    def fit(self, examples, epochs, lr, batch_size, patience, progress) -> None:
+        with torch.no_grad():  # one pass makes the parameters of interventions built lazily
+            self.forward(examples[:1].tolist())
+        params = self.parameters()
+        if not params and epochs > 0:  # with epochs=0 a spec is only measured
+            raise NbveneError(
+                "nothing to train: no intervention has parameters, and train_model is False",
+                hint="use a trainable intervention (via rotated(k=1), via low_rank_rotated(k=2), "
+                "via boundless(), ...), or train_model=True for interchange intervention training",
+            )
+        optimizer = torch.optim.Adam(params, lr=lr) if params else None
+        steps = epochs * math.ceil(len(examples) / batch_size)
+        bar = _bar(epochs) if progress is True else None
+        best, best_state, waited = math.inf, None, 0
+        done = 0
+        try:
+            for epoch in range(1, epochs + 1):
+                order = examples[torch.randperm(len(examples), generator=self.generator)]
+                total = 0.0
+                for start in range(0, len(order), batch_size):
+                    chosen = order[start : start + batch_size].tolist()
+                    outputs = self.forward(chosen)
+                    value = objective(outputs, self.labels[chosen], self.loss)
+                    extra = [m.penalty() for m in self.modules if hasattr(m, "penalty")]
+                    full = value + sum(p for p in extra if p is not None)
+                    optimizer.zero_grad(set_to_none=True)
+                    full.backward()
+                    optimizer.step()
+                    done += 1
+                    for m in self.modules:
+                        if hasattr(m, "schedule") and getattr(m, "width", 0) is not None:
+                            m.schedule(done / max(steps, 1))
+                    total += float(value.detach()) * len(chosen)
+                record = {"epoch": epoch, "loss": total / len(order)}
+                if self.held is not None:
+                    scores = self.scores(examples)
+                    record.update(held_out_loss=scores["loss"], held_out_iia=scores["iia"])
+                self.history.append(record)
+                if bar is not None:
+                    bar.update(record)
+                elif callable(progress):
+                    progress(dict(record))
+                if patience is not None:
+                    watched = record.get("held_out_loss", record["loss"])
+                    if watched < best:
+                        best, waited = watched, 0
+                        best_state = self.state()
+                    else:
+                        waited += 1
+                        if waited >= patience:
+                            self.restore(best_state)
+                            break
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def state(self) -> list[dict]:
+        states = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in self.modules]
+        if self.train_model:
+            states.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+        return states
+
+    def restore(self, states) -> None:
+        if states is None:
+            return
+        targets = [*self.modules, *([self.model] if self.train_model else [])]
+        with torch.no_grad():
+            for module, state in zip(targets, states, strict=True):
+                module.load_state_dict(state)
+
+
+def objective(outputs: torch.Tensor, labels: torch.Tensor, loss: Loss | None) -> torch.Tensor:
+    labels = labels.to(outputs.device)
+    if loss is not None:
+        return loss(outputs, labels)
+    return nn.functional.cross_entropy(outputs.float(), labels)
+
+
+def measure(forward: Forward, indices: list[int], labels: torch.Tensor, loss: Loss | None,
+            batch_size: int = 256) -> dict:  # fmt: skip
+    """Interchange intervention accuracy and mean loss over `indices`, without gradients."""
+    hits, total, count = 0, 0.0, 0
+    classes = not labels.is_floating_point() and labels.dim() == 1
+    with torch.no_grad():
+        for start in range(0, len(indices), batch_size):
+            chosen = indices[start : start + batch_size]
+            outputs = forward(chosen)
+            wanted = labels[chosen].to(outputs.device)
+            total += float(objective(outputs, wanted, loss)) * len(chosen)
+            if classes:
+                hits += int((outputs.argmax(-1) == wanted).sum())
+            count += len(chosen)
+    if count == 0:
+        return {"iia": math.nan, "loss": math.nan}
+    return {"iia": hits / count if classes else math.nan, "loss": total / count}
+
+
+def labels_of(plan: Plan, namespace: Mapping, tokenizer, classes: bool) -> torch.Tensor:
+    """The label of every base example: class indices or token ids (a tensor, a list of ints,
+    or single-token texts), or any tensor with one row per example when `loss=` is given."""
+    spec = plan.spec
+    line = spec.lines.get("label", 0)
+    name = spec.label.name
+
+    def error(message: str, hint: str | None = None) -> NbveneError:
+        return NbveneError(message, line=line, text=spec.line_text(line) or None, hint=hint)
+
+    if name not in namespace:
+        raise error(f"{{{name}}} is not defined", hint=f"pass namespace={{'{name}': ...}}")
+    value = namespace[name]
+    if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
+        value = [_token(tokenizer, v, error) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value] * len(plan.base)
+    try:
+        labels = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise error(f"{{{name}}} must be a tensor or a list of labels, got "
+                    f"{type(value).__name__}") from None  # fmt: skip
+    labels = labels.detach().cpu()
+    if labels.dim() == 0 or labels.shape[0] != len(plan.base):
+        got = "one label" if labels.dim() == 0 else f"{labels.shape[0]} labels"
+        raise error(f"{{{name}}} has {got} for {len(plan.base)} base examples",
+                    hint="give one label per base example")  # fmt: skip
+    if classes and (labels.is_floating_point() or labels.dim() != 1):
+        raise error(
+            f"{{{name}}} must hold class indices or token ids (integers), one per example; "
+            f"got {labels.dtype} of shape {tuple(labels.shape)}",
+            hint="for other targets, pass loss=lambda outputs, labels: ...",
+        )
+    return labels.long() if classes else labels
+
+
+def _token(tokenizer, text: str, error) -> int:
+    if tokenizer is None:
+        raise error(f"the label {text!r} is text, and no tokenizer was given",
+                    hint="pass tokenizer=..., or give token ids")  # fmt: skip
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if len(ids) != 1:
+        raise error(f"the label {text!r} is {len(ids)} tokens for this tokenizer",
+                    hint='a label is one token, often with a leading space: " Paris"')  # fmt: skip
+    return ids[0]
+
+
+class _bar:
+    """A text progress bar over epochs, showing the last loss and held-out IIA."""
+
+    def __init__(self, epochs: int):
+        from tqdm.auto import tqdm
+
+        self.tqdm = tqdm(total=epochs, unit="epoch", desc="nv.train", leave=False)
+
+    def update(self, record: dict) -> None:
+        shown = {"loss": f"{record['loss']:.3f}"}
+        if "held_out_iia" in record:
+            shown["iia"] = f"{record['held_out_iia']:.3f}"
+        self.tqdm.set_postfix(shown, refresh=False)
+        self.tqdm.update(1)
+
+    def close(self) -> None:
+        self.tqdm.close()

@@ -1,0 +1,384 @@
+"""`Trained`: the interventions `nv.train` fitted, what they scored, and their files.
+
+A saved intervention is a folder: `config.json` (the spec, the site, each intervention's type,
+arguments and tensor shapes, the model's name, the nbvene version, the training record) and
+`interventions.safetensors` (the tensors). Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from nbvene.engine.run import device_of
+from nbvene.errors import NbveneError
+from nbvene.sites import Site, SiteMap
+from nbvene.spec import Index, Spec, Var, format_spec, parse
+from nbvene.train.bind import named, via_modules
+from nbvene.train.forward import Forward, check_trainable, plan_examples
+from nbvene.train.interventions import CONSTRUCTORS, Trainable, build
+
+FORMAT = "nbvene-interventions"
+FORMAT_VERSION = 1
+CONFIG = "config.json"
+TENSORS = "interventions.safetensors"
+
+
+class Trained(nn.Module):
+    """Trained interventions, bound to their spec and model.
+
+    - `iia`, `loss`: interchange intervention accuracy and loss on the held-out examples (on the
+      training examples when none were held out) at the end of training;
+    - `history`: one record per epoch (`loss`, and `held_out_loss`, `held_out_iia`);
+    - `basis`: the learned directions, a (width, k) tensor (for one trained intervention);
+    - `evaluate(namespace=...)`, `save(folder)`; `nv.load(folder, model=...)` reads it back;
+    - called as `trained(base, source)`, it is the intervention itself, so `via {das}` with
+      `namespace={"das": trained}` applies it in `nv.run`.
+    """
+
+    def __init__(self, *, spec: Spec, bound: Spec, modules: Mapping[str, nn.Module],
+                 built: set[str], model: nn.Module, tokenizer=None, sites=None,
+                 namespace: Mapping | None = None, history=(), loss=None,
+                 settings: Mapping | None = None, metrics: Mapping | None = None):  # fmt: skip
+        super().__init__()
+        self.names = list(modules)
+        self.interventions = nn.ModuleList(modules.values())
+        # the model is not a part of this module (its weights are the user's, not ours)
+        object.__setattr__(self, "model", model)
+        self.spec, self.bound, self.built = spec, bound, set(built)
+        self.tokenizer, self.sites = tokenizer, sites
+        self.namespace = dict(namespace or {})
+        self.history = [dict(r) for r in history]
+        self.objective = loss
+        self.settings = dict(settings or {})
+        self.metrics = dict(metrics) if metrics is not None else self.final()
+
+    # --- what was learned ----------------------------------------------------------------------
+
+    @property
+    def iia(self) -> float:
+        return self.metrics["iia"]
+
+    @property
+    def loss(self) -> float:
+        return self.metrics["loss"]
+
+    @property
+    def intervention(self) -> nn.Module:
+        """The trained intervention, when there is one."""
+        if len(self.interventions) != 1:
+            raise NbveneError(
+                f"this spec has {len(self.interventions)} trained interventions",
+                hint="pick one: trained.interventions[0]",
+            )
+        return self.interventions[0]
+
+    @property
+    def basis(self) -> torch.Tensor:
+        """The directions the intervention acts on: (width, k), one column each."""
+        return self.intervention.basis
+
+    @property
+    def needs_source(self) -> bool:
+        return getattr(self.intervention, "needs_source", True)
+
+    def forward(self, base: torch.Tensor, source: torch.Tensor | None) -> torch.Tensor:
+        return self.intervention(base, source)
+
+    # --- measuring -------------------------------------------------------------------------------
+
+    def evaluate(self, namespace: Mapping | None = None, *, batch_size: int = 256,
+                 loss=None) -> dict:  # fmt: skip
+        """IIA and mean loss of the spec on other examples: `namespace` gives the spec's
+        `{base}`, `{source}` and `{label}` (and anything else it names).
+
+        >>> trained.evaluate(namespace=dict(base=B2, source=S2, label=Y2))
+        {'iia': 0.98, 'loss': 0.07}
+        """
+        from nbvene.train.loop import labels_of, measure
+
+        objective = loss if loss is not None else self.objective
+        names = dict(zip(self.names, self.interventions, strict=True))
+        values = {**self.namespace, **dict(namespace or {}), **names}
+        plan = plan_examples(self.bound, self.model, self.tokenizer, values, self.sites)
+        check_trainable(plan, "evaluate")
+        labels = labels_of(plan, values, self.tokenizer, objective is None)
+        forward = Forward(plan)
+        return measure(forward, list(range(len(plan.base))), labels, objective, batch_size)
+
+    def final(self) -> dict:
+        """The scores at the end of training: the last epoch's held-out ones, or the loss of
+        the last epoch."""
+        if not self.history:
+            return {"iia": math.nan, "loss": math.nan}
+        last = self.history[-1]
+        if "held_out_iia" in last:
+            return {"iia": last["held_out_iia"], "loss": last["held_out_loss"]}
+        return {"iia": last.get("iia", math.nan), "loss": last["loss"]}
+
+    # --- files -----------------------------------------------------------------------------------
+
+    def save(self, folder: str | Path) -> Path:
+        """Write `config.json` and `interventions.safetensors` into `folder` (made if needed)."""
+        from safetensors.torch import save_file
+
+        import nbvene
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors: dict[str, torch.Tensor] = {}
+        entries = []
+        for i, (name, module) in enumerate(zip(self.names, self.interventions, strict=True)):
+            state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+            tensors.update({f"{i}.{k}": v for k, v in state.items()})
+            stmt = _statement(self.bound, name)
+            site = site_of(self.model, self.sites, stmt)
+            trainable = isinstance(module, Trainable)
+            entries.append(
+                {
+                    "index": i,
+                    "name": name,
+                    "line": stmt.line,
+                    "statement": _written(self.spec, stmt.line),
+                    "component": stmt.component,
+                    "site": None if site is None else f"{site.module}.{site.io}",
+                    "type": module.kind if trainable and name in self.built else "module",
+                    "class": type(module).__qualname__,
+                    "args": module.config() if trainable else None,
+                    "width": getattr(module, "width", None),
+                    "tensors": {
+                        k: {"shape": list(v.shape), "dtype": str(v.dtype)[6:]}
+                        for k, v in state.items()
+                    },
+                }
+            )
+        config = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "nbvene": nbvene.__version__,
+            "torch": torch.__version__,
+            "spec": self.spec.text,
+            "sites": dict(self.sites) if self.sites else None,
+            "model": _model_card(self.model),
+            "interventions": entries,
+            "metrics": _json_numbers(self.metrics),
+            "history": [_json_numbers(r) for r in self.history],
+            "train": _json_numbers(self.settings),
+        }
+        save_file(tensors, str(folder / TENSORS), metadata={"format": "pt"})
+        (folder / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        return folder
+
+    def __repr__(self) -> str:
+        lines = [_written(self.spec, _statement(self.bound, n).line) for n in self.names]
+        what = "; ".join(lines) or "no intervention (the model was trained)"
+        return f"Trained({what}: iia {self.iia:.3f}, loss {self.loss:.4g})"
+
+
+def load(path: str | Path, *, model: nn.Module, tokenizer=None, namespace: Mapping | None = None,
+         sites: Mapping[str, str] | None = None) -> Trained:  # fmt: skip
+    """Read interventions that `Trained.save` wrote, onto `model` (checked to match).
+
+    `path` is a folder, or `hf://owner/name[/subfolder][@revision]` for a folder on the
+    Hugging Face Hub (downloaded with `huggingface_hub.snapshot_download`). Your own intervention
+    modules (`via {mine}`) are not stored as code: pass fresh ones in `namespace`, and their
+    weights are loaded into them.
+    """
+    folder = _local(path)
+    config_path = folder / CONFIG
+    if not config_path.is_file():
+        raise NbveneError(
+            f"{folder} has no {CONFIG}",
+            hint="point at the folder that trained.save(...) wrote",
+        )
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if config.get("format") != FORMAT or config.get("format_version", 0) > FORMAT_VERSION:
+        raise NbveneError(
+            f"{config_path} is not a saved nbvene intervention this version reads "
+            f"(format {config.get('format')!r}, version {config.get('format_version')!r})"
+        )
+    namespace = dict(namespace or {})
+    sites = sites if sites is not None else config.get("sites")
+    spec = parse(config["spec"])
+    bound, _ = named(spec)
+    device = device_of(model)
+    modules: dict[str, nn.Module] = {}
+    built = set()
+    for entry in config["interventions"]:
+        stmt = _statement(bound, entry["name"])
+        _check_site(model, sites, stmt, entry, config)
+        if entry["type"] == "module":
+            module = namespace.get(entry["name"])
+            if not isinstance(module, nn.Module):
+                raise NbveneError(
+                    f"{{{entry['name']}}} is your own intervention ({entry['class']}): pass a new "
+                    "one to load its weights into",
+                    hint=f"nv.load(..., namespace={{'{entry['name']}': {entry['class']}(...)}})",
+                )
+        elif entry["type"] in CONSTRUCTORS:
+            module = build(entry["type"], entry["args"])
+            module.build(entry["width"])
+        else:
+            raise NbveneError(
+                f"unknown intervention type {entry['type']!r} in {config_path}",
+                hint="it was saved by a newer nbvene; upgrade",
+            )
+        modules[entry["name"]] = module.to(device)
+        if entry["type"] != "module":
+            built.add(entry["name"])
+    _load_tensors(folder / TENSORS, modules, config, device)
+    for name, module in via_modules(bound, namespace).items():
+        modules.setdefault(name, module)
+    return Trained(
+        spec=spec,
+        bound=bound,
+        modules=modules,
+        built=built,
+        model=model,
+        tokenizer=tokenizer,
+        sites=sites,
+        namespace=namespace,
+        history=config.get("history", ()),
+        settings=config.get("train"),
+        metrics={k: (math.nan if v is None else v) for k, v in config["metrics"].items()},
+    )
+
+
+def _load_tensors(file: Path, modules: dict, config: dict, device) -> None:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(file), device="cpu")
+    for entry in config["interventions"]:
+        prefix = f"{entry['index']}."
+        state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        module = modules[entry["name"]]
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise NbveneError(
+                f"the saved tensors of {entry['statement']!r} do not fit the intervention: "
+                f"{str(e).splitlines()[0]}",
+                hint="load it onto the model (and with the modules) it was trained with",
+            ) from None
+        module.to(device)
+
+
+def _local(path: str | Path) -> Path:
+    text = str(path)
+    if not text.startswith("hf://"):
+        return Path(path)
+    repo, _, revision = text[len("hf://") :].partition("@")
+    parts = repo.strip("/").split("/")
+    if len(parts) < 2:
+        raise NbveneError(f"{text!r} names no repository", hint="write hf://owner/name")
+    from huggingface_hub import snapshot_download
+
+    subfolder = "/".join(parts[2:])
+    pattern = [f"{subfolder}/*"] if subfolder else None
+    local = snapshot_download("/".join(parts[:2]), revision=revision or None,
+                              allow_patterns=pattern)  # fmt: skip
+    return Path(local) / subfolder if subfolder else Path(local)
+
+
+def _statement(bound: Spec, name: str):
+    for stmt in bound.interventions:
+        if isinstance(stmt.via, Var) and stmt.via.name == name:
+            return stmt
+    raise KeyError(name)  # pragma: no cover - names come from the spec
+
+
+def _written(spec: Spec, line: int) -> str:
+    """The statement on a spec line as written, without its comment."""
+    stmt = next(s for s in spec.interventions if s.line == line)
+    return format_spec(Spec(interventions=(stmt,)))
+
+
+def site_of(model: nn.Module, sites, stmt) -> Site | None:
+    """The site a statement acts on, when its layer is written as a number (or not needed)."""
+    sitemap = SiteMap(model, sites)
+    component = sitemap.resolve(stmt.component)
+    layer = stmt.selector("layer")
+    if sitemap.layered(component) and not isinstance(layer, Index):
+        return None
+    value = layer.value % sitemap.n_layers if isinstance(layer, Index) else None
+    return sitemap.site(component, value)
+
+
+def _check_site(model: nn.Module, sites, stmt, entry: dict, config: dict) -> None:
+    """The model must have the site, with units of the width the intervention was made for."""
+    saved = config.get("model", {}).get("name")
+    try:
+        site = site_of(model, sites, stmt)
+    except NbveneError as e:
+        raise NbveneError(
+            f"this model has no site for {entry['statement']!r} (trained on {saved!r}): "
+            f"{e.message}",
+            hint=e.hint,
+        ) from None
+    except (IndexError, AttributeError, ZeroDivisionError):
+        raise NbveneError(
+            f"this model has no site for {entry['statement']!r} (trained on {saved!r})"
+        ) from None
+    width = entry.get("width")
+    found = site_width(model, site) if site is not None else None
+    if width is not None and found is not None and found != width:
+        raise NbveneError(
+            f"{entry['statement']!r} was trained on units of width {width} (model {saved!r}), "
+            f"and this model's {stmt.component} has {found}",
+            hint="load it onto the model it was trained on, or one of the same shape",
+        )
+
+
+_RESIDUAL = {"block_input", "block_output", "resid_mid", "mlp_output", "mlp_input",
+             "attention_output", "attention_input"}  # fmt: skip
+
+
+def site_width(model: nn.Module, site: Site) -> int | None:
+    """The width of a whole-vector site's units, read from its module without running it (None
+    when it cannot be told that way)."""
+    view = site.view
+    if view.by_head or view.fused > 1:
+        return None
+    if view.sliced and view.stop is not None:
+        return view.stop - view.start
+    if site.component in _RESIDUAL:
+        config = getattr(model, "config", None)
+        for name in ("hidden_size", "n_embd", "d_model"):
+            if isinstance(getattr(config, name, None), int):
+                return getattr(config, name)
+        return None
+    module = model.get_submodule(site.module)
+    if site.io == "output":
+        names = ("out_features", "embedding_dim", "out_channels", "num_features")
+    else:
+        names = ("in_features", "input_size", "in_channels", "num_features")
+    for name in names:
+        if isinstance(getattr(module, name, None), int):
+            return getattr(module, name)
+    if site.io == "output" and isinstance(getattr(module, "hidden_size", None), int):
+        return module.hidden_size * (2 if getattr(module, "bidirectional", False) else 1)
+    shape = getattr(module, "normalized_shape", None)
+    if isinstance(shape, tuple) and shape:
+        return shape[-1]
+    return None
+
+
+def _model_card(model: nn.Module) -> dict:
+    config = getattr(model, "config", None)
+    hidden = getattr(config, "hidden_size", None)
+    return {
+        "name": getattr(config, "_name_or_path", None) or type(model).__name__,
+        "class": type(model).__name__,
+        "model_type": getattr(config, "model_type", None),
+        "hidden_size": hidden if isinstance(hidden, int) else None,
+    }
+
+
+def _json_numbers(record: Mapping) -> dict:
+    """NaN is not JSON: it is written as null."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
