@@ -183,6 +183,12 @@ class Spec:
     lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
     text: str = field(default="", compare=False, hash=False)
 
+    def __str__(self) -> str:
+        """The text that made the spec (as written), or its canonical form."""
+        from nbvene.spec.text import format_spec
+
+        return self.text.strip() or format_spec(self)
+
     def line_text(self, line: int) -> str:
         """The source text of a spec line (1-based), for error messages."""
         rows = self.text.splitlines()

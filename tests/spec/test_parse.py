@@ -159,3 +159,8 @@ def test_fuzzed_specs_raise_only_nbvene_errors(lines):
 def test_random_text_raises_only_nbvene_errors(text):
     with contextlib.suppress(NbveneError):  # any other exception fails the test
         parse(text)
+
+
+def test_a_spec_prints_as_written():
+    assert str(parse(TRACE)) == TRACE.strip()
+    assert str(parse(format_spec(parse(TRACE)))) == format_spec(parse(TRACE))
