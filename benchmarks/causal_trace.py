@@ -1,0 +1,575 @@
+"""Time one causal-tracing sweep several ways, in one process, on the same inputs.
+
+The sweep is a ROME-style restore: run the corrupted prompt with the clean prompt's
+`block_output` (a decoder layer's output hidden state) put back at one (layer, position), for
+every cell, and read p(target) at the last position. Every method returns a (layers, positions)
+tensor of probabilities, and each is checked against nbvene's (exit status 1 beyond 1e-4).
+
+    .venv/bin/python benchmarks/causal_trace.py                      # both workloads, ~6 min
+    .venv/bin/python benchmarks/causal_trace.py --workload gpt2 --skip-slow
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import functools
+import gc
+import importlib.metadata as metadata
+import io
+import itertools
+import os
+import platform
+import re
+import resource
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import transformers
+from torch import nn
+
+import nbvene as nv
+
+TOLERANCE = 1e-4  # the largest |p - p_nbvene| accepted, in probability
+
+
+# --- the workloads ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A corrupted base, a clean source of the same length, and a one-token target."""
+
+    name: str
+    model: nn.Module
+    tokenizer: object
+    blocks: Sequence[nn.Module]  # the decoder layers, whose outputs are `block_output`
+    base: str
+    source: str
+    target: str
+    base_ids: torch.Tensor  # (1, positions)
+    source_ids: torch.Tensor
+    target_id: int
+
+    @property
+    def layers(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def positions(self) -> int:
+        return self.base_ids.shape[1]
+
+    @property
+    def cells(self) -> int:
+        return self.layers * self.positions
+
+
+def smollm2() -> Workload:
+    model, tok = nv.models.load()
+    return _workload(
+        "smollm2",
+        model,
+        tok,
+        model.model.layers,
+        base="The Space Needle is located in the city of",
+        source="The Eiffel Tower is located in the city of",
+        target=" Paris",
+        length=10,
+    )
+
+
+def gpt2() -> Workload:
+    # Random weights, so p(" Paris") is about 1/vocabulary; the sweep costs the same.
+    model, tok = nv.models.tiny("gpt2", layers=12)
+    return _workload(
+        "gpt2",
+        model,
+        tok,
+        model.transformer.h,
+        base="The Colosseum is located in the city of",
+        source="The Eiffel Tower is located in the city of",
+        target=" Paris",
+    )
+
+
+WORKLOADS: dict[str, Callable[[], Workload]] = {"smollm2": smollm2, "gpt2": gpt2}
+
+
+def _workload(name, model, tok, blocks, *, base, source, target, length=None) -> Workload:
+    base_ids = tok(base, return_tensors="pt")["input_ids"]
+    source_ids = tok(source, return_tensors="pt")["input_ids"]
+    assert base_ids.shape == source_ids.shape, f"{name}: base and source differ in length"
+    assert length is None or base_ids.shape[1] == length, f"{name}: not {length} tokens"
+    target_ids = tok.encode(target, add_special_tokens=False)
+    assert len(target_ids) == 1, f"{name}: {target!r} is not one token"
+    return Workload(
+        name, model, tok, blocks, base, source, target, base_ids, source_ids, target_ids[0]
+    )
+
+
+# --- the methods: each returns p(target) as a (layers, positions) tensor -----------------------
+
+
+def run_nbvene(w: Workload, max_batch: int) -> torch.Tensor:
+    spec = "\n".join(
+        [
+            f'base: "{w.base}"',
+            f'source: "{w.source}"',
+            "restore: block_output layer=* pos=*",
+            f'metric: p("{w.target}")',
+        ]
+    )
+    # A `progress` callback of our own keeps nbvene's progress bar out of the timing and output.
+    res = nv.run(
+        spec, model=w.model, tokenizer=w.tokenizer, max_batch=max_batch, progress=_no_progress
+    )
+    return res.values
+
+
+def _no_progress(done: int, total: int) -> None:
+    pass
+
+
+def run_pyvene_loop(w: Workload, max_batch: int) -> torch.Tensor:
+    """As pyvene's causal-tracing tutorial does it: a new IntervenableModel per layer and one
+    call per cell, the source run again each time, logits at every position."""
+    pv = pyvene()
+    base, source = {"input_ids": w.base_ids}, {"input_ids": w.source_ids}
+    p = torch.empty(w.layers, w.positions)
+    with quiet():
+        for layer in range(w.layers):
+            model = pv.IntervenableModel(_restore_config(pv, [layer]), w.model)
+            for pos in range(w.positions):
+                _, patched = model(base, [source], unit_locations={"sources->base": pos})
+                p[layer, pos] = patched.logits[0, -1].softmax(-1)[w.target_id]
+    return p
+
+
+def run_pyvene_per_layer(w: Workload, max_batch: int) -> torch.Tensor:
+    """pyvene by hand with its stock intervention: the clean run once, passed in as
+    `source_representations`; one call per layer, that layer's cells as rows with per-row
+    positions; logits at the last position only (`logits_to_keep` goes through to the model)."""
+    pv = pyvene()
+    clean = block_outputs(w, w.source_ids)
+    p = torch.empty(w.layers, w.positions)
+    with quiet():
+        for layer in range(w.layers):
+            # One model per layer anyway; also, a reused model can apply per-row positions as
+            # the first row's after a call with integer locations (models.md, pyvene 0.1.8).
+            model = pv.IntervenableModel(_restore_config(pv, [layer]), w.model)
+            for positions in _chunks(range(w.positions), max_batch):
+                base = {"input_ids": w.base_ids.expand(len(positions), -1), "logits_to_keep": 1}
+                _, patched = model(
+                    base,
+                    unit_locations={"base": [[[pos] for pos in positions]]},
+                    source_representations=clean[layer, positions, None],
+                )
+                p[layer, positions] = patched.logits[:, -1].softmax(-1)[:, w.target_id]
+    return p
+
+
+def run_pyvene_packed(w: Workload, max_batch: int) -> torch.Tensor:
+    """The best pyvene by hand that we found: one model with an intervention at every layer,
+    `max_batch` cells of any layers a call. Each intervention sees every row, so rows of other
+    layers get a NaN source, which a three-line custom intervention reads as "keep the base"
+    (stock per-row subspace masks go wrong when the first row's is empty, models.md)."""
+    pv = pyvene()
+    clean = block_outputs(w, w.source_ids)
+    model = pv.IntervenableModel(
+        _restore_config(pv, range(w.layers), _keep_base_where_nan(pv)), w.model
+    )
+    layer_of, pos_of = _cell_indices(w)
+    p = torch.empty(w.cells)
+    with quiet():
+        for rows in _chunks(range(w.cells), max_batch):
+            layer, pos, row = layer_of[rows], pos_of[rows], torch.arange(len(rows))
+            sources = torch.full((w.layers, len(rows), 1, clean.shape[-1]), float("nan"))
+            sources[layer, row, 0] = clean[layer, pos]
+            cells = list(zip(layer.tolist(), pos.tolist(), strict=True))
+            locations = [[[q if k == at else 0] for k, q in cells] for at in range(w.layers)]
+            base = {"input_ids": w.base_ids.expand(len(rows), -1), "logits_to_keep": 1}
+            _, patched = model(
+                base, unit_locations={"base": locations}, source_representations=list(sources)
+            )
+            p[rows] = patched.logits[:, -1].softmax(-1)[:, w.target_id]
+    return p.view(w.layers, w.positions)
+
+
+def run_hooks(w: Workload, rows_per_pass: int) -> torch.Tensor:
+    """No library: the clean run once, then the base repeated once per cell, `rows_per_pass`
+    rows a forward pass, each decoder layer's forward hook writing its own rows' clean vectors
+    in place; logits at the last position only."""
+    clean = block_outputs(w, w.source_ids)
+    layer_of, pos_of = _cell_indices(w)
+    p = torch.empty(w.cells)
+    for rows in _chunks(range(w.cells), rows_per_pass):
+        with restoring(w.blocks, clean, layer_of[rows], pos_of[rows]):
+            ids = w.base_ids.expand(len(rows), -1)
+            logits = w.model(input_ids=ids, logits_to_keep=1, use_cache=False).logits
+        p[rows] = logits[:, -1].softmax(-1)[:, w.target_id]
+    return p.view(w.layers, w.positions)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    what: str
+    run: Callable[[Workload, int], torch.Tensor]  # (workload, max_batch) -> p
+    slow: bool = False
+
+
+METHODS = {
+    m.name: m
+    for m in [
+        Method("nbvene", "nv.run(spec, max_batch=N)", run_nbvene),
+        Method(
+            "pyvene-loop",
+            "pyvene as its tutorial: new model per layer, 1 call per cell",
+            run_pyvene_loop,
+            slow=True,
+        ),
+        Method(
+            "pyvene-per-layer",
+            "pyvene: clean run once, 1 call per layer, per-row positions",
+            run_pyvene_per_layer,
+        ),
+        Method(
+            "pyvene-packed",
+            "pyvene: clean run once, N cells of any layer per call",
+            run_pyvene_packed,
+        ),
+        Method("hooks", "plain torch hooks, N cells per pass", run_hooks),
+        Method(
+            "hooks-one-pass",
+            "plain torch hooks, all cells in one pass",
+            lambda w, max_batch: run_hooks(w, w.cells),
+        ),
+    ]
+}
+REFERENCE = "nbvene"  # every method is checked against it
+BASELINE = "pyvene-loop"  # speed-ups are over it
+NOTES = """\
+loop s / s: the documented pyvene loop's median time over this method's (a speed-up).
+s / nbvene s: this method's median time over nbvene's (above 1: slower than nbvene).
+best s: the fastest run, the least disturbed by other processes on a busy machine.
+A time runs from token ids (nbvene: the spec's text) to the (layers, positions) tensor, the
+clean run included; the model is loaded and has run one forward before."""
+MEMORY_NOTE = """\
+peak MiB: the resident-set high-water mark (VmHWM, reset before each run) minus the resident
+size at the run's start, after free heap pages went back to the OS; the largest over the runs.
+What the method allocates on top of the loaded model (activations, logits, copies)."""
+
+
+# --- shared pieces ---------------------------------------------------------------------------
+
+
+def block_outputs(w: Workload, ids: torch.Tensor) -> torch.Tensor:
+    """Every decoder layer's output for one prompt: (layers, positions, hidden)."""
+    kept: list[torch.Tensor] = []
+
+    def keep(module, args, output):
+        kept.append((output[0] if isinstance(output, tuple) else output)[0].clone())
+
+    handles = [block.register_forward_hook(keep) for block in w.blocks]
+    try:
+        w.model(input_ids=ids, logits_to_keep=1, use_cache=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return torch.stack(kept)
+
+
+@contextlib.contextmanager
+def restoring(
+    blocks: Sequence[nn.Module], clean: torch.Tensor, layer_of: torch.Tensor, pos_of: torch.Tensor
+) -> Iterator[None]:
+    """Row r of the batch gets clean[layer_of[r], pos_of[r]] at the output of that layer."""
+    handles = []
+
+    def hook(rows, positions, vectors):
+        def restore(module, args, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            hidden[rows, positions] = vectors
+
+        return restore
+
+    try:
+        for layer, block in enumerate(blocks):
+            rows = (layer_of == layer).nonzero().squeeze(1)
+            if len(rows):
+                positions = pos_of[rows]
+                restore = hook(rows, positions, clean[layer, positions])
+                handles.append(block.register_forward_hook(restore))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _cell_indices(w: Workload) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layer and position of each cell, layer-major (row = layer * positions + pos)."""
+    cells = torch.tensor(list(itertools.product(range(w.layers), range(w.positions))))
+    return cells[:, 0], cells[:, 1]
+
+
+def _chunks(items: range, size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+@functools.cache
+def pyvene():
+    with quiet():  # it prints "nnsight is not detected" and warns on import
+        import pyvene as pv
+    return pv
+
+
+def _restore_config(pv, layers, intervention=None):
+    return pv.IntervenableConfig(
+        representations=[pv.RepresentationConfig(layer, "block_output") for layer in layers],
+        intervention_types=intervention or pv.VanillaIntervention,
+    )
+
+
+@functools.cache
+def _keep_base_where_nan(pv):
+    class KeepBaseWhereNan(pv.VanillaIntervention):
+        def forward(self, base, source, subspaces=None, **kwargs):
+            return torch.where(source.isnan(), base, source)
+
+    return KeepBaseWhereNan
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    with (
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        yield
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+
+class PeakMemory:
+    """Peak resident memory of one call, above the process's resident size just before it.
+
+    Linux only: free heap pages go back to the OS first (glibc `malloc_trim`), so memory
+    that earlier methods freed is not silently reused, then the kernel's high-water mark is
+    reset (`/proc/self/clear_refs`) and read after the call (VmHWM). Elsewhere: None.
+    """
+
+    def __init__(self):
+        self.available = False
+        try:
+            self._libc = ctypes.CDLL("libc.so.6")
+            self._reset()
+            self.available = True
+        except (OSError, AttributeError):
+            pass
+
+    def measure(self, fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, float | None]:
+        if not self.available:
+            return fn(), None
+        self._reset()
+        before = self._status("VmRSS")
+        values = fn()
+        return values, (self._status("VmHWM") - before) / 1024
+
+    def _reset(self) -> None:
+        gc.collect()
+        self._libc.malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+
+    @staticmethod
+    def _status(key: str) -> int:
+        with open("/proc/self/status") as f:
+            return int(re.search(rf"^{key}:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+@dataclass
+class Timing:
+    seconds: list[float] = field(default_factory=list)
+    peak_mib: list[float] = field(default_factory=list)
+    values: torch.Tensor | None = None
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+
+def measure(
+    w: Workload, methods: list[Method], repeats: int, max_batch: int, memory: PeakMemory
+) -> dict[str, Timing]:
+    """Each method `repeats` times, round-robin so that a noisy neighbour hits all alike."""
+    timings = {m.name: Timing() for m in methods}
+    for _ in range(repeats):
+        for m in methods:
+
+            def call(m=m):
+                start = time.perf_counter()
+                with torch.no_grad():
+                    values = m.run(w, max_batch)
+                return values, time.perf_counter() - start
+
+            (values, seconds), peak = memory.measure(call)
+            t = timings[m.name]
+            t.seconds.append(seconds)
+            if peak is not None:
+                t.peak_mib.append(peak)
+            t.values = values.detach().float().cpu()
+    return timings
+
+
+def max_diff(values: torch.Tensor, reference: torch.Tensor) -> float:
+    if values.shape != reference.shape:
+        return float("inf")
+    diff = (values - reference).abs().max().item()
+    return diff if diff == diff else float("inf")  # NaN counts as a failure
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def report(w: Workload, timings: dict[str, Timing], methods: list[Method]) -> list[str]:
+    """Print the table; return the methods whose numbers disagree with nbvene's."""
+    reference = timings[REFERENCE]
+    p = reference.values
+    top = divmod(int(p.argmax()), w.positions)
+    print(
+        f"\n## {w.name}: {type(w.model).__name__}, {w.layers} layers x {w.positions} positions"
+        f" = {w.cells} cells, restore block_output, p({w.target!r}) at the last position"
+    )
+    print(f"base:   {w.base!r}\nsource: {w.source!r}")
+    print(f"nbvene: p ranges {p.min():.4g}..{p.max():.4g}, largest at (layer, pos) = {top}\n")
+    rows = [
+        (
+            "method",
+            "median s",
+            "best s",
+            "runs s",
+            "loop s / s",
+            "s / nbvene s",
+            "max |diff| vs nbvene",
+            "peak MiB",
+            "what",
+        )
+    ]
+    failed = []
+    baseline = timings.get(BASELINE)
+    for m in methods:
+        t = timings[m.name]
+        diff = max_diff(t.values, p)
+        if diff > TOLERANCE:
+            failed.append(m.name)
+        runs = " ".join(f"{s:.2f}" for s in t.seconds)
+        rows.append(
+            (
+                m.name,
+                f"{t.median:.3f}",
+                f"{min(t.seconds):.3f}",
+                runs,
+                f"{baseline.median / t.median:.1f}x" if baseline else "n/a",
+                f"{t.median / reference.median:.2f}x",
+                f"{diff:.1e}" + ("  FAIL" if diff > TOLERANCE else ""),
+                f"{max(t.peak_mib):.0f}" if t.peak_mib else "n/a",
+                m.what,
+            )
+        )
+    _table(rows)
+    return failed
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for k, row in enumerate(rows):
+        cells = [
+            c.ljust(n) if i in (0, 3, 8) else c.rjust(n)
+            for i, (c, n) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("| " + " | ".join(cells) + " |")
+        if k == 0:
+            print("|" + "|".join("-" * (n + 2) for n in widths) + "|")
+
+
+def print_machine(args: argparse.Namespace) -> None:
+    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}")
+    print(f"cpus: {os.cpu_count()}, torch threads: {torch.get_num_threads()}")
+    print(f"load average at start (1, 5, 15 min): {_load()}")
+    print(
+        f"python {platform.python_version()}, torch {torch.__version__}, transformers "
+        f"{transformers.__version__}, pyvene {metadata.version('pyvene')}, "
+        f"nbvene {nv.__version__}"
+    )
+    print(f"repeats: {args.repeats} (medians), max_batch: {args.max_batch}")
+
+
+def _load() -> str:
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"comma-separated, from: {', '.join(METHODS)} (nbvene always runs: the reference)",
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-batch", type=int, default=64, help="cells per forward pass")
+    parser.add_argument("--skip-slow", action="store_true", help="skip the pyvene-loop method")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.methods.split(",") if n.strip()]
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        parser.error(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
+    names = [REFERENCE, *(n for n in names if n != REFERENCE)]
+    args.methods = [METHODS[n] for n in names if not (args.skip_slow and METHODS[n].slow)]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    pyvene()
+    print_machine(args)
+    memory = PeakMemory()
+    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    failed = []
+    for name in names:
+        w = WORKLOADS[name]()
+        with torch.no_grad():  # a first forward pays one-off costs before any method is timed
+            w.model(input_ids=w.base_ids, use_cache=False)
+        timings = measure(w, args.methods, args.repeats, args.max_batch, memory)
+        failed += [f"{name}/{m}" for m in report(w, timings, args.methods)]
+
+    print(f"\nload average at end (1, 5, 15 min): {_load()}")
+    print(NOTES)
+    if memory.available:
+        print(MEMORY_NOTE)
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"process max RSS over the whole benchmark (ru_maxrss): {maxrss / 1024:.0f} MiB")
+    if failed:
+        print(f"\nFAIL: max |diff| above {TOLERANCE:g} for {', '.join(failed)}", file=sys.stderr)
+        return 1
+    print(f"\nall methods agree with nbvene within {TOLERANCE:g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
