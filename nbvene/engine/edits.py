@@ -101,11 +101,13 @@ def _unflatten(raw: torch.Tensor, shape) -> torch.Tensor:
     return raw
 
 
-def store_edit(site: Site, stored: dict, shape):
-    """An edit that keeps the site's units (detached) and changes nothing."""
+def store_edit(site: Site, stored: dict, shape, *, detach: bool = True):
+    """An edit that keeps the site's units and changes nothing; `detach=False` keeps their
+    gradients (interchange intervention training)."""
 
     def edit(raw: torch.Tensor) -> None:
-        stored[site] = site.view.read(_unflatten(raw, shape)).detach()
+        units = site.view.read(_unflatten(raw, shape))
+        stored[site] = units.detach() if detach else units
 
     return edit
 

@@ -18,6 +18,7 @@ from nbvene.engine.tail import Tail, start_layer
 from nbvene.errors import NbveneError
 from nbvene.plan.plan import Plan, Row
 from nbvene.plan.prompts import Prompt, pad
+from nbvene.sites import Site
 
 Progress = Callable[[int, int], None]
 """Called after each chunk with (rows done, rows in all)."""
@@ -171,20 +172,7 @@ class _Runner:
             return self.logits(hooks, rows, plan.source, noisy=False)
 
     def mean_runs(self) -> None:
-        plan = self.plan
-        for index, op in enumerate(plan.ops):
-            if op.source != "mean":
-                continue
-            sites = {u.site for r in plan.rows for u in r.units if u.op == index}
-            prompts = list(op.mean_prompts)
-            ids, mask = pad(prompts, plan.pad_id, self.device)
-            acts: dict = {}
-            with Hooks(self.model) as hooks:
-                for site in sites:
-                    hooks.at(site, store_edit(site, acts, mask.shape))
-                self.call(ids, mask)
-            for site, act in acts.items():
-                self.sources.means[index, site] = act[mask.bool()].mean(dim=0)
+        self.sources.means = unit_means(self.plan, self.call, self.device)
 
     def baseline(self) -> torch.Tensor:
         """The corrupted run (the base, with noise if any): logits, and the block inputs the
@@ -230,25 +218,57 @@ class _Runner:
         return self.call(ids, mask)
 
     def logits(self, hooks: Hooks, rows: list[Row], prompts: list[Prompt], noisy=True):
-        """Logits at each row's read position (its last token), computing the LM head there
-        only."""
+        """Logits at each row's read position (its last token)."""
         chosen = [prompts[r.example] for r in rows]
-        read = torch.tensor([p.read_at for p in chosen], device=self.device)
-        head = getattr(self.model, "get_output_embeddings", lambda: None)()
-        if head is not None:
-            hooks.on(head, "input", lambda h: h[torch.arange(len(rows)), read].unsqueeze(1))
-        output = self.run_rows(hooks, rows, chosen, noisy)
-        logits = output.logits if hasattr(output, "logits") else output
-        if head is not None:
-            return logits[:, -1]
-        if logits.dim() == 2:  # (batch, classes): an output without a sequence axis
-            return logits
-        return logits[torch.arange(len(rows)), read]
+        return read_output(
+            self.model,
+            hooks,
+            chosen,
+            self.device,
+            lambda: self.run_rows(hooks, rows, chosen, noisy),
+        )
 
     def collected(self, found: dict, n: int) -> torch.Tensor:
         counts = {len(found[i]) for i in range(n)}  # the plan made them equal
         stacked = torch.stack([found[i] for i in range(n)]).float().cpu()
         return stacked.squeeze(1) if counts == {1} else stacked
+
+
+def read_output(model: nn.Module, hooks: Hooks, prompts: list[Prompt], device, forward):
+    """Run `forward()` and return the output at each prompt's read position, computing the LM
+    head there only; an output without a sequence axis, (batch, classes), is returned whole."""
+    n = len(prompts)
+    at = torch.tensor([p.read_at for p in prompts], device=device)
+    head = getattr(model, "get_output_embeddings", lambda: None)()
+    if head is not None:
+        hooks.on(head, "input", lambda h: h[torch.arange(n, device=h.device), at].unsqueeze(1))
+    output = forward()
+    logits = output.logits if hasattr(output, "logits") else output
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    if head is not None:
+        return logits[:, -1]
+    if logits.dim() == 2:
+        return logits
+    return logits[torch.arange(n, device=logits.device), at]
+
+
+def unit_means(plan: Plan, call, device) -> dict[tuple[int, Site], torch.Tensor]:
+    """For each `mean:` op, the mean of its sites' units over the real tokens of its prompts."""
+    means = {}
+    for index, op in enumerate(plan.ops):
+        if op.source != "mean":
+            continue
+        sites = {u.site for r in plan.rows for u in r.units if u.op == index}
+        ids, mask = pad(list(op.mean_prompts), plan.pad_id, device)
+        acts: dict = {}
+        with Hooks(plan.model) as hooks:
+            for site in sites:
+                hooks.at(site, store_edit(site, acts, mask.shape))
+            call(ids, mask)
+        for site, act in acts.items():
+            means[index, site] = act[mask.bool()].mean(dim=0)
+    return means
 
 
 def _caller(model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], object]:

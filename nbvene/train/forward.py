@@ -11,12 +11,11 @@ import torch
 
 from nbvene.engine.edits import Sources, group_units, store_edit, unit_edit
 from nbvene.engine.hooks import Hooks
-from nbvene.engine.run import _caller, device_of
+from nbvene.engine.run import _caller, device_of, read_output, unit_means
 from nbvene.errors import NbveneError
 from nbvene.plan import resolve
 from nbvene.plan.plan import Plan
 from nbvene.plan.prompts import Prompt, pad
-from nbvene.sites import Site
 from nbvene.spec import Metric, Spec
 from nbvene.train.interventions import Trainable
 
@@ -79,10 +78,8 @@ class Forward:
         self.device = device_of(plan.model)
         self.call = _caller(plan.model)
         self.grad_source = grad_source
-        self.means: dict[tuple[int, Site], torch.Tensor] = {}
-        if any(op.source == "mean" for op in plan.ops):
-            with torch.no_grad():
-                self.mean_runs()
+        with torch.no_grad():
+            self.means = unit_means(plan, self.call, self.device)
 
     def __len__(self) -> int:
         return len(self.plan.base)
@@ -112,53 +109,13 @@ class Forward:
         if not sites:
             return
         shape = (len(part.source), max(len(p) for p in part.source))
-        keep = _keeper if self.grad_source else store_edit
         grad = self.grad_source and torch.is_grad_enabled()
         with torch.set_grad_enabled(grad), Hooks(self.model) as hooks:
             for site in sites:
-                hooks.at(site, keep(site, sources.cache, shape))
+                hooks.at(site, store_edit(site, sources.cache, shape, detach=not grad))
             self.call(*pad(part.source, part.pad_id, self.device))
 
     def read(self, hooks: Hooks, prompts: list[Prompt]) -> torch.Tensor:
-        """Run the model on `prompts` and return the output at each one's read position (the
-        LM head computed there only), or the whole output when it has no sequence axis."""
-        n = len(prompts)
-        at = torch.tensor([p.read_at for p in prompts], device=self.device)
-        head = getattr(self.model, "get_output_embeddings", lambda: None)()
-        if head is not None:
-            hooks.on(head, "input", lambda h: h[torch.arange(n, device=h.device), at].unsqueeze(1))
-        output = self.call(*pad(prompts, self.plan.pad_id, self.device))
-        logits = output.logits if hasattr(output, "logits") else output
-        if isinstance(logits, tuple):
-            logits = logits[0]
-        if head is not None:
-            return logits[:, -1]
-        if logits.dim() == 2:
-            return logits
-        return logits[torch.arange(n, device=logits.device), at]
-
-    def mean_runs(self) -> None:
-        plan = self.plan
-        for index, op in enumerate(plan.ops):
-            if op.source != "mean":
-                continue
-            sites = {u.site for r in plan.rows for u in r.units if u.op == index}
-            ids, mask = pad(list(op.mean_prompts), plan.pad_id, self.device)
-            acts: dict = {}
-            with Hooks(self.model) as hooks:
-                for site in sites:
-                    hooks.at(site, store_edit(site, acts, mask.shape))
-                self.call(ids, mask)
-            for site, act in acts.items():
-                self.means[index, site] = act[mask.bool()].mean(dim=0)
-
-
-def _keeper(site: Site, stored: dict, shape):
-    """Like the engine's `store_edit`, without detaching: gradients reach the source run."""
-
-    def edit(raw: torch.Tensor) -> None:
-        if raw.dim() == 2 and raw.shape[0] == shape[0] * shape[1]:
-            raw = raw.unflatten(0, tuple(shape))
-        stored[site] = site.view.read(raw)
-
-    return edit
+        """Run the model on `prompts`; the output at each one's read position."""
+        ids, mask = pad(prompts, self.plan.pad_id, self.device)
+        return read_output(self.model, hooks, prompts, self.device, lambda: self.call(ids, mask))
