@@ -68,6 +68,10 @@ def run(
     Interrupting raises `nv.SweepInterrupted`, whose `.result` holds the finished cells.
     """
     p = plan(spec, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
+    if p.estimate == "attribution":  # one forward and backward pass: no chunks, no progress
+        from nbvene.engine.attribution import estimate
+
+        return _result(p, estimate(p))
     if max_batch < 1:
         raise NbveneError(f"max_batch must be at least 1, got {max_batch}")
     if max_memory is not None:

@@ -93,6 +93,8 @@ class Plan:
     pad_id: int = 0
     batched: bool = False
     """Whether the base is a batch (the result then has an `example` axis first)."""
+    estimate: str = "exact"
+    """"exact", or "attribution": a first-order estimate of the sweep from one backward pass."""
     meta: dict = field(default_factory=dict)
 
     @property

@@ -115,7 +115,7 @@ class _Resolver:
             )
         axes, values = self.grid(statements, base, batched)
         rows = self.rows(statements, axes, values, base, source, corrupt)
-        return Plan(
+        plan = Plan(
             spec=spec,
             model=self.model,
             sites=self.sites,
@@ -129,7 +129,13 @@ class _Resolver:
             collect=collects[0].op if collects else None,
             pad_id=self._pad_id(),
             batched=batched,
+            estimate=spec.estimate,
         )
+        if plan.estimate == "attribution":
+            from nbvene.engine.attribution import check
+
+            check(plan)
+        return plan
 
     # --- prompts ------------------------------------------------------------------------
 

@@ -180,6 +180,8 @@ class Spec:
     metric: Metric | None = None
     label: Var | None = None
     """`label: {labels}`: the target outputs `nv.train` fits the interventions to."""
+    estimate: str = "exact"
+    """`estimate: attribution`: a first-order estimate of the sweep (attribution patching)."""
     lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
     text: str = field(default="", compare=False, hash=False)
 

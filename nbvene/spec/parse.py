@@ -33,8 +33,9 @@ from nbvene.spec.ast import (
     Var,
 )
 
-KEYWORDS = ("base", "source", "corrupt", *VERBS, "metric", "label")
-_ONCE = ("base", "source", "corrupt", "metric", "label")
+KEYWORDS = ("base", "source", "corrupt", *VERBS, "metric", "label", "estimate")
+_ONCE = ("base", "source", "corrupt", "metric", "label", "estimate")
+ESTIMATES = ("exact", "attribution")
 METRICS = ("p", "prob", "logprob", "logit", "logit_diff", "kl")
 AXES = ("layer", "pos", "head")
 
@@ -164,6 +165,8 @@ def parse(text: str) -> Spec:
             fields["metric"] = _metric(line)
         elif keyword == "label":
             fields["label"] = _label(line)
+        elif keyword == "estimate":
+            fields["estimate"] = _estimate(line)
         else:
             fields["interventions"].append(_intervention(keyword, component, line))
         line.done()
@@ -390,6 +393,18 @@ def _label(line: _Line) -> Var:
             hint="write: label: {labels}, with labels=... in the namespace",
         )
     return _var(line)
+
+
+def _estimate(line: _Line) -> str:
+    """`estimate: exact` (the default) or `estimate: attribution` (attribution patching)."""
+    token = line.take()
+    if token.kind != "ident" or token.value not in ESTIMATES:
+        raise line.error(
+            f"unknown estimate {_shown(token)}",
+            token.column,
+            hint=did_you_mean(token.value, ESTIMATES) or "write: estimate: attribution",
+        )
+    return token.value
 
 
 def _via(line: _Line) -> Var | Call:

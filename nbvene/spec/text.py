@@ -40,6 +40,8 @@ def format_spec(spec: Spec) -> str:
         rows.append(f"metric: {_metric(spec.metric)}")
     if spec.label is not None:
         rows.append("label: {" + spec.label.name + "}")
+    if spec.estimate != "exact":
+        rows.append(f"estimate: {spec.estimate}")
     return "\n".join(rows)
 
 

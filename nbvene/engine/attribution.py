@@ -1,0 +1,131 @@
+"""Attribution patching (`estimate: attribution`): a first-order estimate of a whole patching
+sweep from one source run and one forward and backward pass of the base.
+
+For a row that patches units u from the source, the estimate is
+
+    metric(base) + Σ_u (a_source(u) − a_base(u)) · ∂metric/∂a(u)
+
+with the gradient taken on the base run (the corrupted run under `corrupt: noise`, one per
+noise sample, averaged like the exact sweep). Each site gets a zero tensor added to it that
+requires grad, so `torch.autograd.grad` gives the total derivative at every site at once and
+the model's parameters never accumulate a `.grad`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+
+from nbvene.engine.edits import _unflatten
+from nbvene.engine.hooks import Hooks
+from nbvene.engine.metrics import metric_values
+from nbvene.engine.run import Outcome, _Runner
+from nbvene.errors import NbveneError
+from nbvene.plan.plan import Plan, Row
+from nbvene.sites import Site
+
+SUPPORTED = ("patch", "restore")
+
+
+def check(plan: Plan) -> None:
+    """Raise unless attribution patching can estimate this plan: patch:/restore: statements
+    taking the source run's activations, a metric, and no attention weights."""
+    for stmt, op in zip(plan.spec.interventions, plan.ops, strict=True):
+        if stmt.verb not in SUPPORTED:
+            _unsupported(plan, f"{stmt.verb}: statements (line {stmt.line})")
+        if stmt.via is not None or op.source != "run":
+            _unsupported(plan, f"'via' interventions (line {stmt.line})")
+    for row in plan.rows:
+        for unit in row.units:
+            if unit.site.io == "weights" or unit.site.component == "attention_weight":
+                _unsupported(plan, f"{unit.site.component} (attention weights)")
+    if plan.metric is None:
+        _unsupported(plan, "a spec without a metric")
+
+
+def _unsupported(plan: Plan, what: str):
+    line = plan.spec.lines.get("estimate", 0)
+    text = plan.spec.line_text(line)
+    raise NbveneError(
+        f"estimate: attribution does not support {what}",
+        line=line or None,
+        text=text or None,
+        column=len(text) - len(text.lstrip()) if text else None,
+        hint="attribution patching estimates patch: and restore: sweeps; "
+        "remove the estimate: line for an exact run",
+    )
+
+
+def estimate(plan: Plan) -> Outcome:
+    """The estimated value of every row, in plan order (normalised if the metric asks), and the
+    clean and corrupted baselines: the same Outcome `execute` returns."""
+    check(plan)
+    runner = _Runner(plan, start_at_layer=False)
+    with torch.no_grad():
+        clean_logits = runner.source_run()
+    samples = plan.corrupt.samples if plan.corrupt is not None else 1
+    base_rows = [Row(e, (), (), k) for e in range(len(plan.base)) for k in range(samples)]
+    runner.base_rows = base_rows
+    sites = {u.site for r in plan.rows for u in r.units}
+    shape = (len(base_rows), max(len(p) for p in plan.base))
+    acts: dict[Site, torch.Tensor] = {}
+    deltas: dict[Site, torch.Tensor] = {}
+    with torch.enable_grad(), Hooks(plan.model) as hooks:
+        for site in sites:
+            hooks.at(site, _grad_edit(site, acts, deltas))
+        logits = runner.logits(hooks, base_rows, plan.base)
+        reference = runner.reference(clean_logits, base_rows)
+        values = metric_values(plan.metric, logits, reference)
+        order = list(deltas)
+        grads = torch.autograd.grad(values.sum(), [deltas[s] for s in order], allow_unused=True)
+    values = values.detach().float()
+    grad_at = {
+        site: site.view.read(_unflatten(torch.zeros_like(deltas[site]) if g is None else g, shape))
+        for site, g in zip(order, grads, strict=True)
+    }
+    base_at = {site: site.view.read(_unflatten(acts[site], shape)) for site in order}
+    index = {(r.example, r.sample): i for i, r in enumerate(base_rows)}
+    rows_in_base = [index[r.example, r.sample] for r in plan.rows]
+    total = values[torch.tensor(rows_in_base, device=values.device)].clone()
+    for site, members in _by_site(plan, rows_in_base).items():
+        if site not in grad_at:
+            continue
+        row, base_row, pos, src_row, src_pos, head = (
+            torch.tensor(x, device=values.device) for x in zip(*members, strict=True)
+        )
+        at = (base_row, pos) if site.heads is None else (base_row, pos, head)
+        src_at = (src_row, src_pos) if site.heads is None else (src_row, src_pos, head)
+        source = runner.sources.cache[site]
+        source = source[tuple(i.to(source.device) for i in src_at)].float()
+        diff = source.to(values.device) - base_at[site][at].float()
+        total.index_add_(0, row, (diff * grad_at[site][at].float()).flatten(1).sum(-1))
+    runner.values = total.cpu()
+    corrupted = runner.per_example(values)
+    clean = metric_values(plan.metric, clean_logits, clean_logits).float()
+    clean = clean.expand(len(plan.base)) if len(clean) == 1 else clean
+    return runner.outcome(clean, corrupted)
+
+
+def _grad_edit(site: Site, acts: dict, deltas: dict):
+    """An edit that adds a zero that requires grad, and keeps the activation it saw."""
+
+    def edit(raw: torch.Tensor) -> torch.Tensor:
+        acts[site] = raw.detach()
+        delta = torch.zeros_like(raw, requires_grad=True)
+        deltas[site] = delta
+        return raw + delta
+
+    return edit
+
+
+def _by_site(plan: Plan, rows_in_base: list[int]) -> dict[Site, list[tuple]]:
+    """(row, base row, base position, source example, source position, head) per unit position,
+    grouped by site."""
+    groups: dict[Site, list[tuple]] = defaultdict(list)
+    for i, row in enumerate(plan.rows):
+        src = plan.source_example(row.example)
+        for unit in row.units:
+            for b, s in zip(unit.base_pos, unit.source_pos, strict=True):
+                groups[unit.site].append((i, rows_in_base[i], b, src, s, unit.head or 0))
+    return groups
