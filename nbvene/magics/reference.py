@@ -54,6 +54,10 @@ STATEMENTS = {
         "the target outputs nv.train fits trainable interventions to",
         "label: {labels}",
     ),
+    "estimate": (
+        "exact (the default), or attribution: a patch/restore sweep from one backward pass",
+        "estimate: attribution",
+    ),
 }
 
 SELECTORS = """\
