@@ -143,6 +143,7 @@ def _meta(p: Plan) -> dict:
         "dtype": str(param.dtype) if param is not None else None,
         "device": str(device_of(model)),
         "seed": p.corrupt.seed if p.corrupt is not None else None,
+        "tokens": [list(prompt.tokens) for prompt in p.base],  # per example: labels are the first's
         "nbvene": nbvene.__version__,
         "transformers": transformers.__version__,
         "torch": torch.__version__,

@@ -79,3 +79,13 @@ def test_out_of_memory_halves_the_chunk(llama, monkeypatch):
     torch.testing.assert_close(got, expected)
     assert sizes[:6] == [1, 1, 16, 8, 4, 2]  # source, baseline, then halving until it fits
     assert max(sizes[6:]) <= 2
+
+
+def test_each_examples_tokens_are_kept(llama):
+    model, tok = llama
+    res = nv.run(
+        'base: ["The city of Paris", "We went to the city"]\ncollect: block_output layer=0 pos=-1',
+        model=model,
+        tokenizer=tok,
+    )
+    assert [t[-1] for t in res.meta["tokens"]] == [" Paris", " city"]
