@@ -32,11 +32,14 @@ class Tail:
     @staticmethod
     def supports(model: nn.Module, sites: SiteMap) -> bool:
         family = sites.family
+        config = getattr(model, "config", None)
         return (
             family is not None
             and family.name in FINAL_NORM
             and hasattr(model, "get_output_embeddings")
             and model.get_output_embeddings() is not None
+            # models that scale their logits after the head (Granite) run full forwards
+            and getattr(config, "logits_scaling", 1) in (None, 1)
         )
 
     def record(self, hooks: Hooks, layers: set[int]) -> None:

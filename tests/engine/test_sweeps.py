@@ -117,3 +117,19 @@ def test_memory_budget(tiny):
     nv.run(SWEEPS["layer x pos restore"], model=model, tokenizer=tok, max_memory="3MB",
            progress=lambda done, total: chunks.append(done))  # fmt: skip
     assert len(chunks) > 1
+
+
+def test_models_that_scale_their_logits_run_full_forwards():
+    """Granite divides its logits after the head: starting at a layer must not skip that."""
+    import transformers
+
+    _, tok = nv.models.tiny("llama")
+    config = transformers.AutoConfig.for_model(
+        "granite", hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=128, num_hidden_layers=3, vocab_size=len(tok), logits_scaling=4.0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    plan = nv.plan(SWEEPS["layer x head at last pos"], model=model, tokenizer=tok)
+    expected = cell_by_cell(plan)
+    torch.testing.assert_close(execute(plan, max_batch=5).values, expected, atol=1e-5, rtol=1e-5)
