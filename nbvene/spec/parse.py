@@ -447,18 +447,23 @@ def _argument(line: _Line) -> object:
     if line.at("{"):
         return _var(line)
     if line.at("["):
-        line.take()
-        items = [_integer(line, "an integer")]
-        while line.at(","):
-            line.take()
-            items.append(_integer(line, "an integer"))
-        line.expect("]", "',' or ']'")
-        return tuple(items)
+        return _integers(line)
     raise line.error(
         f"expected a value, found {_shown(token)}",
         token.column,
         hint="a number, a quoted string, a list [0, 1] or a {name}",
     )
+
+
+def _integers(line: _Line) -> tuple[int, ...]:
+    """`[1, 4, 7]`, the cursor on the `[`."""
+    line.expect("[", "'['")
+    items = [_integer(line, "an integer")]
+    while line.at(","):
+        line.take()
+        items.append(_integer(line, "an integer"))
+    line.expect("]", "',' or ']'")
+    return tuple(items)
 
 
 def _scaled(line: _Line) -> Scaled:
@@ -482,13 +487,7 @@ def _selector(line: _Line, axis: str) -> Selector:
         line.take()
         return All()
     if line.at("["):
-        line.take()
-        items = [_integer(line, "an integer")]
-        while line.at(","):
-            line.take()
-            items.append(_integer(line, "an integer"))
-        line.expect("]", "',' or ']'")
-        return Items(tuple(items))
+        return Items(_integers(line))
     if line.at("{"):
         var = _var(line)
         return SelectorVar(var.name)
