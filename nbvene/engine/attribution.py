@@ -36,6 +36,8 @@ def check(plan: Plan) -> None:
             _unsupported(plan, f"{stmt.verb}: statements (line {stmt.line})")
         if stmt.via is not None or op.source != "run":
             _unsupported(plan, f"'via' interventions (line {stmt.line})")
+        if op.origin is not None or op.into is not None:
+            _unsupported(plan, f"named sources (from/into, line {stmt.line})")
     for row in plan.rows:
         for unit in row.units:
             if unit.site.io == "weights" or unit.site.component == "attention_weight":

@@ -13,17 +13,28 @@ from nbvene.sites import Site
 
 
 class Sources:
-    """Activations the ops read: the source run's cache, vectors, and means, on the device."""
+    """Activations the ops read: the source run's cache, named sources' runs, vectors, and
+    means, on the device."""
 
     def __init__(self, plan: Plan, device: torch.device):
         self.plan, self.device = plan, device
         self.cache: dict[Site, torch.Tensor] = {}
         self.means: dict[tuple[int, Site], torch.Tensor] = {}
+        self.named: dict[tuple[str, Site], torch.Tensor] = {}
+        self.per_row: set[str] = set()
+        """Named sources whose runs were patched: their units are kept per row, not per example."""
+
+    def row(self, op_index: int, example: int, i: int) -> int:
+        """Where the units op `op_index` reads for row `i` (of `example`) sit in its cache."""
+        origin = self.plan.ops[op_index].origin
+        if origin is None:
+            return self.plan.source_example(example)
+        return i if origin in self.per_row else self.plan.named_example(origin, example)
 
     def gather(self, op_index: int, site: Site, src_row, src_pos, head) -> torch.Tensor | None:
         op: Op = self.plan.ops[op_index]
         if op.source == "run":
-            cached = self.cache[site]
+            cached = self.cache[site] if op.origin is None else self.named[op.origin, site]
             index = [torch.tensor(src_row), torch.tensor(src_pos)]
             if head[0] is not None:
                 index.append(torch.tensor(head))
@@ -55,7 +66,7 @@ def unit_edit(plan: Plan, sources: Sources, site: Site, op_index: int, members, 
             row_idx.append(i)
             pos.append(b)
             head.append(unit.head)
-            src_row.append(plan.source_example(rows[i].example))
+            src_row.append(sources.row(op_index, rows[i].example, i))
             src_pos.append(s)
     index = [torch.tensor(row_idx, device=device), torch.tensor(pos, device=device)]
     if head[0] is not None:

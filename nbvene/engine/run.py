@@ -14,6 +14,7 @@ from torch import nn
 from nbvene.engine.edits import Sources, group_units, noise_edit, store_edit, unit_edit
 from nbvene.engine.hooks import Hooks
 from nbvene.engine.metrics import metric_values
+from nbvene.engine.multisource import clean_runs, patched_runs
 from nbvene.engine.tail import Tail, start_layer
 from nbvene.errors import NbveneError
 from nbvene.plan.plan import Plan, Row
@@ -79,6 +80,7 @@ class _Runner:
 
     def run(self, max_batch: int, progress: Progress | None) -> Outcome:
         clean_logits = self.source_run()
+        clean_runs(self.plan, self.sources, self.call, self.device)
         self.mean_runs()
         clean, corrupted = self.baselines(clean_logits)
         try:
@@ -163,7 +165,8 @@ class _Runner:
         plan = self.plan
         if plan.source is None:
             return None
-        sites = {u.site for r in plan.rows for u in r.units if plan.ops[u.op].source == "run"}
+        reads = [op.source == "run" and op.origin is None for op in plan.ops]
+        sites = {u.site for r in plan.rows for u in r.units if reads[u.op]}
         rows = [Row(i, (), ()) for i in range(len(plan.source))]
         with Hooks(self.model) as hooks:
             shape = (len(rows), max(len(p) for p in plan.source))
@@ -191,8 +194,11 @@ class _Runner:
         chosen = [plan.base[r.example] for r in rows]
         shape = (len(rows), max(len(p) for p in chosen))
         found: dict = {}
+        patched_runs(plan, self.sources, rows, self.call, self.device)
         with Hooks(self.model) as hooks:
             for (site, op), members in group_units(rows).items():
+                if plan.ops[op].into is not None:  # made in a named source's run, above
+                    continue
                 edit = unit_edit(plan, self.sources, site, op, members, rows, shape, found)
                 hooks.at(site, edit)
             start = min(start_layer(r) for r in rows) if self.tail is not None else 0

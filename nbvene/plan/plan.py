@@ -57,6 +57,10 @@ class Op:
     line: int
     vector: torch.Tensor | None = None
     mean_prompts: tuple[Prompt, ...] = ()
+    origin: str | None = None
+    """The named source a "run" op reads (`from s1`); None: the `source:` line."""
+    into: str | None = None
+    """The named source whose run the op changes (`into s2`); None: the base run."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ class Plan:
     estimate: str = "exact"
     """"exact", or "attribution": a first-order estimate of the sweep from one backward pass."""
     meta: dict = field(default_factory=dict)
+    named: dict[str, list[Prompt]] = field(default_factory=dict)
+    """Named sources (`source s1: ...`), ordered so a run comes after those patched into it."""
 
     @property
     def grid_shape(self) -> tuple[int, ...]:
@@ -103,6 +109,14 @@ class Plan:
 
     def source_example(self, example: int) -> int:
         return example if self.source is not None and len(self.source) > 1 else 0
+
+    def named_example(self, name: str, example: int) -> int:
+        """The index of a base example's prompt among a named source's prompts."""
+        return example if len(self.named[name]) > 1 else 0
+
+    def serial(self) -> list[str]:
+        """Named sources whose runs are patched (`into`): they run once per row, in order."""
+        return [name for name in self.named if any(op.into == name for op in self.ops)]
 
     def describe(self) -> str:
         """A few lines for `--dry-run`: grid, rows and sites."""

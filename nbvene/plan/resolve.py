@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from nbvene import interventions as iv
-from nbvene.errors import NbveneError
+from nbvene.errors import NbveneError, did_you_mean
 from nbvene.plan.plan import Axis, CorruptPlan, MetricPlan, Op, Plan, Row, Unit
 from nbvene.plan.prompts import Prompt, from_ids, from_values, tokenize
 from nbvene.sites import Component, SiteMap
@@ -68,6 +68,7 @@ class _Resolver:
     def __init__(self, spec, model, tokenizer, namespace, sites):
         self.spec, self.model, self.tokenizer, self.namespace = spec, model, tokenizer, namespace
         self.sites = sites if isinstance(sites, SiteMap) else SiteMap(model, sites)
+        self.named: dict[str, list[Prompt]] = {}
 
     # --- errors -------------------------------------------------------------------------
 
@@ -102,11 +103,15 @@ class _Resolver:
         base = self.prompts(spec.base, spec.lines.get("base", 0))
         batched = isinstance(spec.base, Batch) or self._is_list(spec.base)
         source = self.sources(base)
+        named = self.named_sources(base)
         corrupt = self.corruption(base)
+        self.named = named
         ops, statements = self.statements(base, source)
         collects = [s for s in statements if s.spec.verb == "collect"]
         if len(collects) > 1:
             raise self.error("more than one collect: statement", collects[1].spec.line)
+        if source is None and named:  # the first named source is the clean run
+            source = next(iter(named.values()))
         metric = self.metric(source is not None)
         if metric is None and not collects:
             raise NbveneError(
@@ -130,6 +135,7 @@ class _Resolver:
             pad_id=self._pad_id(),
             batched=batched,
             estimate=spec.estimate,
+            named=named,
         )
         if plan.estimate == "attribution":
             from nbvene.engine.attribution import check
@@ -213,6 +219,77 @@ class _Resolver:
             )
         return source
 
+    def named_sources(self, base: list[Prompt]) -> dict[str, list[Prompt]]:
+        """`source s1: ...` lines, each read by some `from s1`, ordered so that a source's run
+        comes after the runs patched into it (`into`), with no cycle."""
+        spec = self.spec
+        if not spec.sources:
+            return {}
+        if spec.corrupt is not None:
+            raise self.error(
+                "corrupt: and named sources together",
+                spec.sources[0].line,
+                hint="with corrupt:, the source is the clean base; name sources without corrupt:",
+            )
+        found = {}
+        for s in spec.sources:
+            prompts = self.prompts(s.prompts, s.line)
+            if len(prompts) not in (1, len(base)):
+                raise self.error(
+                    f"{len(prompts)} prompts in source {s.name} for {len(base)} base prompts",
+                    s.line,
+                    hint="give one source prompt, or one per base prompt",
+                )
+            found[s.name] = prompts
+        for stmt in spec.interventions:
+            for key in ("from", "into"):
+                name = stmt.source if key == "from" else stmt.into
+                if name is not None and name not in found:
+                    raise self.error(
+                        f"no source is named {name!r}",
+                        stmt.line,
+                        hint=did_you_mean(name, found) or "sources: " + ", ".join(found),
+                        token=f"{key} {name}",
+                    )
+        for s in spec.sources:
+            if not any(stmt.source == s.name for stmt in spec.interventions):
+                patched = any(stmt.into == s.name for stmt in spec.interventions)
+                raise self.error(
+                    f"source {s.name} is patched but never read"
+                    if patched
+                    else f"source {s.name} is never used",
+                    s.line,
+                    hint=f"take values from it: patch: ... from {s.name}",
+                    token=s.name,
+                )
+        return {name: found[name] for name in self._run_order([s.name for s in spec.sources])}
+
+    def _run_order(self, names: list[str]) -> list[str]:
+        """Named sources in an order where every `from a into b` runs a before b."""
+        stmts = [st for st in self.spec.interventions if st.into is not None]
+        order: list[str] = []
+        while len(order) < len(names):
+            ready = [
+                n
+                for n in names
+                if n not in order
+                and all(st.source is None or st.source in order for st in stmts if st.into == n)
+            ]
+            if not ready:
+                stuck = next(
+                    st
+                    for st in stmts
+                    if st.into not in order and st.source is not None and st.source not in order
+                )
+                raise self.error(
+                    f"the sources patch each other in a cycle ({stuck.source} into {stuck.into})",
+                    stuck.line,
+                    hint="each source's run may take values only from sources that come before it",
+                    token=f"into {stuck.into}",
+                )
+            order.append(ready[0])
+        return order
+
     def _pad_id(self) -> int:
         tok = self.tokenizer
         for name in ("pad_token_id", "eos_token_id", "unk_token_id"):
@@ -285,13 +362,30 @@ class _Resolver:
                 component = self.sites.resolve(stmt.component)
             except NbveneError as e:
                 raise self.placed(e, stmt.line, stmt.component) from None
-            op = self.op(stmt, base, source)
+            origin = self.origin(stmt, source)
+            op = replace(self.op(stmt, base, origin), origin=stmt.source, into=stmt.into)
             ops.append(op)
             statements.append(
                 _Statement(stmt, len(ops) - 1, component, self.sites.heads(component))
             )
             self.check_axes(statements[-1])
         return ops, statements
+
+    def origin(self, stmt: Intervention, source):
+        """The prompts a statement's values come from: its `from` source, or the source: line."""
+        if stmt.source is not None:
+            return self.named[stmt.source]
+        reads = stmt.verb in ("patch", "restore") or (
+            stmt.verb in ("add", "subtract") and stmt.by is None and stmt.via is None
+        )
+        if source is None and self.named and reads:
+            raise self.error(
+                f"{stmt.verb}: which source? The spec names its sources",
+                stmt.line,
+                hint=f"add from {next(iter(self.named))} (or another source's name)",
+                token=stmt.verb,
+            )
+        return source
 
     def op(self, stmt: Intervention, base, source) -> Op:
         line = stmt.line
@@ -538,7 +632,9 @@ class _Resolver:
             for cell in itertools.product(*(range(len(a.labels)) for a in grid)):
                 at = {a.name: i for a, i in zip(grid, cell, strict=True)}
                 units = tuple(
-                    u for s in statements for u in self.units(s, at, values, example, prompt, src)
+                    u
+                    for s in statements
+                    for u in self.units(s, at, values, example, *self.runs(s, example, prompt, src))
                 )
                 full = (example, *cell) if axes and axes[0].name == "example" else cell
                 rows.extend(Row(example, full, units, k) for k in range(samples))
@@ -559,7 +655,18 @@ class _Resolver:
                     hint="collect one position per example (pos=-1), or one example at a time",
                 )
 
-    def units(self, s: _Statement, at, values, example, prompt, src) -> list[Unit]:
+    def runs(self, s: _Statement, example: int, prompt: Prompt, src: Prompt | None):
+        """The prompt of the run a statement changes, of the run it reads, and the base prompt
+        (where swept positions are counted)."""
+        stmt, named = s.spec, self.named
+        if stmt.source is not None:
+            src = named[stmt.source][example if len(named[stmt.source]) > 1 else 0]
+        target = prompt
+        if stmt.into is not None:
+            target = named[stmt.into][example if len(named[stmt.into]) > 1 else 0]
+        return target, src, prompt
+
+    def units(self, s: _Statement, at, values, example, prompt, src, swept_in=None) -> list[Unit]:
         stmt = s.spec
         layer_sel, pos_sel, head_sel = (stmt.selector(a) for a in AXIS_ORDER)
         # layers
@@ -580,6 +687,8 @@ class _Resolver:
         else:
             if pos_sel is not None and is_swept(pos_sel):
                 base_pos = [values["pos"][example][at["pos"]]]
+                if swept_in is not None and swept_in is not prompt:  # into a source's run
+                    base_pos = self.aligned(base_pos, swept_in, prompt, stmt)
             else:
                 base_pos = self.fixed_positions(pos_sel, prompt, example, stmt)
             source_pos = self.aligned(base_pos, prompt, src, stmt) if src is not None else base_pos

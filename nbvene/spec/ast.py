@@ -138,9 +138,22 @@ class Intervention:
     over: Prompts | None = None
     via: Var | Call | None = None
     line: int = field(default=0, compare=False)
+    source: str | None = None
+    """`from s1`: the named source the values come from (None: the `source:` line)."""
+    into: str | None = None
+    """`into s2`: apply to that named source's run instead of the base run (serial)."""
 
     def selector(self, axis: str) -> Selector | None:
         return dict(self.where).get(axis)
+
+
+@dataclass(frozen=True)
+class Source:
+    """`source s1: "..."`: a named source, read by statements that say `from s1`."""
+
+    name: str
+    prompts: Prompts
+    line: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -182,6 +195,8 @@ class Spec:
     """`label: {labels}`: the target outputs `nv.train` fits the interventions to."""
     estimate: str = "exact"
     """`estimate: attribution`: a first-order estimate of the sweep (attribution patching)."""
+    sources: tuple[Source, ...] = ()
+    """Named sources (`source s1: ...`), in the order they are written."""
     lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
     text: str = field(default="", compare=False, hash=False)
 

@@ -26,6 +26,7 @@ from nbvene.spec.ast import (
     Scaled,
     Selector,
     SelectorVar,
+    Source,
     Span,
     Spec,
     Text,
@@ -119,11 +120,15 @@ def parse(text: str) -> Spec:
     >>> spec.interventions[0].verb
     'patch'
     """
-    fields: dict = {"interventions": []}
+    fields: dict = {"interventions": [], "sources": []}
     lines: dict[str, int] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         code = _strip_comment(raw)
         if not code.strip():
+            continue
+        named = _NAMED_SOURCE.match(code)
+        if named:
+            fields["sources"].append(_named_source(named, number, raw, code, fields["sources"]))
             continue
         m = re.match(r"\s*([A-Za-z_]\w*)\s*:", code)
         if not m:
@@ -171,7 +176,37 @@ def parse(text: str) -> Spec:
             fields["interventions"].append(_intervention(keyword, component, line))
         line.done()
     fields["interventions"] = tuple(fields["interventions"])
+    fields["sources"] = tuple(fields["sources"])
     return Spec(**fields, lines=lines, text=text)
+
+
+_NAMED_SOURCE = re.compile(r"\s*source\s+([A-Za-z_]\w*)\s*:")
+
+
+def _named_source(m: re.Match, number: int, raw: str, code: str, seen: list[Source]) -> Source:
+    """`source s1: "..."`: a source that statements name with `from s1` (multi-source)."""
+    name = m.group(1)
+    if name in ("base", "source"):
+        raise NbveneError(
+            f"{name!r} cannot name a source",
+            line=number,
+            text=raw,
+            column=m.start(1),
+            hint='pick another name: source s1: "..."',
+        )
+    first = next((s for s in seen if s.name == name), None)
+    if first is not None:
+        raise NbveneError(
+            f"a second source named {name!r}",
+            line=number,
+            text=raw,
+            column=m.start(1),
+            hint=f"the first is on line {first.line}; give each source its own name",
+        )
+    line = _Line(number, raw, m.end(), code[m.end() :])
+    prompts = _prompts(line)
+    line.done()
+    return Source(name, prompts, number)
 
 
 def _strip_comment(line: str) -> str:
@@ -346,6 +381,9 @@ def _intervention(verb: str, component: str, line: _Line) -> Intervention:
         key = line.take()
         if key.kind != "ident":
             raise line.error(f"expected 'key=value', found {_shown(key)}", key.column)
+        if key.value in ("from", "into"):
+            _run_name(verb, key, line, options)
+            continue
         known = (*AXES, "window", "over", "by", "via")
         if key.value not in known:
             raise line.error(
@@ -378,10 +416,38 @@ def _intervention(verb: str, component: str, line: _Line) -> Intervention:
             where[key.value] = _selector(line, key.value)
     if "by" in options and "via" in options:
         raise line.error(f"{verb}: by and via together", 0, hint="give one or the other")
+    if "from" in options and "by" in options:
+        raise line.error(f"{verb}: by and from together", 0, hint="give one or the other")
     window, by, over, via = (options.get(k) for k in ("window", "by", "over", "via"))
     return Intervention(
-        verb, component, tuple(where.items()), window, by, over, via, line=line.number
-    )
+        verb, component, tuple(where.items()), window, by, over, via, line=line.number,
+        source=options.get("from"), into=options.get("into"),
+    )  # fmt: skip
+
+
+# Multi-source: the verbs that read a source take `from s1`; any verb but collect may act on a
+# named source's run instead of the base with `into s2`.
+_FROM = ("patch", "restore", "add", "subtract")
+
+
+def _run_name(verb: str, key: Token, line: _Line, options: dict) -> None:
+    """`from s1` / `into s2`: the name of a source, the cursor after the keyword."""
+    if key.value in options:
+        raise line.error(f"{key.value} given twice", key.column)
+    if verb == "collect" or (key.value == "from" and verb not in _FROM):
+        raise line.error(
+            f"{verb}: takes no {key.value!r}",
+            key.column,
+            hint=f"'from' goes with {', '.join(_FROM)}; 'into' with any verb but collect",
+        )
+    name = line.take()
+    if name.kind != "ident":
+        raise line.error(
+            f"expected a source name after {key.value!r}, found {_shown(name)}",
+            name.column,
+            hint=f'name a source line: source s1: "..." and write {key.value} s1',
+        )
+    options[key.value] = name.value
 
 
 def _label(line: _Line) -> Var:

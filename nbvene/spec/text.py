@@ -33,6 +33,7 @@ def format_spec(spec: Spec) -> str:
         rows.append(f"base: {_prompts(spec.base)}")
     if spec.source is not None:
         rows.append(f"source: {_prompts(spec.source)}")
+    rows += [f"source {s.name}: {_prompts(s.prompts)}" for s in spec.sources]
     if spec.corrupt is not None:
         rows.append(f"corrupt: {_corrupt(spec.corrupt)}")
     rows += [f"{i.verb}: {_intervention(i)}" for i in spec.interventions]
@@ -106,6 +107,10 @@ def _intervention(i: Intervention) -> str:
         parts.append(f"via {_call(i.via)}")
     elif i.via is not None:
         parts.append("via {" + i.via.name + "}")
+    if i.source is not None:
+        parts.append(f"from {i.source}")
+    if i.into is not None:
+        parts.append(f"into {i.into}")
     return " ".join(parts)
 
 

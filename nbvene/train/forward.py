@@ -11,6 +11,7 @@ import torch
 
 from nbvene.engine.edits import Sources, group_units, store_edit, unit_edit
 from nbvene.engine.hooks import Hooks
+from nbvene.engine.multisource import clean_runs, patched_runs
 from nbvene.engine.run import _caller, device_of, read_output, unit_means
 from nbvene.errors import NbveneError
 from nbvene.plan import resolve
@@ -92,20 +93,27 @@ class Forward:
         source = plan.source
         if source is not None and len(source) > 1:
             source = [source[i] for i in indices]
-        part = replace(plan, base=base, source=source, rows=rows)
+        named = {n: [p[i] for i in indices] if len(p) > 1 else p for n, p in plan.named.items()}
+        part = replace(plan, base=base, source=source, rows=rows, named=named)
         sources = Sources(part, self.device)
         sources.means = self.means
         if source is not None:
             self.source_run(part, sources)
+        grad = self.grad_source and torch.is_grad_enabled()
+        clean_runs(part, sources, self.call, self.device, grad=grad)
+        patched_runs(part, sources, rows, self.call, self.device)
         with Hooks(self.model) as hooks:
             shape = (len(rows), max(len(p) for p in base))
             for (site, op), members in group_units(rows).items():
+                if part.ops[op].into is not None:
+                    continue
                 hooks.at(site, unit_edit(part, sources, site, op, members, rows, shape))
             return self.read(hooks, base)
 
     def source_run(self, part: Plan, sources: Sources) -> None:
         """Keep the source activations the units read (with their gradients, if asked)."""
-        sites = {u.site for r in part.rows for u in r.units if part.ops[u.op].source == "run"}
+        reads = [op.source == "run" and op.origin is None for op in part.ops]
+        sites = {u.site for r in part.rows for u in r.units if reads[u.op]}
         if not sites:
             return
         shape = (len(part.source), max(len(p) for p in part.source))
