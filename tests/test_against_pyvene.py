@@ -420,3 +420,62 @@ def test_nbvene_keeps_the_users_hooks_and_pyvene_removes_them():
     with torch.no_grad():
         model(input_ids=ids)
     assert calls == before
+
+
+# --- several sources: pyvene's parallel and serial modes ---------------------------------------
+
+
+def pyvene_two_sources(c: Case, mode: str, third: torch.Tensor, sites, positions) -> torch.Tensor:
+    """Last-token logits with two interventions, one per source (pyvene groups them one each):
+    parallel, each from its own source run; serial, source_0 → source_1 → base."""
+    config = pv.IntervenableConfig(
+        representations=[pv.RepresentationConfig(layer, comp, "pos", 1) for comp, layer in sites],
+        intervention_types=pv.VanillaIntervention,
+        mode=mode,
+    )
+    with quiet():
+        model = pv.IntervenableModel(config, c.model)
+    (p0, p1) = positions
+    if mode == "parallel":
+        locations = {"sources->base": ([[[p0]], [[p1]]], [[[p0]], [[p1]]])}
+    else:
+        locations = {"source_0->source_1": ([[[p0]]], [[[p0]]]),
+                     "source_1->base": ([[[p1]]], [[[p1]]])}  # fmt: skip
+    with quiet(), torch.no_grad():
+        _, patched = model(
+            {"input_ids": c.base}, [{"input_ids": c.source}, {"input_ids": third}], locations
+        )
+    return patched.logits[0, -1]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("mode", ["parallel", "serial"])
+@pytest.mark.parametrize(
+    ("sites", "positions"),
+    [
+        ((("block_output", 0), ("block_output", 1)), (SUBJECT, -1)),
+        ((("mlp_output", 0), ("attention_output", 1)), (SUBJECT + 1, -1)),
+    ],
+)
+def test_two_sources_match_pyvene_parallel_and_serial(family, mode, sites, positions):
+    c = case(family)
+    third = torch.randint(0, 500, c.base.shape, generator=torch.Generator().manual_seed(1))
+    (comp0, layer0), (comp1, layer1) = sites
+    (p0, p1) = (p % c.length for p in positions)
+    into = " into s2" if mode == "serial" else ""
+    res = nv.run(
+        f"""
+        base: {{base}}
+        source s1: {{s1}}
+        source s2: {{s2}}
+        patch: {comp0} layer={layer0} pos={p0} from s1{into}
+        patch: {comp1} layer={layer1} pos={p1} from s2
+        metric: logit_diff(" Paris", " Rome")
+        """,
+        model=c.model,
+        tokenizer=c.tok,
+        namespace={"base": c.base[0], "s1": c.source[0], "s2": third[0]},
+    )
+    expected = logit_diff(c, pyvene_two_sources(c, mode, third, sites, (p0, p1)))
+    close(res.values, expected)
+    assert abs(expected - float(res.corrupted)) > EFFECT_ATOL  # the patches change the output

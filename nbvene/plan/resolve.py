@@ -251,6 +251,16 @@ class _Resolver:
                         hint=did_you_mean(name, found) or "sources: " + ", ".join(found),
                         token=f"{key} {name}",
                     )
+            reads = stmt.verb in ("patch", "restore") or (
+                stmt.verb in ("add", "subtract") and stmt.by is None and stmt.via is None
+            )
+            if reads and stmt.source is None and spec.source is None:
+                raise self.error(
+                    f"{stmt.verb}: which source? The spec names its sources",
+                    stmt.line,
+                    hint=f"add from {spec.sources[0].name} (or another source's name)",
+                    token=stmt.verb,
+                )
         for s in spec.sources:
             if not any(stmt.source == s.name for stmt in spec.interventions):
                 patched = any(stmt.into == s.name for stmt in spec.interventions)
@@ -373,19 +383,7 @@ class _Resolver:
 
     def origin(self, stmt: Intervention, source):
         """The prompts a statement's values come from: its `from` source, or the source: line."""
-        if stmt.source is not None:
-            return self.named[stmt.source]
-        reads = stmt.verb in ("patch", "restore") or (
-            stmt.verb in ("add", "subtract") and stmt.by is None and stmt.via is None
-        )
-        if source is None and self.named and reads:
-            raise self.error(
-                f"{stmt.verb}: which source? The spec names its sources",
-                stmt.line,
-                hint=f"add from {next(iter(self.named))} (or another source's name)",
-                token=stmt.verb,
-            )
-        return source
+        return self.named[stmt.source] if stmt.source is not None else source
 
     def op(self, stmt: Intervention, base, source) -> Op:
         line = stmt.line
