@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 from nbvene import interventions, models
 from nbvene.api import plan, run
 from nbvene.errors import NbveneError, SweepInterrupted
+from nbvene.path_patch import path_patch
 from nbvene.results import Result
 from nbvene.sites import SiteMap
 from nbvene.spec import Spec, parse
@@ -47,6 +48,7 @@ __all__ = [
     "load_ipython_extension",
     "models",
     "parse",
+    "path_patch",
     "plan",
     "run",
     "train",
