@@ -26,8 +26,12 @@ class Hooks:
     ...     model(ids)
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, keep: list[Hooks] | None = None):
         self.model = model
+        self.keep = keep
+        """If given, a `with` block that ends normally leaves its hooks registered and adds itself
+        to `keep`, whose owner removes them (gradient checkpointing runs blocks again in the
+        backward pass, and the edits must be there then too)."""
         self._handles: list[torch.utils.hooks.RemovableHandle | Callable[[], None]] = []
 
     def on(self, module: str | nn.Module, io: str, edit: Edit) -> None:
@@ -78,7 +82,10 @@ class Hooks:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.remove()
+        if self.keep is not None and exc_info[0] is None:
+            self.keep.append(self)
+        else:
+            self.remove()
 
 
 def _output_hook(edit: Edit):

@@ -24,23 +24,27 @@ def read_sites(plan: Plan, name: str, rows: list[Row]) -> set[Site]:
     }
 
 
-def clean_runs(plan: Plan, sources: Sources, call: Callable, device, *, grad: bool = False):
+def clean_runs(plan: Plan, sources: Sources, call: Callable, device, *, grad: bool = False,
+               keep: list[Hooks] | None = None):  # fmt: skip
     """Run each named source that nothing patches, keeping the units its readers need (one
-    entry per source prompt); with `grad`, gradients flow through them (IIT)."""
+    entry per source prompt); with `grad`, gradients flow through them (IIT). `keep`: see
+    `Hooks`."""
     serial = set(plan.serial())
     for name, prompts in plan.named.items():
         if name in serial:
             continue
         stored: dict[Site, torch.Tensor] = {}
         shape = (len(prompts), max(len(p) for p in prompts))
-        with torch.set_grad_enabled(grad and torch.is_grad_enabled()), Hooks(plan.model) as hooks:
+        grad_on = torch.set_grad_enabled(grad and torch.is_grad_enabled())
+        with grad_on, Hooks(plan.model, keep) as hooks:
             for site in read_sites(plan, name, plan.rows):
                 hooks.at(site, store_edit(site, stored, shape, detach=not grad))
             call(*pad(prompts, plan.pad_id, device))
         sources.named.update({(name, site): units for site, units in stored.items()})
 
 
-def patched_runs(plan: Plan, sources: Sources, rows: list[Row], call: Callable, device) -> None:
+def patched_runs(plan: Plan, sources: Sources, rows: list[Row], call: Callable, device,
+                 keep: list[Hooks] | None = None) -> None:  # fmt: skip
     """For the rows of one forward pass, run each patched named source in order (one prompt a
     row), with the rows' patches `into` it, keeping per row the units that later runs read."""
     sources.per_row.update(plan.serial())
@@ -48,7 +52,7 @@ def patched_runs(plan: Plan, sources: Sources, rows: list[Row], call: Callable, 
         prompts = [plan.named[name][plan.named_example(name, r.example)] for r in rows]
         shape = (len(rows), max(len(p) for p in prompts))
         stored: dict[Site, torch.Tensor] = {}
-        with Hooks(plan.model) as hooks:
+        with Hooks(plan.model, keep) as hooks:
             # edits first: a hook sees what the hooks registered before it returned, so the
             # kept units are the patched ones
             for (site, op), members in group_units(rows).items():

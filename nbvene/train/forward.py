@@ -5,6 +5,7 @@ gradients (the engine's runs are for measuring, under `torch.no_grad()`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 
 import torch
@@ -79,6 +80,7 @@ class Forward:
         self.device = device_of(plan.model)
         self.call = _caller(plan.model)
         self.grad_source = grad_source
+        self.keep: list[Hooks] | None = None
         with torch.no_grad():
             self.means = unit_means(plan, self.call, self.device)
 
@@ -100,9 +102,9 @@ class Forward:
         if source is not None:
             self.source_run(part, sources)
         grad = self.grad_source and torch.is_grad_enabled()
-        clean_runs(part, sources, self.call, self.device, grad=grad)
-        patched_runs(part, sources, rows, self.call, self.device)
-        with Hooks(self.model) as hooks:
+        clean_runs(part, sources, self.call, self.device, grad=grad, keep=self.keep)
+        patched_runs(part, sources, rows, self.call, self.device, self.keep)
+        with Hooks(self.model, self.keep) as hooks:
             shape = (len(rows), max(len(p) for p in base))
             for (site, op), members in group_units(rows).items():
                 if part.ops[op].into is not None:
@@ -118,10 +120,22 @@ class Forward:
             return
         shape = (len(part.source), max(len(p) for p in part.source))
         grad = self.grad_source and torch.is_grad_enabled()
-        with torch.set_grad_enabled(grad), Hooks(self.model) as hooks:
+        with torch.set_grad_enabled(grad), Hooks(self.model, self.keep) as hooks:
             for site in sites:
                 hooks.at(site, store_edit(site, sources.cache, shape, detach=not grad))
             self.call(*pad(part.source, part.pad_id, self.device))
+
+    @contextmanager
+    def kept(self):
+        """Hooks made inside stay until the block ends: for a forward and its backward pass
+        under gradient checkpointing, which runs the blocks' forward again."""
+        self.keep = []
+        try:
+            yield
+        finally:
+            for hooks in self.keep:
+                hooks.remove()
+            self.keep = None
 
     def read(self, hooks: Hooks, prompts: list[Prompt]) -> torch.Tensor:
         """Run the model on `prompts`; the output at each one's read position."""

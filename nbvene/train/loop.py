@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 
 import torch
 from torch import nn
@@ -17,6 +18,7 @@ from nbvene.plan.plan import Plan
 from nbvene.sites import SiteMap
 from nbvene.spec import Spec, parse
 from nbvene.train.bind import bind, via_modules
+from nbvene.train.checkpoint import checkpointed
 from nbvene.train.forward import Forward, check_trainable, plan_examples
 from nbvene.train.trained import Trained
 
@@ -40,6 +42,7 @@ def train(
     loss: Loss | None = None,
     train_model: bool = False,
     progress: bool | Callable[[dict], None] = True,
+    checkpoint: bool = False,
 ) -> Trained:
     """Train the interventions of a spec with a `label:` line; return a `Trained`.
 
@@ -61,6 +64,8 @@ def train(
     that many epochs without a better held-out loss, keeping the best interventions. `seed`
     seeds the shuffling, the split and the interventions' initial values. `progress`: a text
     bar (True), nothing (False), or a function called with each epoch's record.
+    `checkpoint`: gradient checkpointing, for long prompts: the model's blocks keep only their
+    inputs and run again in the backward pass (less memory, about a third more time).
     """
     if epochs < 0 or batch_size < 1 or not lr > 0:
         raise NbveneError(
@@ -108,9 +113,10 @@ def train(
     for p in frozen:
         p.requires_grad_(train_model)
     try:
-        run = _Training(plan, labels, modules, loss, train_model, generator, held)
-        run.fit(examples, epochs, lr, batch_size, patience, progress)
-        metrics = run.scores(examples)
+        run = _Training(plan, labels, modules, loss, train_model, generator, held, checkpoint)
+        with checkpointed(model, plan.sites) if checkpoint else nullcontext():
+            run.fit(examples, epochs, lr, batch_size, patience, progress)
+            metrics = run.scores(examples)
     finally:
         for p, flag in frozen.items():
             p.requires_grad_(flag)
@@ -133,6 +139,7 @@ def train(
             "batch_size": batch_size,
             "seed": seed,
             "train_model": train_model,
+            "checkpoint": checkpoint,
             "patience": patience,
             "held_out": held_out if not isinstance(held_out, Mapping) else "given",
             "examples": len(examples),
@@ -141,8 +148,9 @@ def train(
 
 
 class _Training:
-    def __init__(self, plan, labels, modules, loss, train_model, generator, held):
+    def __init__(self, plan, labels, modules, loss, train_model, generator, held, checkpoint):
         self.forward = Forward(plan, grad_source=train_model)
+        self.checkpoint = checkpoint
         self.held = held
         if held is not None:
             self.held_forward = self.forward if held[0] is plan else Forward(held[0])
@@ -188,13 +196,7 @@ class _Training:
                 total = 0.0
                 for start in range(0, len(order), batch_size):
                     chosen = order[start : start + batch_size].tolist()
-                    outputs = self.forward(chosen)
-                    value = objective(outputs, self.labels[chosen], self.loss)
-                    extra = [m.penalty() for m in self.modules if hasattr(m, "penalty")]
-                    full = value + sum(p for p in extra if p is not None)
-                    optimizer.zero_grad(set_to_none=True)
-                    full.backward()
-                    optimizer.step()
+                    value = self.step(chosen, optimizer)
                     done += 1
                     for m in self.modules:
                         if hasattr(m, "schedule") and getattr(m, "width", 0) is not None:
@@ -222,6 +224,19 @@ class _Training:
         finally:
             if bar is not None:
                 bar.close()
+
+    def step(self, chosen: list[int], optimizer) -> torch.Tensor:
+        """One optimizer step on the examples `chosen`; the loss before it."""
+        # under checkpointing the blocks run again in backward(), with the hooks still on
+        with self.forward.kept() if self.checkpoint else nullcontext():
+            outputs = self.forward(chosen)
+            value = objective(outputs, self.labels[chosen], self.loss)
+            extra = [m.penalty() for m in self.modules if hasattr(m, "penalty")]
+            full = value + sum(p for p in extra if p is not None)
+            optimizer.zero_grad(set_to_none=True)
+            full.backward()
+        optimizer.step()
+        return value
 
     def state(self) -> list[dict]:
         states = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in self.modules]
