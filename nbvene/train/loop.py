@@ -19,6 +19,7 @@ from nbvene.sites import SiteMap
 from nbvene.spec import Spec, parse
 from nbvene.train.bind import bind, via_modules
 from nbvene.train.checkpoint import checkpointed
+from nbvene.train.curve import LiveCurve, in_notebook
 from nbvene.train.forward import Forward, check_trainable, plan_examples
 from nbvene.train.trained import Trained
 
@@ -63,7 +64,8 @@ def train(
     or a namespace with held-out `base`/`source`/`label` values, or None. `patience`: stop after
     that many epochs without a better held-out loss, keeping the best interventions. `seed`
     seeds the shuffling, the split and the interventions' initial values. `progress`: a text
-    bar (True), nothing (False), or a function called with each epoch's record.
+    bar (True; in a notebook also a live loss curve), nothing (False), or a function called
+    with each epoch's record.
     `checkpoint`: gradient checkpointing, for long prompts: the model's blocks keep only their
     inputs and run again in the backward pass (less memory, about a third more time).
     """
@@ -188,6 +190,7 @@ class _Training:
         optimizer = torch.optim.Adam(params, lr=lr) if params else None
         steps = epochs * math.ceil(len(examples) / batch_size)
         bar = _bar(epochs) if progress is True else None
+        curve = LiveCurve(steps, epochs) if progress is True and in_notebook() else None
         best, best_state, waited = math.inf, None, 0
         done = 0
         try:
@@ -197,6 +200,8 @@ class _Training:
                 for start in range(0, len(order), batch_size):
                     chosen = order[start : start + batch_size].tolist()
                     value = self.step(chosen, optimizer)
+                    if curve is not None:
+                        curve.step(float(value.detach()))
                     done += 1
                     for m in self.modules:
                         if hasattr(m, "schedule") and getattr(m, "width", 0) is not None:
@@ -211,6 +216,8 @@ class _Training:
                     bar.update(record)
                 elif callable(progress):
                     progress(dict(record))
+                if curve is not None:
+                    curve.epoch(record)
                 if patience is not None:
                     watched = record.get("held_out_loss", record["loss"])
                     if watched < best:
@@ -224,6 +231,8 @@ class _Training:
         finally:
             if bar is not None:
                 bar.close()
+            if curve is not None:
+                curve.close()
 
     def step(self, chosen: list[int], optimizer) -> torch.Tensor:
         """One optimizer step on the examples `chosen`; the loss before it."""
