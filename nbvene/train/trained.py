@@ -174,6 +174,36 @@ class Trained(nn.Module):
         (folder / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         return folder
 
+    def push_to_hub(self, repo_id: str, *, subfolder: str | None = None,
+                    revision: str | None = None, private: bool | None = None,
+                    token: str | None = None) -> str:  # fmt: skip
+        """Upload what `save` writes to the Hugging Face Hub repository `repo_id` (made if
+        missing, with `huggingface_hub`); returns the `hf://` path `nv.load` reads it from.
+
+        >>> trained.push_to_hub("me/adder-das")   # doctest: +SKIP
+        'hf://me/adder-das'
+        """
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as folder:
+            self.save(folder)
+            api.upload_folder(
+                repo_id=repo_id,
+                folder_path=folder,
+                path_in_repo=subfolder,
+                revision=revision,
+                commit_message=f"nbvene: {self!r}",
+            )
+        return (
+            f"hf://{repo_id}"
+            + (f"/{subfolder}" if subfolder else "")
+            + (f"@{revision}" if revision else "")
+        )
+
     def __repr__(self) -> str:
         lines = [_written(self.spec, _statement(self.bound, n).line) for n in self.names]
         what = "; ".join(lines) or "no intervention (the model was trained)"

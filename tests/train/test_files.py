@@ -2,6 +2,7 @@
 the model it is loaded onto."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -132,6 +133,39 @@ def test_hub_paths_read_a_snapshot_folder(das, tmp_path, monkeypatch):
     assert torch.equal(again.basis, das.basis)
     with pytest.raises(nv.NbveneError, match="names no repository"):
         nv.load("hf://someone", model=model)
+
+
+def test_push_to_hub_uploads_the_saved_folder(das, tmp_path, monkeypatch):
+    """push_to_hub goes through huggingface_hub.HfApi (replaced here: nothing is uploaded), and
+    what it uploads loads back through hf://."""
+    import shutil
+
+    import huggingface_hub
+
+    hub = tmp_path / "hub"
+    calls = []
+
+    class FakeApi:
+        def __init__(self, token=None):
+            calls.append(("token", token))
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            calls.append(("create", repo_id, private, exist_ok))
+
+        def upload_folder(self, *, repo_id, folder_path, path_in_repo, revision, commit_message):
+            calls.append(("upload", repo_id, path_in_repo, revision))
+            assert sorted(p.name for p in Path(folder_path).iterdir()) == [
+                "config.json", "interventions.safetensors"]  # fmt: skip
+            shutil.copytree(folder_path, hub / (path_in_repo or ""), dirs_exist_ok=True)
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: str(hub))
+    path = das.push_to_hub("me/adder", subfolder="das", revision="main", token="t")
+    assert path == "hf://me/adder/das@main"
+    assert calls == [("token", "t"), ("create", "me/adder", None, True),
+                     ("upload", "me/adder", "das", "main")]  # fmt: skip
+    model, _ = planted()
+    assert torch.equal(nv.load(path, model=model).basis, das.basis)
 
 
 def test_named_sites_are_saved_with_it(adder, tmp_path):

@@ -59,3 +59,19 @@ def test_intervened_takes_named_sources_as_keywords(adder, data):
         got = named(data.base[:5], s1=data.source[:5])
         want = plain(data.base[:5], data.source[:5])
     assert torch.equal(got, want)
+
+
+def test_save_and_load_keep_the_named_sources(adder, data, test_data, tmp_path):
+    model, _ = adder
+    other = pairs(1000, seed=5).base
+    spec = (
+        "base: {base}\nsource s1: {source}\nsource s2: {other}\n"
+        "patch: hidden.output via rotated(k=1) from s1 into s2\n"
+        "patch: hidden.output from s2\nlabel: {label}"
+    )
+    trained = nv.train(spec, model=model, namespace={**data.namespace(), "other": other},
+                       **SETTINGS)  # fmt: skip
+    again = nv.load(trained.save(tmp_path / "serial"), model=model)
+    assert str(again.spec) == str(trained.spec)
+    held = {**test_data.namespace(), "other": pairs(400, seed=6).base}
+    assert again.evaluate(namespace=held) == trained.evaluate(namespace=held)
