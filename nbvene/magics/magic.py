@@ -381,8 +381,11 @@ def dry_run(plan, model_name: str, *, max_batch: int, max_memory=None) -> str:
     means = sum(op.source == "mean" for op in plan.ops)
     if means:
         before.append(f"{means} mean")
+    serial = len(plan.serial())  # named sources patched `into` run before each chunk
+    if len(plan.named) > serial:
+        before.append(f"{len(plan.named) - serial} named source")
     before.append("1 unpatched")
-    passes = len(before) + chunks
+    passes = len(before) + chunks * (1 + serial)
     rows_a_pass = min(per_pass, max(rows, 1))
     activations = row_bytes(plan) * rows_a_pass
     weights = sum(p.numel() * p.element_size() for p in plan.model.parameters())
@@ -393,7 +396,9 @@ def dry_run(plan, model_name: str, *, max_batch: int, max_memory=None) -> str:
             f"dry run on {model_name} ({sites.family_name}{layers}): nothing was run",
             plan.describe(),
             f"forward passes: {passes} ({' + '.join(before)} + {chunks} of up to "
-            f"{per_pass} patched rows)",
+            f"{per_pass} patched rows"
+            + (f", each after {serial} serial source" if serial else "")
+            + ")",
             f"memory: about {_size(activations)} of activations a pass "
             f"({rows_a_pass} rows), besides the model's {_size(weights)}",
         ]

@@ -276,3 +276,26 @@ def test_the_model_keeps_no_hooks_after_a_serial_run(model):
     )  # fmt: skip
     after = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
     assert after == before
+
+
+def test_the_dry_run_counts_the_serial_runs():
+    """--dry-run's count of forward passes is what running the spec takes."""
+    from nbvene.magics.magic import dry_run
+
+    model = nv.models.tiny("gpt2", seed=0)[0]
+    spec = (
+        "base: {b}\nsource s1: {s1}\nsource s2: {s2}\n"
+        "patch: z layer=* head=* pos=-1 from s1 into s2\npatch: block_output layer=1 from s2\n"
+        + METRIC
+    )
+    values = {"b": ids(0), "s1": ids(1), "s2": ids(2)}
+    text = dry_run(nv.plan(spec, model=model, namespace=values), "tiny", max_batch=3)
+    passes = int(text.split("forward passes: ")[1].split()[0])
+    calls = []
+    handle = model.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        nv.run(spec, model=model, namespace=values, max_batch=3, start_at_layer=False)
+    finally:
+        handle.remove()
+    assert "each after 1 serial source" in text
+    assert passes == len(calls) == 1 + 1 + 1 + 3 * 2  # clean, s1, unpatched, 3 chunks × 2
