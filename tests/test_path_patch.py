@@ -170,3 +170,16 @@ def test_path_patch_errors(kwargs, message):
     args = {"senders": "z layer=0 head=*", "receivers": "q layer=1 head=0", **kwargs}
     with pytest.raises(nv.NbveneError, match=message):
         nv.path_patch(BASE, SOURCE, **args, metric=METRIC, model=model, tokenizer=tok)
+
+
+def test_a_batch_of_prompts_gives_each_its_own_paths(tiny):
+    model, tok = tiny
+    bases = [BASE, BASE.replace("John", "Tom")]
+    sources = [SOURCE, SOURCE.replace("John", "Tom")]
+    args = dict(senders="z layer=1 head=*", receivers="q layer=2 head=1 pos=-1",
+                metric=f"{METRIC} normalized", model=model, tokenizer=tok)  # fmt: skip
+    batch = nv.path_patch(bases, sources, **args)
+    assert batch.axes == ("example", "head")
+    for e in range(2):
+        one = nv.path_patch(bases[e], sources[e], **args)
+        torch.testing.assert_close(batch.values[e], one.values, atol=1e-4, rtol=0)
