@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -146,7 +146,14 @@ class _Runner:
         rows = self.plan.rows
         if self.tail is None:
             return list(range(len(rows)))
-        return sorted(range(len(rows)), key=lambda i: start_layer(rows[i]))
+        return sorted(range(len(rows)), key=lambda i: self.start(rows[i]))
+
+    def start(self, row: Row) -> int:
+        """The block a row's base run starts at: its units `into` named sources change other
+        runs, so below its first own unit the base run is the unpatched one."""
+        ops = self.plan.ops
+        own = tuple(u for u in row.units if ops[u.op].into is None)
+        return start_layer(replace(row, units=own))
 
     def reference(self, clean_logits, rows: list[Row]):
         if clean_logits is None:
@@ -182,7 +189,7 @@ class _Runner:
         tail starts from."""
         with Hooks(self.model) as hooks:
             if self.tail is not None:
-                layers = {start_layer(r) for r in self.plan.rows} - {0}
+                layers = {self.start(r) for r in self.plan.rows} - {0}
                 self.tail.record(hooks, layers)
             return self.logits(hooks, self.base_rows, self.plan.base)
 
@@ -201,7 +208,7 @@ class _Runner:
                     continue
                 edit = unit_edit(plan, self.sources, site, op, members, rows, shape, found)
                 hooks.at(site, edit)
-            start = min(start_layer(r) for r in rows) if self.tail is not None else 0
+            start = min(self.start(r) for r in rows) if self.tail is not None else 0
             if plan.collect is not None:
                 self.run_rows(hooks, rows, chosen)
                 return self.collected(found, len(rows))

@@ -299,3 +299,27 @@ def test_the_dry_run_counts_the_serial_runs():
         handle.remove()
     assert "each after 1 serial source" in text
     assert passes == len(calls) == 1 + 1 + 1 + 3 * 2  # clean, s1, unpatched, 3 chunks × 2
+
+
+def test_the_base_run_starts_at_its_own_first_patched_layer():
+    """Statements `into` a named source patch another run: the base run below the first layer
+    it patches itself is the unpatched one, so it starts there (the values do not change)."""
+    model = nv.models.tiny("llama", seed=0, layers=3)[0]
+    spec = (
+        "base: {b}\nsource s1: {s1}\nsource s2: {s2}\n"
+        "patch: z layer=0..1 head=* pos=-1 from s1 into s2\n"
+        "patch: block_output layer=2 pos=-1 from s2\n" + METRIC
+    )
+    values = {"b": ids(0), "s1": ids(1), "s2": ids(2)}
+    calls = []
+    handle = model.model.layers[1].register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        late = nv.run(spec, model=model, namespace=values, max_batch=8)
+        starts_late = len(calls)
+        calls.clear()
+        full = nv.run(spec, model=model, namespace=values, max_batch=8, start_at_layer=False)
+    finally:
+        handle.remove()
+    torch.testing.assert_close(late.values, full.values, atol=1e-5, rtol=0)
+    # 8 cells, one chunk: clean + s1 + unpatched + s2's run (+ the base run without the tail)
+    assert (starts_late, len(calls)) == (4, 5)
