@@ -14,6 +14,7 @@ from nbvene.errors import NbveneError, SweepInterrupted
 from nbvene.results import Result
 from nbvene.sites import SiteMap
 from nbvene.spec import Spec, parse
+from nbvene.steer import Generation, Vector, generate, vector
 from nbvene.trace import causal_trace
 from nbvene.train import Intervened, Trained, load, train
 
@@ -33,6 +34,7 @@ def unload_ipython_extension(ipython) -> None:
 
 
 __all__ = [
+    "Generation",
     "Intervened",
     "NbveneError",
     "Result",
@@ -40,8 +42,10 @@ __all__ = [
     "Spec",
     "SweepInterrupted",
     "Trained",
+    "Vector",
     "__version__",
     "causal_trace",
+    "generate",
     "interventions",
     "load",
     "load_ipython_extension",
@@ -51,4 +55,5 @@ __all__ = [
     "run",
     "train",
     "unload_ipython_extension",
+    "vector",
 ]

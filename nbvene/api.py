@@ -14,7 +14,7 @@ from nbvene.errors import NbveneError, SweepInterrupted
 from nbvene.plan import Plan, resolve
 from nbvene.results import Axis, Result
 from nbvene.sites import SiteMap
-from nbvene.spec import Spec, parse
+from nbvene.spec import Spec, is_steering, parse
 
 
 def plan(
@@ -32,6 +32,11 @@ def plan(
             hint="load one with nv.models.load() or transformers' from_pretrained",
         )
     parsed = parse(spec) if isinstance(spec, str) else spec
+    if is_steering(parsed):
+        raise NbveneError(
+            "nv.plan binds patching specs; this is a steering spec",
+            hint="run it with nv.run (a metric) or nv.generate (text)",
+        )
     return resolve(parsed, model, tokenizer, namespace, sites)
 
 
@@ -66,8 +71,17 @@ def run(
     forward pass; without it, long sweeps show a progress bar. With `start_at_layer`, a cell
     patched at layer l reuses the unpatched run below l (Llama-family, GPT-2, GPT-NeoX).
     Interrupting raises `nv.SweepInterrupted`, whose `.result` holds the finished cells.
+
+    A steering spec (`steer:`, `by mean_diff(...)`, a slider or a strength sweep) gives the
+    metric on the steered forward pass of `base:` (see docs/steering.md; `nv.generate` makes
+    text).
     """
-    p = plan(spec, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
+    parsed = parse(spec) if isinstance(spec, str) else spec
+    if is_steering(parsed):
+        from nbvene.steer import measure
+
+        return measure(parsed, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
+    p = plan(parsed, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
     if p.estimate == "attribution":  # one forward and backward pass: no chunks, no progress
         from nbvene.engine.attribution import estimate
 
