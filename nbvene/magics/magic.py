@@ -19,7 +19,7 @@ from nbvene.magics.cell import Body, CellError, Options, parse_line, python_code
 from nbvene.magics.complete import COMMANDS, Context, fits
 from nbvene.magics.defaults import Defaults
 from nbvene.magics.reference import SiteTable, help_text
-from nbvene.spec import KEYWORDS
+from nbvene.spec import KEYWORDS, is_steering
 
 
 @magics_class
@@ -127,13 +127,20 @@ class Intervene(Magics):
             "namespace": self.shell.user_ns,
             "sites": sites,
         }
+        spec = nv.parse(body.spec)
+        generates = is_steering(spec) and spec.generate is not None
         if options.show_code:
             code = python_code(
-                body.spec, nv.parse(body.spec), model=model_name, tokenizer=tokenizer_name,
+                body.spec, spec, model=model_name, tokenizer=tokenizer_name,
                 out=out, device=device, max_batch=max_batch, max_memory=max_memory,
-                sites=options.sites,
+                sites=options.sites, function="generate" if generates else "run",
             )  # fmt: skip
             print(code)
+        if generates:
+            with _tokenizer_hint(tokenizer is None, model_name):
+                if device:
+                    self._move(model_name, model, device)
+                return self._generate(spec, kwargs, options, out, line, cell)
         with _tokenizer_hint(tokenizer is None, model_name):
             if options.dry_run:
                 plan = nv.plan(body.spec, **kwargs)
@@ -156,6 +163,36 @@ class Intervene(Magics):
         if options.no_display or not self.display:
             return None
         return result
+
+    def _generate(self, spec, kwargs: dict, options: Options, out, line, cell):
+        """A steering spec with generate: the baseline and steered text side by side; with
+        sliders, the live steering panel (its Knob is the panel's callback)."""
+        from nbvene.steer import Knob
+        from nbvene.steer.run import generation, steer_plan
+
+        if options.dry_run:
+            raise NbveneError(
+                "--dry-run checks patching specs; a generate: spec makes its vectors first",
+                hint="drop --dry-run, or run with a small max_new_tokens",
+            )
+        steering = steer_plan(spec, **kwargs)
+        if steering.sliders:
+            knob = Knob(steering)
+            try:
+                shown = knob.panel()
+            except NbveneError as e:  # no widgets here: the text at the sliders' start
+                print(f"nbvene: {e.message}; showing the start values", file=sys.stderr)
+                shown = knob.generation(knob.start)
+        else:
+            shown = generation(steering, steering.rows())
+        if hasattr(shown, "meta"):
+            shown.meta["cell"] = f"%%intervene {line}".rstrip() + "\n" + cell
+        if out:
+            self.shell.user_ns[out] = shown
+            return None
+        if options.no_display or not self.display:
+            return None
+        return shown
 
     @contextmanager
     def _errors(self, debug: bool, body: Body | None = None):

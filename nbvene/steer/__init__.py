@@ -3,7 +3,8 @@ cache kept correct), baseline and steered text side by side, and the strength kn
 
 from nbvene.steer.extract import vector
 from nbvene.steer.generation import Generation
+from nbvene.steer.knob import Knob
 from nbvene.steer.run import generate, measure
 from nbvene.steer.vector import Vector
 
-__all__ = ["Generation", "Vector", "generate", "measure", "vector"]
+__all__ = ["Generation", "Knob", "Vector", "generate", "measure", "vector"]

@@ -128,8 +128,8 @@ def measure(
 
 def row_labels(steering: Steering, rows: list[tuple[float, ...]]) -> list[str]:
     labels = []
-    for row in rows:
-        if not any(row):
+    for index, row in enumerate(rows):
+        if index == 0:
             labels.append("baseline")
         elif steering.swept is not None and len(steering.terms) > 1:
             labels.append(f"strength {row[steering.swept]:g}")
