@@ -31,6 +31,8 @@ class Generation:
     spec: Spec
     metric: torch.Tensor | None = None
     metric_name: str | None = None
+    logits: torch.Tensor | None = None
+    """(rows, vocab): each row's next-token logits after the (steered) prompt."""
     meta: dict = field(default_factory=dict)
 
     @property

@@ -76,6 +76,7 @@ def generation(
         spec=steering.spec,
         metric=metric,
         metric_name=_metric_name(steering),
+        logits=decoded.first_logits,
         meta={"model": _model_name(steering.model), "terms": [t.label for t in steering.terms]},
     )
 
