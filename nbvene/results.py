@@ -106,17 +106,20 @@ class Result:
         """The static figure inline (an SVG), for front ends that ask for HTML only."""
         return f'<div class="nbvene-result" style="overflow-x:auto">{self.to_svg()}</div>'
 
-    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict | tuple[dict, dict]:
         """What a notebook shows: the text heatmap, the static figure as SVG (so a saved
         notebook renders on GitHub and nbviewer) and as HTML, and, in a kernel with anywidget,
-        the live widget's view."""
+        the live widget's view. Returns `(data, metadata)` when the widget brings metadata
+        (Colab's widget manager), else the data alone."""
         figure = self.to_svg()
-        bundle = {
+        data = {
             "text/plain": repr(self),
             "image/svg+xml": figure,
             "text/html": f'<div class="nbvene-result" style="overflow-x:auto">{figure}</div>',
         }
-        return {**bundle, **_widget_view(self)}
+        widget, metadata = _widget_view(self)
+        data.update(widget)
+        return (data, metadata) if metadata else data
 
     def to_svg(self) -> str:
         """The static figure as an SVG document (see `nbvene.figures.svg`)."""
@@ -136,33 +139,29 @@ class Result:
         links, works offline)."""
         from nbvene.figures import page
 
+        text = page(self)
         with open(path, "w", encoding="utf-8") as f:
-            f.write(page(self))
+            f.write(text)
 
     def save_png(self, path, *, scale: float = 2.0) -> None:
         """The Altair chart as a PNG, rendered offline by vl-convert (`scale` multiplies the
         pixels); needs `pip install altair vl-convert-python`."""
         from nbvene.figures import png
 
+        image = png(self, scale=scale)  # before opening: a missing package leaves no empty file
         with open(path, "wb") as f:
-            f.write(png(self, scale=scale))
+            f.write(image)
 
 
-def _widget_view(res: Result) -> dict:
-    """The live widget's view, when a kernel can show one; nothing otherwise (no anywidget,
-    no kernel), so displaying a Result never fails for want of widgets."""
+def _widget_view(res: Result) -> tuple[dict, dict]:
+    """The live widget's part of the display, when a kernel can show one (see
+    `nbvene.widgets.mimebundle`); nothing without anywidget or outside a kernel, so showing a
+    Result never fails for want of widgets."""
     try:
         from nbvene import widgets
-    except ImportError:
-        return {}
-    if not widgets.can_display():
-        return {}
-    bundle = widgets.view(res)._repr_mimebundle_()
-    data = bundle[0] if isinstance(bundle, tuple) else bundle or {}
-    return {k: v for k, v in data.items() if k == WIDGET_VIEW}
-
-
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+    except ImportError:  # anywidget is not installed
+        return {}, {}
+    return widgets.mimebundle(res)
 
 
 _SHADES = " ░▒▓█"
