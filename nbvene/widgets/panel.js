@@ -3,14 +3,23 @@
 // load this same file.
 const DEBOUNCE_MS = 150;
 
-// Visible whitespace: a space shows as "·", a newline as "↵", a tab as "→" (dimmed). Text is
-// only ever set with textContent, so a token like "<script>" stays text.
+// Visible whitespace, the signs of nbvene.figures.view.visible: " Paris\n" shows as "␣Paris↵"
+// (the signs dimmed); other control characters as \x1b escapes. Text is only ever set with
+// textContent, so a token like "<script>" stays text.
+const WHITESPACE = { " ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍" };
+const printable = (ch) => {
+  const c = ch.codePointAt(0);
+  return c >= 0x20 && !(c >= 0x7f && c <= 0x9f) && !(c >= 0xd800 && c <= 0xdfff) &&
+    c !== 0xfffe && c !== 0xffff;
+};
+const escape = (ch) => `\\x${ch.codePointAt(0).toString(16).padStart(2, "0")}`;
+
 export function tokenNodes(text) {
   const out = [];
   let plain = "";
   const flush = () => { if (plain) out.push(document.createTextNode(plain)); plain = ""; };
   for (const ch of String(text)) {
-    const shown = ch === " " ? "·" : ch === "\n" ? "↵" : ch === "\t" ? "→" : null;
+    const shown = WHITESPACE[ch] ?? (printable(ch) ? null : escape(ch));
     if (shown === null) { plain += ch; continue; }
     flush();
     const ws = document.createElement("span");
