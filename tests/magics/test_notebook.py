@@ -47,13 +47,14 @@ def check(nb) -> None:
     # the kernel runs this environment's Python
     setup = by_source(nb, "import sys")
     assert text(setup).strip() == sys.executable
-    # stored with -o: no output (but a progress bar on a long sweep); shown: HTML and text
+    # stored with -o: no output (but a progress bar on a long sweep); shown: a figure and text
     stored = by_source(nb, "%%intervene model -o trace").outputs
     assert all(o.output_type == "display_data" and _progress(o) for o in stored)
     shown = by_source(nb, "layers =").outputs
     assert [o.output_type for o in shown] == ["execute_result"]
     assert shown[0].data["text/plain"].startswith("Result(p(' Paris'): layer")
-    assert shown[0].data["text/html"].startswith("<table")
+    grid = re.search(r"layer (\d+) × pos (\d+)", shown[0].data["text/plain"])
+    assert shown[0].data["image/svg+xml"].count('class="cell"') == int(grid[1]) * int(grid[2])
     sites = by_source(nb, "%nbvene sites").outputs[0].data
     assert "block_output" in sites["text/plain"] and "<table>" in sites["text/html"]
     dry = text(by_source(nb, "%%intervene --dry-run"))
