@@ -112,22 +112,6 @@ def is_swept(selector: Selector) -> bool:
     return isinstance(selector, SWEPT)
 
 
-def is_steering(spec: Spec) -> bool:
-    """Whether a spec steers (runs through `nbvene.steer`): it generates, has `steer:`, makes
-    its vector from prompts, uses a slider, a strength sweep or `pos=prompt|generated`.
-    In a steering spec `pos=*` means every position at once, not a sweep."""
-    if spec.generate is not None:
-        return True
-    for i in spec.interventions:
-        if i.verb == "steer" or any(isinstance(s, Phase) for _, s in i.where):
-            return True
-        if i.by is not None and (
-            isinstance(i.by.vector, Contrast) or isinstance(i.by.scale, Slider | Strengths)
-        ):
-            return True
-    return False
-
-
 # --- statements -------------------------------------------------------------------------------
 
 
@@ -262,3 +246,19 @@ class Spec:
         """The source text of a spec line (1-based), for error messages."""
         rows = self.text.splitlines()
         return rows[line - 1] if 0 < line <= len(rows) else ""
+
+
+def is_steering(spec: Spec) -> bool:
+    """Whether a spec steers (runs through `nbvene.steer`): it generates, has `steer:`, makes
+    its vector from prompts, uses a slider, a strength sweep or `pos=prompt|generated`.
+    In a steering spec `pos=*` means every position at once, not a sweep."""
+    if spec.generate is not None:
+        return True
+    for i in spec.interventions:
+        if i.verb == "steer" or any(isinstance(s, Phase) for _, s in i.where):
+            return True
+        if i.by is not None and (
+            isinstance(i.by.vector, Contrast) or isinstance(i.by.scale, Slider | Strengths)
+        ):
+            return True
+    return False
