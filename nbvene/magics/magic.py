@@ -20,6 +20,7 @@ from nbvene.magics.complete import COMMANDS, Context, fits
 from nbvene.magics.defaults import Defaults
 from nbvene.magics.reference import SiteTable, help_text
 from nbvene.spec import KEYWORDS
+from nbvene.widgets import can_display
 
 
 @magics_class
@@ -52,6 +53,9 @@ class Intervene(Magics):
         True, help="Start each patched row at its layer, reusing the run below it."
     ).tag(config=True)
     display = Bool(True, help="Show the Result as the cell's value.").tag(config=True)
+    live = Bool(
+        True, help="In a notebook, draw a sweep's heatmap as it runs, with a Stop button."
+    ).tag(config=True)
     debug = Bool(False, help="Show full Python tracebacks for spec errors.").tag(config=True)
     model = Unicode(
         None, allow_none=True, help="The variable %%intervene uses when the cell names no model."
@@ -141,10 +145,11 @@ class Intervene(Magics):
                 return None
             if device:
                 self._move(model_name, model, device)
+            live = self.live and not options.no_display and can_display()
             try:
                 result = nv.run(
                     body.spec, max_batch=max_batch, max_memory=max_memory,
-                    start_at_layer=self.start_at_layer, **kwargs,
+                    start_at_layer=self.start_at_layer, live=live, **kwargs,
                 )  # fmt: skip
             except nv.SweepInterrupted as stop:
                 result = stop.result
@@ -155,6 +160,8 @@ class Intervene(Magics):
             return None
         if options.no_display or not self.display:
             return None
+        if getattr(getattr(result, "_widget", None), "live_display", None) is not None:
+            return None  # the live heatmap, updated in place, is the Result's display already
         return result
 
     @contextmanager
