@@ -8,7 +8,7 @@
 
 __version__ = "0.1.0"
 
-from nbvene import interventions, models
+from nbvene import figures, interventions, models
 from nbvene.api import plan, run
 from nbvene.errors import NbveneError, SweepInterrupted
 from nbvene.results import Result
@@ -42,6 +42,7 @@ __all__ = [
     "Trained",
     "__version__",
     "causal_trace",
+    "figures",
     "interventions",
     "load",
     "load_ipython_extension",
