@@ -8,7 +8,7 @@
 
 __version__ = "0.1.0"
 
-from nbvene import interventions, models
+from nbvene import figures, interventions, models
 from nbvene.api import plan, run
 from nbvene.errors import NbveneError, SweepInterrupted
 from nbvene.results import Result
@@ -45,6 +45,7 @@ __all__ = [
     "Vector",
     "__version__",
     "causal_trace",
+    "figures",
     "generate",
     "interventions",
     "load",

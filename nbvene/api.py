@@ -72,9 +72,10 @@ def run(
     "2GB", says so; halved on out-of-memory). `progress(done, total)` is called after each
     forward pass (a callback taking a third argument also gets the partial `Result`, cells
     not run yet NaN); without it, long sweeps show a progress bar. With `live=True` (in a
-    notebook) a heatmap is shown before the sweep starts and fills in as it runs, with a Stop
-    button. With `start_at_layer`, a cell patched at layer l reuses the unpatched run below l
-    (Llama-family, GPT-2, GPT-NeoX). Interrupting (or Stop) raises `nv.SweepInterrupted`,
+    notebook) a heatmap is shown before the sweep starts, fills in as it runs (with a Stop
+    button) and then becomes the Result's display; a run with no metric or no swept axis runs
+    as usual. With `start_at_layer`, a cell patched at layer l reuses the unpatched run below
+    l (Llama-family, GPT-2, GPT-NeoX). Interrupting (or Stop) raises `nv.SweepInterrupted`,
     whose `.result` holds the finished cells.
 
     A steering spec (`steer:`, `by mean_diff(...)`, a slider or a strength sweep) gives the
@@ -95,7 +96,7 @@ def run(
         raise NbveneError(f"max_batch must be at least 1, got {max_batch}")
     if max_memory is not None:
         max_batch = min(max_batch, rows_within(p, max_memory))
-    if live:
+    if live and _drawable(p):
         return _live(p, tokenizer, max_batch=max_batch, start_at_layer=start_at_layer)
     bar = None
     if progress is None and len(p.rows) > 4 * max_batch:
@@ -123,6 +124,11 @@ def _partial(p: Plan, progress: Progress | None) -> Progress | None:
     return lambda done, total, outcome: progress(done, total, _result(p, outcome))
 
 
+def _drawable(p: Plan) -> bool:
+    """Whether a live heatmap can draw this run: a metric over one to three swept axes."""
+    return p.metric is not None and p.collect is None and 1 <= len(p.axes) <= 3
+
+
 def _live(p: Plan, tokenizer, *, max_batch: int, start_at_layer: bool) -> Result:
     """The sweep with its heatmap shown first and filled from the progress callback."""
     from IPython.display import display
@@ -130,14 +136,9 @@ def _live(p: Plan, tokenizer, *, max_batch: int, start_at_layer: bool) -> Result
     from nbvene.widgets.kernel import messages_while_running
     from nbvene.widgets.live import LiveSweep
 
-    if p.collect is not None or p.metric is None:
-        raise NbveneError(
-            "live=True draws a metric over a sweep; this spec has no metric to draw",
-            hint="add a metric: line, or run without live=True",
-        )
     empty = Outcome(torch.full((len(p.rows),), float("nan")), None, None, done=False)
     sweep = LiveSweep(_result(p, empty, tokenizer))
-    display(sweep.widget)
+    sweep.widget.live_display = display(sweep.widget, display_id=True)
     with messages_while_running(sweep.widget) as stoppable:
         sweep.widget.stoppable = stoppable
         try:
@@ -147,11 +148,19 @@ def _live(p: Plan, tokenizer, *, max_batch: int, start_at_layer: bool) -> Result
         except Interrupted as stop:
             partial = _result(p, stop.outcome, tokenizer)
             sweep.finish(partial, stopped=True)
+            _shown(partial, sweep)
             raise SweepInterrupted(partial) from None
     result = _result(p, outcome, tokenizer)
     sweep.finish(result, stopped=False)
-    result._widget = sweep.widget  # the Result displays the same widget, not a second one
+    _shown(result, sweep)
     return result
+
+
+def _shown(result: Result, sweep) -> None:
+    """The live display becomes the Result's own display: the same widget (not a second one)
+    plus the static figure, so a saved notebook shows the heatmap on GitHub and nbviewer."""
+    result._widget = sweep.widget
+    sweep.widget.live_display.update(result)
 
 
 def _bar(total: int):

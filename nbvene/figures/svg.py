@@ -171,7 +171,7 @@ def _tokens(view: View) -> tuple[str, float, float]:
     parts, top = _header(view)
     parts = [parts]
     axis = view.cols
-    x, y, height = 8.0, top, 22.0
+    x, y, height, right = 8.0, top, 22.0, 0.0
     for cell in view.cells():
         text = visible(str(axis.labels[cell.col])) or "∅"
         w = len(text) * CHAR + 8
@@ -185,11 +185,12 @@ def _tokens(view: View) -> tuple[str, float, float]:
             f'<text x="{x + 4:.1f}" y="{y + 15:.1f}" font-family="{MONO}" xml:space="preserve" '
             f'fill="{_ink(fill)}">{_esc(text)}</text></g>'
         )
+        right = max(right, x + w)
         x += w + 3
     bottom = y + height + 10
     legend, legend_w, legend_h = _legend(view, 8, bottom)
     parts.append(legend)
-    return "".join(parts), max(WIDTH + 8, legend_w), bottom + legend_h
+    return "".join(parts), max(right + 8, legend_w), bottom + legend_h
 
 
 def _ink(fill: str) -> str:

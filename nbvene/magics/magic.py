@@ -20,6 +20,7 @@ from nbvene.magics.complete import COMMANDS, Context, fits
 from nbvene.magics.defaults import Defaults
 from nbvene.magics.reference import SiteTable, help_text
 from nbvene.spec import KEYWORDS, is_steering
+from nbvene.widgets import can_display
 
 
 @magics_class
@@ -52,6 +53,9 @@ class Intervene(Magics):
         True, help="Start each patched row at its layer, reusing the run below it."
     ).tag(config=True)
     display = Bool(True, help="Show the Result as the cell's value.").tag(config=True)
+    live = Bool(
+        True, help="In a notebook, draw a sweep's heatmap as it runs, with a Stop button."
+    ).tag(config=True)
     debug = Bool(False, help="Show full Python tracebacks for spec errors.").tag(config=True)
     model = Unicode(
         None, allow_none=True, help="The variable %%intervene uses when the cell names no model."
@@ -148,10 +152,11 @@ class Intervene(Magics):
                 return None
             if device:
                 self._move(model_name, model, device)
+            live = self.live and not options.no_display and can_display()
             try:
                 result = nv.run(
                     body.spec, max_batch=max_batch, max_memory=max_memory,
-                    start_at_layer=self.start_at_layer, **kwargs,
+                    start_at_layer=self.start_at_layer, live=live, **kwargs,
                 )  # fmt: skip
             except nv.SweepInterrupted as stop:
                 result = stop.result
@@ -162,6 +167,8 @@ class Intervene(Magics):
             return None
         if options.no_display or not self.display:
             return None
+        if getattr(getattr(result, "_widget", None), "live_display", None) is not None:
+            return None  # the live heatmap, updated in place, is the Result's display already
         return result
 
     def _generate(self, spec, kwargs: dict, options: Options, out, line, cell):
@@ -178,10 +185,12 @@ class Intervene(Magics):
         steering = steer_plan(spec, **kwargs)
         if steering.sliders:
             knob = Knob(steering)
-            try:
+            if can_display() and not out:
                 shown = knob.panel()
-            except NbveneError as e:  # no widgets here: the text at the sliders' start
-                print(f"nbvene: {e.message}; showing the start values", file=sys.stderr)
+            else:  # no widgets here (a terminal), or stored: the text at the sliders' start
+                if not out:
+                    print("nbvene: no widgets here; the text at the sliders' start values",
+                          file=sys.stderr)  # fmt: skip
                 shown = knob.generation(knob.start)
         else:
             shown = generation(steering, steering.rows())

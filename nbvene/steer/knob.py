@@ -94,12 +94,8 @@ class Knob:
         return {"columns": made.columns(), "note": f"{made.prompt!r} · stopped by {stopped}"}
 
     def panel(self):
-        """The live steering panel: regenerates as the sliders move."""
-        try:
-            from nbvene.widgets import SteeringPanel
-        except ImportError as e:
-            raise NbveneError(
-                "the steering panel needs nbvene.widgets, which this installation lacks",
-                hint="use knob(values) or nv.generate; install nbvene with its widgets",
-            ) from e
+        """The live steering panel (`nbvene.widgets.SteeringPanel`): regenerates as the
+        sliders move."""
+        from nbvene.widgets import SteeringPanel
+
         return SteeringPanel(sliders=self.sliders, callback=self, title=self.steering.prompt.text)

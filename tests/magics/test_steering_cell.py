@@ -40,35 +40,29 @@ def test_generate_cell_out_and_show_code(shell, cell, v):
     assert isinstance(shell.user_ns["gen"], nv.Generation)
 
 
-def test_slider_cell_without_widgets_shows_the_start_values(shell, cell, v, monkeypatch):
-    from nbvene.steer import Knob
-
-    def no_panel(self):
-        raise nv.NbveneError("the steering panel needs nbvene.widgets")
-
-    monkeypatch.setattr(Knob, "panel", no_panel)
+def test_slider_cell_without_widgets_shows_the_start_values(shell, cell, v):
     ran = cell("%%intervene model\n" + GENERATE.replace("* 6", "* slider(-8, 8, 6)"))
     assert ran.error is None, ran.err
-    assert "showing the start values" in ran.err
+    assert "no widgets here" in ran.err  # a terminal shell: no widget can show
     assert ran.value.strengths == [(0.0,), (6.0,)]
     fixed = cell("%%intervene model\n" + GENERATE).value
     assert ran.value.ids == fixed.ids
 
 
 def test_slider_cell_shows_the_panel_with_the_knob(shell, cell, v, monkeypatch):
-    from nbvene.steer import Knob
+    import nbvene.magics.magic as magic
+    from nbvene.widgets import SteeringPanel
 
-    made = {}
-
-    def panel(self):
-        made["knob"] = self
-        return "the panel"
-
-    monkeypatch.setattr(Knob, "panel", panel)
+    monkeypatch.setattr(magic, "can_display", lambda: True)  # as in a Jupyter kernel
     ran = cell("%%intervene model\n" + GENERATE.replace("* 6", "* slider(-8, 8, 6)"))
-    assert ran.error is None and ran.value == "the panel"
-    answer = made["knob"]([6.0])
-    assert [c["title"] for c in answer["columns"]] == ["baseline", "steered ×6"]
+    assert ran.error is None, ran.err
+    panel = ran.value
+    assert isinstance(panel, SteeringPanel) and panel.values == [6.0]
+    assert panel.sliders[0]["label"] == "v · block_output L1"
+    panel.set_state({"request": {"id": 1, "values": [6.0]}})  # what the browser sends
+    assert [c["title"] for c in panel.answer["columns"]] == ["baseline", "steered ×6"]
+    fixed = cell("%%intervene model\n" + GENERATE).value
+    assert [t["text"] for t in panel.answer["columns"][1]["tokens"]] == fixed.tokens[1]
 
 
 def test_metric_steering_cell_is_nv_run(shell, cell, v):

@@ -184,22 +184,34 @@ def test_progress_with_two_arguments_still_works_and_three_get_partial_results(t
     assert torch.equal(three[1][1][done], res.values[done])  # filled cells are final values
 
 
+class Shown:
+    """What IPython.display.display returns with display_id=True: a handle to update."""
+
+    def __init__(self, shown, widget):
+        shown.append(widget)
+        self.updates = []
+
+    def update(self, obj):
+        self.updates.append(obj)
+
+
 def test_live_sweep_draws_each_chunk_and_stop_keeps_the_partial_result(tiny, monkeypatch):
     import IPython.display
 
     model, tok = tiny
     shown = []
-    monkeypatch.setattr(IPython.display, "display", lambda w: shown.append(w))
+    monkeypatch.setattr(IPython.display, "display", lambda w, **kw: Shown(shown, w))
     res = nv.run(PATCH, model=model, tokenizer=tok, max_batch=4, live=True)
     (hm,) = shown
     assert view(res) is hm and hm.progress["state"] == "done"
+    assert hm.live_display.updates == [res]  # the display ends as the Result's own
     assert np.allclose(decode(hm.values)[0], res.values.T.numpy())
 
     shown.clear()
 
-    def stop_after_first_chunk(w):
-        shown.append(w)
+    def stop_after_first_chunk(w, **kw):
         w.observe(lambda ch: setattr(w, "stop", True), "progress")  # as if clicked at once
+        return Shown(shown, w)
 
     monkeypatch.setattr(IPython.display, "display", stop_after_first_chunk)
     with pytest.raises(nv.SweepInterrupted) as stop:
@@ -210,15 +222,16 @@ def test_live_sweep_draws_each_chunk_and_stop_keeps_the_partial_result(tiny, mon
     assert [n for n, m in model.named_modules() if m._forward_hooks or m._forward_pre_hooks] == []
 
 
-def test_live_needs_a_metric(tiny):
+def test_live_draws_only_what_a_heatmap_can(tiny, monkeypatch):
+    import IPython.display
+
     model, tok = tiny
-    with pytest.raises(nv.NbveneError, match="no metric"):
-        nv.run(
-            'base: "a b c"\ncollect: block_output layer=* pos=-1',
-            model=model,
-            tokenizer=tok,
-            live=True,
-        )
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda w, **kw: shown.append(w))
+    res = nv.run(
+        'base: "a b c"\ncollect: block_output layer=* pos=-1', model=model, tokenizer=tok, live=True
+    )
+    assert shown == [] and res.values.shape[0] == 2
 
 
 def test_mimebundle_outside_a_kernel_is_empty_and_on_colab_names_its_widget_manager(
