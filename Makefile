@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint widgets
 
 setup: $(VENV)/.installed
 
@@ -23,3 +23,8 @@ lint: setup
 
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# the widget tests alone: Python, the front end in Chromium, and JupyterLab end to end
+# (needs Debian's Chromium: apt-get install chromium)
+widgets: setup
+	$(PY) -m pytest -q tests/widgets

@@ -8,13 +8,14 @@
 
 __version__ = "0.1.0"
 
-from nbvene import interventions, models
+from nbvene import figures, interventions, models
 from nbvene.api import plan, run
 from nbvene.errors import NbveneError, SweepInterrupted
 from nbvene.path_patch import path_patch
 from nbvene.results import Result
 from nbvene.sites import SiteMap
 from nbvene.spec import Spec, parse
+from nbvene.steer import Generation, Vector, generate, vector
 from nbvene.trace import causal_trace
 from nbvene.train import Intervened, Trained, load, train
 
@@ -34,6 +35,7 @@ def unload_ipython_extension(ipython) -> None:
 
 
 __all__ = [
+    "Generation",
     "Intervened",
     "NbveneError",
     "Result",
@@ -41,8 +43,11 @@ __all__ = [
     "Spec",
     "SweepInterrupted",
     "Trained",
+    "Vector",
     "__version__",
     "causal_trace",
+    "figures",
+    "generate",
     "interventions",
     "load",
     "load_ipython_extension",
@@ -53,4 +58,5 @@ __all__ = [
     "run",
     "train",
     "unload_ipython_extension",
+    "vector",
 ]

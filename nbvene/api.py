@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 
 import torch
@@ -9,12 +10,12 @@ import transformers
 from torch import nn
 
 from nbvene.engine.memory import rows_within
-from nbvene.engine.run import Interrupted, Progress, device_of, execute
+from nbvene.engine.run import Interrupted, Outcome, Progress, device_of, execute
 from nbvene.errors import NbveneError, SweepInterrupted
 from nbvene.plan import Plan, resolve
 from nbvene.results import Axis, Result
 from nbvene.sites import SiteMap
-from nbvene.spec import Spec, parse
+from nbvene.spec import Spec, is_steering, parse
 
 
 def plan(
@@ -32,6 +33,11 @@ def plan(
             hint="load one with nv.models.load() or transformers' from_pretrained",
         )
     parsed = parse(spec) if isinstance(spec, str) else spec
+    if is_steering(parsed):
+        raise NbveneError(
+            "nv.plan binds patching specs; this is a steering spec",
+            hint="run it with nv.run (a metric) or nv.generate (text)",
+        )
     return resolve(parsed, model, tokenizer, namespace, sites)
 
 
@@ -46,6 +52,7 @@ def run(
     max_memory: int | str | None = None,
     progress: Progress | None = None,
     start_at_layer: bool = True,
+    live: bool = False,
 ) -> Result:
     """Run a spec on a model and return a labelled `Result`.
 
@@ -63,11 +70,24 @@ def run(
 
     A sweep runs `max_batch` grid cells per forward pass (fewer if `max_memory`, bytes or
     "2GB", says so; halved on out-of-memory). `progress(done, total)` is called after each
-    forward pass; without it, long sweeps show a progress bar. With `start_at_layer`, a cell
-    patched at layer l reuses the unpatched run below l (Llama-family, GPT-2, GPT-NeoX).
-    Interrupting raises `nv.SweepInterrupted`, whose `.result` holds the finished cells.
+    forward pass (a callback taking a third argument also gets the partial `Result`, cells
+    not run yet NaN); without it, long sweeps show a progress bar. With `live=True` (in a
+    notebook) a heatmap is shown before the sweep starts, fills in as it runs (with a Stop
+    button) and then becomes the Result's display; a run with no metric or no swept axis runs
+    as usual. With `start_at_layer`, a cell patched at layer l reuses the unpatched run below
+    l (Llama-family, GPT-2, GPT-NeoX). Interrupting (or Stop) raises `nv.SweepInterrupted`,
+    whose `.result` holds the finished cells.
+
+    A steering spec (`steer:`, `by mean_diff(...)`, a slider or a strength sweep) gives the
+    metric on the steered forward pass of `base:` (see docs/steering.md; `nv.generate` makes
+    text).
     """
-    p = plan(spec, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
+    parsed = parse(spec) if isinstance(spec, str) else spec
+    if is_steering(parsed):
+        from nbvene.steer import measure
+
+        return measure(parsed, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
+    p = plan(parsed, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
     if p.estimate == "attribution":  # one forward and backward pass: no chunks, no progress
         from nbvene.engine.attribution import estimate
 
@@ -76,17 +96,71 @@ def run(
         raise NbveneError(f"max_batch must be at least 1, got {max_batch}")
     if max_memory is not None:
         max_batch = min(max_batch, rows_within(p, max_memory))
+    if live and _drawable(p):
+        return _live(p, tokenizer, max_batch=max_batch, start_at_layer=start_at_layer)
     bar = None
     if progress is None and len(p.rows) > 4 * max_batch:
         bar = progress = _bar(len(p.rows))
     try:
-        outcome = execute(p, max_batch=max_batch, progress=progress, start_at_layer=start_at_layer)
+        outcome = execute(
+            p, max_batch=max_batch, progress=_partial(p, progress), start_at_layer=start_at_layer
+        )
     except Interrupted as stop:
-        raise SweepInterrupted(_result(p, stop.outcome)) from None
+        raise SweepInterrupted(_result(p, stop.outcome, tokenizer)) from None
     finally:
         if bar is not None:
             bar.close()
-    return _result(p, outcome)
+    return _result(p, outcome, tokenizer)
+
+
+def _partial(p: Plan, progress: Progress | None) -> Progress | None:
+    """A callback taking (done, total, partial) gets a partial Result, not the engine's rows."""
+    if progress is None:
+        return None
+    try:
+        inspect.signature(progress).bind(0, 0, None)
+    except (TypeError, ValueError):
+        return progress
+    return lambda done, total, outcome: progress(done, total, _result(p, outcome))
+
+
+def _drawable(p: Plan) -> bool:
+    """Whether a live heatmap can draw this run: a metric over one to three swept axes."""
+    return p.metric is not None and p.collect is None and 1 <= len(p.axes) <= 3
+
+
+def _live(p: Plan, tokenizer, *, max_batch: int, start_at_layer: bool) -> Result:
+    """The sweep with its heatmap shown first and filled from the progress callback."""
+    from IPython.display import display
+
+    from nbvene.widgets.kernel import messages_while_running
+    from nbvene.widgets.live import LiveSweep
+
+    empty = Outcome(torch.full((len(p.rows),), float("nan")), None, None, done=False)
+    sweep = LiveSweep(_result(p, empty, tokenizer))
+    sweep.widget.live_display = display(sweep.widget, display_id=True)
+    with messages_while_running(sweep.widget) as stoppable:
+        sweep.widget.stoppable = stoppable
+        try:
+            outcome = execute(
+                p, max_batch=max_batch, progress=_partial(p, sweep), start_at_layer=start_at_layer
+            )
+        except Interrupted as stop:
+            partial = _result(p, stop.outcome, tokenizer)
+            sweep.finish(partial, stopped=True)
+            _shown(partial, sweep)
+            raise SweepInterrupted(partial) from None
+    result = _result(p, outcome, tokenizer)
+    sweep.finish(result, stopped=False)
+    _shown(result, sweep)
+    return result
+
+
+def _shown(result: Result, sweep) -> None:
+    """The live display becomes the Result's own display: the same widget (not a second one)
+    plus the static figure, so a saved notebook shows the heatmap on GitHub and nbviewer."""
+    result._widget = sweep.widget
+    sweep.widget.live_display.update(result)
 
 
 def _bar(total: int):
@@ -101,7 +175,7 @@ def _bar(total: int):
     return update
 
 
-def _result(p: Plan, outcome) -> Result:
+def _result(p: Plan, outcome, tokenizer=None) -> Result:
     samples = p.corrupt.samples if p.corrupt is not None else 1
     examples = len(p.base)
     cells = [len(a.labels) for a in p.axes if a.name != "example"]
@@ -115,7 +189,7 @@ def _result(p: Plan, outcome) -> Result:
         corrupted = None if corrupted is None else corrupted[0]
     axes = tuple(Axis(a.name, a.labels, a.positions) for a in p.axes)
     metric = p.spec.metric
-    return Result(
+    result = Result(
         values=values,
         axes=axes,
         spec=p.spec,
@@ -124,6 +198,9 @@ def _result(p: Plan, outcome) -> Result:
         corrupted=corrupted,
         meta=_meta(p),
     )
+    # kept so a heatmap can re-run one clicked cell (Result itself stays plain data)
+    result._plan, result._tokenizer = p, tokenizer
+    return result
 
 
 def _metric_text(metric) -> str:

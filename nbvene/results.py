@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass, field
 
@@ -104,25 +103,65 @@ class Result:
         )  # fmt: skip
 
     def _repr_html_(self) -> str:
-        if self.values.dim() == len(self.axes) <= 2:
-            return html_heatmap(self)
-        if self.values.dim() == len(self.axes) == 3:
-            outer = self.axes[0]
-            return "".join(
-                f"<div><b>{html.escape(f'{outer}={label}')}</b>{html_heatmap(self.slice(i))}</div>"
-                for i, label in enumerate(outer.labels)
-            )
-        return f"<pre>{html.escape(repr(self))}</pre>"
+        """The static figure inline (an SVG), for front ends that ask for HTML only."""
+        return f'<div class="nbvene-result" style="overflow-x:auto">{self.to_svg()}</div>'
 
-    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
-        """What a notebook shows: the HTML heatmap and the text one (widgets add their view)."""
-        return {"text/plain": repr(self), "text/html": self._repr_html_()}
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict | tuple[dict, dict]:
+        """What a notebook shows: the text heatmap, the static figure as SVG (so a saved
+        notebook renders on GitHub and nbviewer) and as HTML, and, in a kernel with anywidget,
+        the live widget's view. Returns `(data, metadata)` when the widget brings metadata
+        (Colab's widget manager), else the data alone."""
+        figure = self.to_svg()
+        data = {
+            "text/plain": repr(self),
+            "image/svg+xml": figure,
+            "text/html": f'<div class="nbvene-result" style="overflow-x:auto">{figure}</div>',
+        }
+        widget, metadata = _widget_view(self)
+        data.update(widget)
+        return (data, metadata) if metadata else data
+
+    def to_svg(self) -> str:
+        """The static figure as an SVG document (see `nbvene.figures.svg`)."""
+        from nbvene.figures import svg
+
+        return svg(self)
+
+    def to_altair(self):
+        """The same figure as an Altair chart (same palette, centre, facets and tooltips);
+        needs `pip install altair`."""
+        from nbvene.figures import to_altair
+
+        return to_altair(self)
 
     def save_html(self, path) -> None:
-        """A self-contained HTML page of the heatmap (no scripts, works offline)."""
-        page = f"<!doctype html><meta charset='utf-8'><title>nbvene</title>{html_heatmap(self)}"
+        """A self-contained HTML page: the figure, the spec and where it ran (no scripts, no
+        links, works offline)."""
+        from nbvene.figures import page
+
+        text = page(self)
         with open(path, "w", encoding="utf-8") as f:
-            f.write(page)
+            f.write(text)
+
+    def save_png(self, path, *, scale: float = 2.0) -> None:
+        """The Altair chart as a PNG, rendered offline by vl-convert (`scale` multiplies the
+        pixels); needs `pip install altair vl-convert-python`."""
+        from nbvene.figures import png
+
+        image = png(self, scale=scale)  # before opening: a missing package leaves no empty file
+        with open(path, "wb") as f:
+            f.write(image)
+
+
+def _widget_view(res: Result) -> tuple[dict, dict]:
+    """The live widget's part of the display, when a kernel can show one (see
+    `nbvene.widgets.mimebundle`); nothing without anywidget or outside a kernel, so showing a
+    Result never fails for want of widgets."""
+    try:
+        from nbvene import widgets
+    except ImportError:  # anywidget is not installed
+        return {}, {}
+    return widgets.mimebundle(res)
 
 
 _SHADES = " ░▒▓█"
@@ -174,34 +213,3 @@ def _shade(x: float, lo: float, hi: float) -> str:
         return "·"
     t = 0.0 if hi == lo else (x - lo) / (hi - lo)
     return _SHADES[min(len(_SHADES) - 1, int(t * (len(_SHADES) - 1) + 0.5))]
-
-
-def html_heatmap(res: Result) -> str:
-    """An HTML table coloured by value (a static view; the widgets issue adds the live one)."""
-    v, row_labels, col_labels = _grid(res)
-    finite = v[torch.isfinite(v)]
-    lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
-    cells = []
-    for label, row in zip(row_labels, v, strict=True):
-        tds = "".join(
-            f"<td title='{html.escape(f'{float(x):.4g}')}' "
-            f"style='background:{_colour(float(x), lo, hi)};width:14px;height:14px'></td>"
-            for x in row
-        )
-        cells.append(f"<tr><th style='text-align:left'>{html.escape(label)}</th>{tds}</tr>")
-    caption = html.escape(res.metric or "collect")
-    head = "".join(f"<th style='font-size:8px'>{html.escape(c)}</th>" for c in col_labels)
-    return (
-        f"<table style='border-collapse:collapse;font-family:monospace'>"
-        f"<caption>{caption} — min {lo:.3g}, max {hi:.3g}</caption>"
-        f"<tr><th></th>{head}</tr>{''.join(cells)}</table>"
-    )
-
-
-def _colour(x: float, lo: float, hi: float) -> str:
-    if math.isnan(x):
-        return "#eee"
-    t = 0.0 if hi == lo else (x - lo) / (hi - lo)
-    # white → dark blue, readable for colour-blind viewers
-    r, g, b = (int(255 - t * (255 - c)) for c in (8, 48, 107))
-    return f"rgb({r},{g},{b})"

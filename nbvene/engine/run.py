@@ -21,8 +21,9 @@ from nbvene.plan.plan import Plan, Row
 from nbvene.plan.prompts import Prompt, pad
 from nbvene.sites import Site
 
-Progress = Callable[[int, int], None]
-"""Called after each chunk with (rows done, rows in all)."""
+Progress = Callable[..., None]
+"""Called after each chunk with (rows done, rows in all); a callback that takes a third
+argument also gets the `Outcome` so far (rows not run yet hold NaN), to draw a sweep live."""
 
 
 @dataclass
@@ -45,6 +46,18 @@ class Interrupted(Exception):
         self.outcome = outcome
 
 
+def _reporter(progress: Progress | None, partial: Callable[[], Outcome]):
+    """`progress(done, total)` as it always was, or `progress(done, total, outcome)` for a
+    callback that takes a third argument (the outcome is only built for those)."""
+    if progress is None:
+        return None
+    try:
+        inspect.signature(progress).bind(0, 0, None)
+    except (TypeError, ValueError):  # takes two arguments, or has no signature to read
+        return progress
+    return lambda done, total: progress(done, total, partial())
+
+
 def device_of(model: nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
@@ -63,6 +76,43 @@ def execute(
         return _Runner(plan, start_at_layer).run(max_batch, progress)
 
 
+@dataclass
+class CellLogits:
+    """The output logits (at the read position) of some patched rows, of their corrupted (base)
+    runs, and of their source (clean) runs (None without a source), with the metric of each
+    patched row."""
+
+    patched: torch.Tensor
+    corrupted: torch.Tensor
+    clean: torch.Tensor | None
+    metric: torch.Tensor
+
+
+def cell_logits(plan: Plan, rows: list[int]) -> CellLogits:
+    """Re-run a few rows of a plan (one grid cell, with its noise samples) as full forward
+    passes and keep their logits: what a heatmap shows when a cell is clicked."""
+    if plan.collect is not None or plan.metric is None:
+        raise NbveneError("only a sweep with a metric has logits to show per cell")
+    with torch.no_grad():
+        runner = _Runner(plan, start_at_layer=False)
+        clean_logits = runner.source_run()
+        runner.mean_runs()
+        runner.baselines(clean_logits)
+        chosen = [plan.rows[i] for i in rows]
+        index = {(r.example, r.sample): i for i, r in enumerate(runner.base_rows)}
+        bases = [runner.base_rows[index[r.example, r.sample]] for r in chosen]
+        with Hooks(runner.model) as hooks:
+            corrupted = runner.logits(hooks, bases, plan.base)
+        runner.keep_logits = True
+        metric = runner.chunk(chosen, clean_logits)
+        return CellLogits(
+            patched=_cpu(runner.kept),
+            corrupted=_cpu(corrupted),
+            clean=_cpu(runner.reference(clean_logits, chosen)),
+            metric=metric,
+        )
+
+
 class _Runner:
     def __init__(self, plan: Plan, start_at_layer: bool):
         self.plan = plan
@@ -75,6 +125,8 @@ class _Runner:
             self.tail = Tail(self.model, plan.sites)
         self.call = _caller(self.model)
         self.values: torch.Tensor | None = None
+        self.keep_logits = False  # `cell_logits` keeps a chunk's logits, not only its metric
+        self.kept: torch.Tensor | None = None
 
     # --- the whole run -------------------------------------------------------------------
 
@@ -83,8 +135,9 @@ class _Runner:
         clean_runs(self.plan, self.sources, self.call, self.device)
         self.mean_runs()
         clean, corrupted = self.baselines(clean_logits)
+        report = _reporter(progress, lambda: self.outcome(clean, corrupted, done=False))
         try:
-            self.sweep(max_batch, progress, clean_logits)
+            self.sweep(max_batch, report, clean_logits)
         except KeyboardInterrupt:
             raise Interrupted(self.outcome(clean, corrupted, done=False)) from None
         return self.outcome(clean, corrupted)
@@ -105,7 +158,7 @@ class _Runner:
         clean = metric_values(plan.metric, clean_logits, clean_logits)
         return (clean.expand(len(plan.base)) if len(clean) == 1 else clean), corrupted
 
-    def sweep(self, max_batch: int, progress: Progress | None, clean_logits) -> None:
+    def sweep(self, max_batch: int, progress: Callable[[int, int], None] | None, clean_logits):
         """Every row, `max_batch` a forward pass (halved on out-of-memory), into self.values."""
         rows = self.plan.rows
         order, done = self.order(), 0
@@ -219,6 +272,8 @@ class _Runner:
                 logits = self.tail.forward(start, rows_in_base, read)
             else:
                 logits = self.logits(hooks, rows, plan.base)
+        if self.keep_logits:
+            self.kept = logits
         reference = self.reference(clean_logits, rows)
         return metric_values(plan.metric, logits, reference).float().cpu()
 

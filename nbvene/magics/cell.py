@@ -217,8 +217,10 @@ def python_code(
     max_batch: int = 64,
     max_memory: int | str | None = None,
     sites: str | None = None,
+    function: str = "run",
 ) -> str:
-    """The `nv.run` call that does what the cell does, for a script or a test."""
+    """The `nv.run` (or `nv.generate`) call that does what the cell does, for a script or a
+    test."""
     text = spec_text.strip("\n")
     raw = "r" if "\\" in text else ""
     literal = repr(text) if "'''" in text else f"{raw}'''\n{text}\n'''"
@@ -230,14 +232,14 @@ def python_code(
         args.append("namespace={" + ", ".join(f"{n!r}: {n}" for n in names) + "}")
     if sites:
         args.append(f"sites={sites}")
-    if max_batch != 64:
+    if max_batch != 64 and function == "run":
         args.append(f"max_batch={max_batch}")
-    if max_memory is not None:
+    if max_memory is not None and function == "run":
         args.append(f"max_memory={max_memory!r}")
     lines = ["import nbvene as nv", ""]
     if device:
         lines.append(f"{model}.to({device!r})")
-    lines.append(f"{out or 'res'} = nv.run(")
+    lines.append(f"{out or 'res'} = nv.{function}(")
     lines += [f"    {a}," for a in args]
     lines.append(")")
     return "\n".join(lines)

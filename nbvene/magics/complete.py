@@ -251,8 +251,10 @@ def _intervention(verb: str, rest: str, ctx: Context, model_name: str | None) ->
     keys = ["layer=", "pos=", "head=", "window="]
     if sites is not None and not _by_head(sites, component):
         keys.remove("head=")
-    keys += {"mean": ["over="], "add": ["by {"], "subtract": ["by {"]}.get(verb, [])
-    if verb != "collect":
+    keys += {"mean": ["over="], "add": ["by {"], "subtract": ["by {"], "steer": ["by {"]}.get(
+        verb, []
+    )
+    if verb not in ("collect", "steer"):
         keys.append("via {")
     keys = [k for k in keys if k.rstrip("={ ") not in used]
     return Completions.of(m.group(1), keys, "keyword")
@@ -315,7 +317,11 @@ def fits(value, kind: str) -> bool:
             return bool(value) and all(isinstance(v, str) for v in value)
         return isinstance(value, torch.Tensor) and not value.is_floating_point()
     if kind == "vector":
-        return isinstance(value, torch.Tensor) and value.is_floating_point()
+        from nbvene.steer import Vector
+
+        return isinstance(value, Vector) or (
+            isinstance(value, torch.Tensor) and value.is_floating_point()
+        )
     if kind == "callable":  # a function or an intervention module, not a whole model
         return callable(value) and not _is_tokenizer(value) and not hasattr(value, "config")
     if kind == "index":

@@ -19,7 +19,8 @@ from nbvene.magics.cell import Body, CellError, Options, parse_line, python_code
 from nbvene.magics.complete import COMMANDS, Context, fits
 from nbvene.magics.defaults import Defaults
 from nbvene.magics.reference import SiteTable, help_text
-from nbvene.spec import KEYWORDS
+from nbvene.spec import KEYWORDS, is_steering
+from nbvene.widgets import can_display
 
 
 @magics_class
@@ -52,6 +53,9 @@ class Intervene(Magics):
         True, help="Start each patched row at its layer, reusing the run below it."
     ).tag(config=True)
     display = Bool(True, help="Show the Result as the cell's value.").tag(config=True)
+    live = Bool(
+        True, help="In a notebook, draw a sweep's heatmap as it runs, with a Stop button."
+    ).tag(config=True)
     debug = Bool(False, help="Show full Python tracebacks for spec errors.").tag(config=True)
     model = Unicode(
         None, allow_none=True, help="The variable %%intervene uses when the cell names no model."
@@ -127,13 +131,20 @@ class Intervene(Magics):
             "namespace": self.shell.user_ns,
             "sites": sites,
         }
+        spec = nv.parse(body.spec)
+        generates = is_steering(spec) and spec.generate is not None
         if options.show_code:
             code = python_code(
-                body.spec, nv.parse(body.spec), model=model_name, tokenizer=tokenizer_name,
+                body.spec, spec, model=model_name, tokenizer=tokenizer_name,
                 out=out, device=device, max_batch=max_batch, max_memory=max_memory,
-                sites=options.sites,
+                sites=options.sites, function="generate" if generates else "run",
             )  # fmt: skip
             print(code)
+        if generates:
+            with _tokenizer_hint(tokenizer is None, model_name):
+                if device:
+                    self._move(model_name, model, device)
+                return self._generate(spec, kwargs, options, out, line, cell)
         with _tokenizer_hint(tokenizer is None, model_name):
             if options.dry_run:
                 plan = nv.plan(body.spec, **kwargs)
@@ -141,10 +152,11 @@ class Intervene(Magics):
                 return None
             if device:
                 self._move(model_name, model, device)
+            live = self.live and not options.no_display and can_display()
             try:
                 result = nv.run(
                     body.spec, max_batch=max_batch, max_memory=max_memory,
-                    start_at_layer=self.start_at_layer, **kwargs,
+                    start_at_layer=self.start_at_layer, live=live, **kwargs,
                 )  # fmt: skip
             except nv.SweepInterrupted as stop:
                 result = stop.result
@@ -155,7 +167,41 @@ class Intervene(Magics):
             return None
         if options.no_display or not self.display:
             return None
+        if getattr(getattr(result, "_widget", None), "live_display", None) is not None:
+            return None  # the live heatmap, updated in place, is the Result's display already
         return result
+
+    def _generate(self, spec, kwargs: dict, options: Options, out, line, cell):
+        """A steering spec with generate: the baseline and steered text side by side; with
+        sliders, the live steering panel (its Knob is the panel's callback)."""
+        from nbvene.steer import Knob
+        from nbvene.steer.run import generation, steer_plan
+
+        if options.dry_run:
+            raise NbveneError(
+                "--dry-run checks patching specs; a generate: spec makes its vectors first",
+                hint="drop --dry-run, or run with a small max_new_tokens",
+            )
+        steering = steer_plan(spec, **kwargs)
+        if steering.sliders:
+            knob = Knob(steering)
+            if can_display() and not out:
+                shown = knob.panel()
+            else:  # no widgets here (a terminal), or stored: the text at the sliders' start
+                if not out:
+                    print("nbvene: no widgets here; the text at the sliders' start values",
+                          file=sys.stderr)  # fmt: skip
+                shown = knob.generation(knob.start)
+        else:
+            shown = generation(steering, steering.rows())
+        if hasattr(shown, "meta"):
+            shown.meta["cell"] = f"%%intervene {line}".rstrip() + "\n" + cell
+        if out:
+            self.shell.user_ns[out] = shown
+            return None
+        if options.no_display or not self.display:
+            return None
+        return shown
 
     @contextmanager
     def _errors(self, debug: bool, body: Body | None = None):

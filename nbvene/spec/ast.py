@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-VERBS = ("patch", "restore", "add", "subtract", "zero", "mean", "collect")
+VERBS = ("patch", "restore", "add", "subtract", "zero", "mean", "collect", "steer")
 """Statements that intervene on (or read) a site."""
 
 
@@ -88,6 +88,13 @@ class SelectorVar:
 
 
 @dataclass(frozen=True)
+class Phase:
+    """`pos=prompt` or `pos=generated`: the prompt's positions, or each generated token's."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Mapped:
     """`a->b`: base position a takes the source's position b."""
 
@@ -95,7 +102,7 @@ class Mapped:
     source: Index | Last | TokenText
 
 
-Selector = Index | Span | Items | All | TokenText | Last | SelectorVar | Mapped
+Selector = Index | Span | Items | All | TokenText | Last | SelectorVar | Mapped | Phase
 
 SWEPT = (Span, Items, All)
 
@@ -109,11 +116,40 @@ def is_swept(selector: Selector) -> bool:
 
 
 @dataclass(frozen=True)
-class Scaled:
-    """`by {vector} * 2`: a vector from the namespace, times a number."""
+class Contrast:
+    """`mean_diff({kind}, {cruel})`: a steering vector made from contrasting prompts at the
+    statement's site: `mean_diff` (of last-token activations), `pca` (first principal component
+    of paired differences) or `diff` (two prompts, one vector per position, aligned from 0)."""
 
-    vector: Var
-    scale: float = 1.0
+    method: str
+    positive: Prompts
+    negative: Prompts
+    normalized: bool = False
+
+
+@dataclass(frozen=True)
+class Slider:
+    """`slider(-4, 4, 1)`: a strength set by a slider (low, high, start value)."""
+
+    low: float
+    high: float
+    start: float
+
+
+@dataclass(frozen=True)
+class Strengths:
+    """`0..8 step 2` or `[0, 1, 2]`: a strength sweep, one result per value."""
+
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Scaled:
+    """`by {vector} * 2`: a vector from the namespace (or made from prompts), times a number,
+    a slider or a strength sweep."""
+
+    vector: Var | Contrast
+    scale: float | Slider | Strengths = 1.0
 
 
 @dataclass(frozen=True)
@@ -183,6 +219,19 @@ class Metric:
 
 
 @dataclass(frozen=True)
+class Generate:
+    """`generate: "I think that you are" max_new_tokens=30`: generate text (from base: if no
+    prompt is given), greedily or sampled (`temperature=`, `seed=`), up to a `stop=` string."""
+
+    prompt: Text | Var | None = None
+    max_new_tokens: int = 30
+    temperature: float = 0.0
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+    line: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
 class Spec:
     """A whole spec: prompts, an optional corruption, interventions, a metric and a label."""
 
@@ -197,6 +246,8 @@ class Spec:
     """`estimate: attribution`: a first-order estimate of the sweep (attribution patching)."""
     sources: tuple[Source, ...] = ()
     """Named sources (`source s1: ...`), in the order they are written."""
+    generate: Generate | None = None
+    """`generate: ...`: a steering spec that generates text."""
     lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
     text: str = field(default="", compare=False, hash=False)
 
@@ -210,3 +261,19 @@ class Spec:
         """The source text of a spec line (1-based), for error messages."""
         rows = self.text.splitlines()
         return rows[line - 1] if 0 < line <= len(rows) else ""
+
+
+def is_steering(spec: Spec) -> bool:
+    """Whether a spec steers (runs through `nbvene.steer`): it generates, has `steer:`, makes
+    its vector from prompts, uses a slider, a strength sweep or `pos=prompt|generated`.
+    In a steering spec `pos=*` means every position at once, not a sweep."""
+    if spec.generate is not None:
+        return True
+    for i in spec.interventions:
+        if i.verb == "steer" or any(isinstance(s, Phase) for _, s in i.where):
+            return True
+        if i.by is not None and (
+            isinstance(i.by.vector, Contrast) or isinstance(i.by.scale, Slider | Strengths)
+        ):
+            return True
+    return False

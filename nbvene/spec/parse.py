@@ -15,27 +15,34 @@ from nbvene.spec.ast import (
     All,
     Batch,
     Call,
+    Contrast,
     Corrupt,
+    Generate,
     Index,
     Intervention,
     Items,
     Last,
     Mapped,
     Metric,
+    Phase,
     Prompts,
     Scaled,
     Selector,
     SelectorVar,
+    Slider,
     Source,
     Span,
     Spec,
+    Strengths,
     Text,
     TokenText,
     Var,
 )
 
-KEYWORDS = ("base", "source", "corrupt", *VERBS, "metric", "label", "estimate")
-_ONCE = ("base", "source", "corrupt", "metric", "label", "estimate")
+KEYWORDS = ("base", "source", "corrupt", *VERBS, "metric", "label", "estimate", "generate")
+_ONCE = ("base", "source", "corrupt", "metric", "label", "estimate", "generate")
+CONTRASTS = ("mean_diff", "pca", "diff")
+"""Steering vectors made from prompts: `by mean_diff({kind}, {cruel})`."""
 ESTIMATES = ("exact", "attribution")
 METRICS = ("p", "prob", "logprob", "logit", "logit_diff", "kl")
 AXES = ("layer", "pos", "head")
@@ -172,6 +179,8 @@ def parse(text: str) -> Spec:
             fields["label"] = _label(line)
         elif keyword == "estimate":
             fields["estimate"] = _estimate(line)
+        elif keyword == "generate":
+            fields["generate"] = _generate(line)
         else:
             fields["interventions"].append(_intervention(keyword, component, line))
         line.done()
@@ -371,6 +380,7 @@ _OPTIONS = {
     "zero": ("window", "via"),
     "mean": ("window", "over", "via"),
     "collect": (),
+    "steer": ("by",),
 }
 
 
@@ -418,6 +428,10 @@ def _intervention(verb: str, component: str, line: _Line) -> Intervention:
         raise line.error(f"{verb}: by and via together", 0, hint="give one or the other")
     if "from" in options and "by" in options:
         raise line.error(f"{verb}: by and from together", 0, hint="give one or the other")
+    if verb == "steer" and "by" not in options:
+        raise line.error(
+            "steer: needs a vector", line.peek().column, hint="write: steer: ... by {vector} * 2"
+        )
     window, by, over, via = (options.get(k) for k in ("window", "by", "over", "via"))
     return Intervention(
         verb, component, tuple(where.items()), window, by, over, via, line=line.number,
@@ -533,19 +547,138 @@ def _integers(line: _Line) -> tuple[int, ...]:
 
 
 def _scaled(line: _Line) -> Scaled:
-    if not line.at("{"):
-        token = line.peek()
+    """`by {v}`, `by mean_diff({kind}, {cruel}) normalized`, then `* 2`, `* slider(-4, 4, 1)`,
+    `* 0..8 step 2` or `* [0, 1, 2]`."""
+    token = line.peek()
+    if line.at("{"):
+        vector = _var(line)
+    elif token.kind == "ident" and token.value in CONTRASTS:
+        vector = _contrast(line)
+    else:
         raise line.error(
-            f"expected a {{vector}} after 'by', found {_shown(token)}",
+            f"expected a {{vector}} or mean_diff(...) after 'by', found {_shown(token)}",
             token.column,
-            hint="write: by {vector} or by {vector} * 2",
+            hint="write: by {vector} * 2  or  by mean_diff({positive}, {negative}) * 2",
         )
-    vector = _var(line)
-    scale = 1.0
+    scale: float | Slider | Strengths = 1.0
     if line.at("*"):
         line.take()
-        scale = _number(line, "a number after '*'")
+        scale = _strength(line)
     return Scaled(vector, scale)
+
+
+def _contrast(line: _Line) -> Contrast:
+    """`mean_diff({kind}, {cruel})`, `pca(...)` or `diff("Love", "Hate")`, then `normalized`."""
+    method = line.take().value
+    line.expect("(", f"'(' after {method}")
+    positive = _prompts(line)
+    line.expect(",", "',' and the negative prompts")
+    negative = _prompts(line)
+    line.expect(")", "')'")
+    normalized = line.at("normalized")
+    if normalized:
+        line.take()
+    return Contrast(method, positive, negative, normalized)
+
+
+def _strength(line: _Line) -> float | Slider | Strengths:
+    """After `*`: a number, `slider(lo, hi, start)`, `a..b step s` or `[a, b, c]`."""
+    token = line.peek()
+    if token.value == "slider" and token.kind == "ident":
+        line.take()
+        line.expect("(", "'(' after slider")
+        low = _number(line, "the slider's low end")
+        line.expect(",", "','")
+        high = _number(line, "the slider's high end")
+        line.expect(",", "','")
+        start = _number(line, "the slider's start value")
+        line.expect(")", "')'")
+        if not low <= start <= high:
+            raise line.error(
+                f"slider({low:g}, {high:g}, {start:g}): the start is not between the ends",
+                token.column,
+                hint="write slider(low, high, start) with low <= start <= high",
+            )
+        return Slider(low, high, start)
+    if line.at("["):
+        line.take()
+        values = [_number(line, "a strength")]
+        while line.at(","):
+            line.take()
+            values.append(_number(line, "a strength"))
+        line.expect("]", "',' or ']'")
+        return Strengths(tuple(values))
+    value = _number(line, "a number, slider(lo, hi, start) or a sweep 0..8 step 2 after '*'")
+    if line.peek().kind != "dots":
+        return value
+    line.take()
+    stop = _number(line, "the end of the strength sweep")
+    step = 1.0
+    if line.at("step"):
+        line.take()
+        step = _number(line, "a step such as 2")
+    if step <= 0 or stop < value:
+        raise line.error(
+            f"the strength sweep {value:g}..{stop:g} step {step:g} is empty",
+            token.column,
+            hint="sweeps go upwards with a positive step: 0..8 step 2 is 0, 2, 4, 6, 8",
+        )
+    count = int(round((stop - value) / step, 9)) + 1
+    return Strengths(tuple(round(value + k * step, 9) for k in range(count)))
+
+
+_GENERATE = ("max_new_tokens", "temperature", "seed", "stop")
+
+
+def _generate(line: _Line) -> Generate:
+    """`generate: ["prompt"] max_new_tokens=30 temperature=0.7 seed=1 stop="\\n"`."""
+    prompt = None
+    if line.peek().kind == "str" or line.at("{"):
+        prompt = _prompt(line)
+    options: dict = {}
+    while line.peek().kind != "end":
+        key = line.take()
+        if key.kind != "ident" or key.value not in _GENERATE:
+            raise line.error(
+                f"unknown option {_shown(key)} for generate",
+                key.column,
+                hint=did_you_mean(key.value, _GENERATE)
+                or "options: " + ", ".join(k + "=" for k in _GENERATE),
+            )
+        if key.value in options:
+            raise line.error(f"{key.value} given twice", key.column)
+        line.expect("=", "'='")
+        if key.value == "stop":
+            options["stop"] = _stops(line)
+        elif key.value == "temperature":
+            options["temperature"] = _number(line, "a temperature such as 0.7 (0: greedy)")
+        else:
+            options[key.value] = _integer(line, f"an integer for {key.value}")
+    if options.get("max_new_tokens", 1) < 1:
+        raise line.error("max_new_tokens must be at least 1", 0)
+    if options.get("temperature", 0) < 0:
+        raise line.error("temperature must be 0 (greedy) or more", 0)
+    return Generate(prompt, **options, line=line.number)
+
+
+def _stops(line: _Line) -> tuple[str, ...]:
+    """`"\\n"` or `["\\n", "."]`: strings that end a generated text."""
+    if line.at("["):
+        line.take()
+        items = [_text(line, "a stop string")]
+        while line.at(","):
+            line.take()
+            items.append(_text(line, "a stop string"))
+        line.expect("]", "',' or ']'")
+        return tuple(items)
+    return (_text(line, "a stop string"),)
+
+
+def _text(line: _Line, what: str) -> str:
+    token = line.take()
+    if token.kind != "str":
+        raise line.error(f"expected {what} in double quotes, found {_shown(token)}", token.column)
+    return _string(token)
 
 
 def _selector(line: _Line, axis: str) -> Selector:
@@ -582,8 +715,12 @@ def _position(line: _Line, axis: str) -> Index | Last | TokenText:
     if token.value == "last" and axis == "pos":
         line.take()
         return Last()
+    if token.value in ("prompt", "generated") and axis == "pos":
+        line.take()
+        return Phase(token.value)
     hint = {
-        "pos": 'an integer (negative from the end), a..b, [..], *, last, or a token text "..."',
+        "pos": "an integer (negative from the end), a..b, [..], *, last, prompt, generated, "
+        'or a token text "..."',
         "layer": "an integer, a..b, [..] or *",
         "head": "an integer, a..b, [..] or *",
     }[axis]

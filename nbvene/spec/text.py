@@ -9,18 +9,24 @@ from nbvene.spec.ast import (
     All,
     Batch,
     Call,
+    Contrast,
     Corrupt,
+    Generate,
     Index,
     Intervention,
     Items,
     Last,
     Mapped,
     Metric,
+    Phase,
     Prompts,
+    Scaled,
     Selector,
     SelectorVar,
+    Slider,
     Span,
     Spec,
+    Strengths,
     TokenText,
     Var,
 )
@@ -43,6 +49,8 @@ def format_spec(spec: Spec) -> str:
         rows.append("label: {" + spec.label.name + "}")
     if spec.estimate != "exact":
         rows.append(f"estimate: {spec.estimate}")
+    if spec.generate is not None:
+        rows.append(f"generate: {_generate(spec.generate)}")
     return "\n".join(rows)
 
 
@@ -89,6 +97,8 @@ def selector_text(s: Selector) -> str:
             return "last"
         case SelectorVar(name):
             return "{" + name + "}"
+        case Phase(name):
+            return name
         case Mapped(base, source):
             return f"{selector_text(base)}->{selector_text(source)}"
     raise TypeError(f"not a selector: {s!r}")
@@ -101,8 +111,7 @@ def _intervention(i: Intervention) -> str:
     if i.over is not None:
         parts.append(f"over={_prompts(i.over)}")
     if i.by is not None:
-        by = "by {" + i.by.vector.name + "}"
-        parts.append(by if i.by.scale == 1 else f"{by} * {_number(i.by.scale)}")
+        parts.append(_scaled(i.by))
     if isinstance(i.via, Call):
         parts.append(f"via {_call(i.via)}")
     elif i.via is not None:
@@ -111,6 +120,33 @@ def _intervention(i: Intervention) -> str:
         parts.append(f"from {i.source}")
     if i.into is not None:
         parts.append(f"into {i.into}")
+    return " ".join(parts)
+
+
+def _scaled(by: Scaled) -> str:
+    v = by.vector
+    if isinstance(v, Contrast):
+        text = f"by {v.method}({_prompts(v.positive)}, {_prompts(v.negative)})"
+        text += " normalized" if v.normalized else ""
+    else:
+        text = "by {" + v.name + "}"
+    s = by.scale
+    if isinstance(s, Slider):
+        return f"{text} * slider({_number(s.low)}, {_number(s.high)}, {_number(s.start)})"
+    if isinstance(s, Strengths):
+        return f"{text} * [" + ", ".join(_number(x) for x in s.values) + "]"
+    return text if s == 1 else f"{text} * {_number(s)}"
+
+
+def _generate(g: Generate) -> str:
+    parts = [] if g.prompt is None else [_prompts(g.prompt)]
+    parts.append(f"max_new_tokens={g.max_new_tokens}")
+    if g.temperature:
+        parts.append(f"temperature={_number(g.temperature)}")
+    if g.seed:
+        parts.append(f"seed={g.seed}")
+    if g.stop:
+        parts.append("stop=[" + ", ".join(_quoted(x) for x in g.stop) + "]")
     return " ".join(parts)
 
 

@@ -21,11 +21,11 @@ def test_the_cell_returns_what_nv_run_returns(cell, patch_spec, expected):
     assert "Result(logit_diff(' Paris', ' Rome'): layer 2)" in ran.out  # displayed
 
 
-def test_the_value_has_html_and_text_for_the_notebook(cell, patch_spec):
+def test_the_value_has_a_figure_and_text_for_the_notebook(cell, patch_spec):
     res = cell("%%intervene model\n" + patch_spec).value
     data, _ = DisplayFormatter().format(res)  # a notebook's (the test shell's is text only)
     assert data["text/plain"].startswith("Result(logit_diff")
-    assert data["text/html"].startswith("<table")
+    assert data["image/svg+xml"].startswith("<svg") and data["image/svg+xml"] in data["text/html"]
 
 
 @pytest.mark.parametrize("line", ["-o trace", "--out trace", "trace << model", "out=trace"])

@@ -1,0 +1,182 @@
+"""Steered forward passes and decoding: the hooks that add each row's strength × vector at the
+positions each term chooses, and a token-by-token loop with or without the KV cache.
+
+Positions are absolute (0 is the prompt's first token, the prompt's length the first generated
+one). With the cache, step 0 runs the whole prompt and step k the k-th generated token alone,
+so the cached keys and values of steered positions are the steered ones; without it, every step
+reruns every position and steers the same ones again.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+
+from nbvene.engine.hooks import Hooks
+from nbvene.engine.run import device_of
+from nbvene.errors import NbveneError
+from nbvene.steer.plan import Steering, Term
+
+
+class Steerer:
+    """Edits for a batch of rows, one strength per (row, term); `start` is the absolute
+    position of the first token the next forward pass sees."""
+
+    def __init__(self, steering: Steering, strengths: torch.Tensor):
+        self.steering = steering
+        self.strengths = strengths  # (rows, terms)
+        self.start = 0
+
+    def attach(self, hooks: Hooks) -> None:
+        by_site: dict = defaultdict(list)
+        for index, term in enumerate(self.steering.terms):
+            by_site[term.site].append((index, term))
+        for site, terms in by_site.items():
+            hooks.at(site, self._edit(site, terms))
+
+    def _edit(self, site, terms: list[tuple[int, Term]]):
+        prompt_length = len(self.steering.prompt)
+
+        def edit(raw: torch.Tensor) -> torch.Tensor | None:
+            units = site.view.read(raw)  # (rows, tokens, d)
+            changed = False
+            for index, term in terms:
+                chosen = term.positions(self.start, units.shape[1], prompt_length)
+                if not chosen:
+                    continue
+                local = torch.tensor([p - self.start for p in chosen], device=units.device)
+                strength = self.strengths[:, index].to(units.device, units.dtype)
+                if term.verb == "zero":
+                    keep = (strength == 0).to(units.dtype)[:, None, None]
+                    units = units.index_copy(1, local, units[:, local] * keep)
+                else:
+                    vector = term.vector.to(units.device, units.dtype)
+                    if vector.dim() == 2:  # one vector per position
+                        vector = vector[torch.tensor(chosen, device=units.device)]
+                    added = strength[:, None, None] * vector.expand(len(chosen), -1)
+                    units = units.index_add(1, local, added)
+                changed = True
+            return site.view.write(raw, units) if changed else None
+
+        return edit
+
+
+@dataclass
+class Decoded:
+    """Per row: the generated token ids (up to and including a stop), and why it stopped;
+    `first_logits` are the next-token logits after the prompt (rows, vocab)."""
+
+    ids: list[list[int]]
+    stopped: list[str]
+    first_logits: torch.Tensor
+
+
+def next_logits(steering: Steering, strengths: torch.Tensor) -> torch.Tensor:
+    """(rows, vocab): the steered prompt's next-token logits, one forward pass for all rows."""
+    model, device = steering.model, device_of(steering.model)
+    ids = torch.tensor([steering.prompt.ids] * len(strengths), device=device)
+    steerer = Steerer(steering, strengths)
+    with torch.no_grad(), Hooks(model) as hooks:
+        steerer.attach(hooks)
+        out = model(input_ids=ids, **_no_cache(model))
+    return _logits(out)[:, -1].float()
+
+
+def decode(steering: Steering, strengths: torch.Tensor, *, use_cache: bool = True) -> Decoded:
+    """Generate for every row at once (all rows share the prompt, so nothing is padded).
+
+    Greedy at temperature 0; otherwise each row samples with its own generator seeded with the
+    spec's seed, so a row gives the same text in any batch (and baseline and steered rows share
+    their random draws)."""
+    g = steering.generate
+    model, device = steering.model, device_of(steering.model)
+    rows = len(strengths)
+    takes = inspect.signature(model.forward).parameters
+    use_cache = use_cache and "past_key_values" in takes
+    ids = torch.tensor([steering.prompt.ids] * rows, device=device)
+    generators = [torch.Generator().manual_seed(g.seed) for _ in range(rows)]
+    eos = _eos_ids(steering)
+    out_ids: list[list[int]] = [[] for _ in range(rows)]
+    stopped = ["max_new_tokens"] * rows
+    live = [True] * rows
+    steerer = Steerer(steering, strengths)
+    cache, first = None, None
+    with torch.no_grad(), Hooks(model) as hooks:
+        steerer.attach(hooks)
+        for step in range(g.max_new_tokens):
+            if use_cache:
+                feed = ids if step == 0 else ids[:, -1:]
+                steerer.start = 0 if step == 0 else ids.shape[1] - 1
+                out = model(input_ids=feed, past_key_values=cache, use_cache=True)
+                cache = out.past_key_values
+            else:
+                steerer.start = 0
+                out = model(input_ids=ids, **_no_cache(model))
+            logits = _logits(out)[:, -1].float()
+            if first is None:
+                first = logits.cpu()
+            chosen = _choose(logits, g.temperature, generators)
+            ids = torch.cat([ids, chosen.to(device)[:, None]], dim=1)
+            for row in range(rows):
+                if not live[row]:
+                    continue
+                out_ids[row].append(int(chosen[row]))
+                reason = _stop(steering, out_ids[row], eos)
+                if reason is not None:
+                    live[row], stopped[row] = False, reason
+            if not any(live):
+                break
+    return Decoded(out_ids, stopped, first)
+
+
+def _choose(logits: torch.Tensor, temperature: float, generators) -> torch.Tensor:
+    if temperature == 0:
+        return logits.argmax(-1).cpu()
+    probs = (logits / temperature).softmax(-1).cpu()
+    return torch.cat(
+        [torch.multinomial(p, 1, generator=gen) for p, gen in zip(probs, generators, strict=True)]
+    )
+
+
+def _stop(steering: Steering, ids: list[int], eos: set[int]) -> str | None:
+    if ids[-1] in eos:
+        return "eos"
+    stops = steering.generate.stop
+    if stops and steering.tokenizer is not None:
+        text = steering.tokenizer.decode(ids)
+        for s in stops:
+            if s in text:
+                return f"stop {s!r}"
+    return None
+
+
+def _eos_ids(steering: Steering) -> set[int]:
+    found = getattr(steering.tokenizer, "eos_token_id", None)
+    config = getattr(getattr(steering.model, "generation_config", None), "eos_token_id", None)
+    ids = set()
+    for value in (found, config):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, list | tuple):
+            ids.update(v for v in value if isinstance(v, int))
+    return ids
+
+
+def _no_cache(model) -> dict:
+    takes = inspect.signature(model.forward).parameters
+    return {"use_cache": False} if "use_cache" in takes else {}
+
+
+def _logits(out) -> torch.Tensor:
+    logits = out.logits if hasattr(out, "logits") else out
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
+        raise NbveneError(
+            "steering needs a language model: (batch, tokens, vocabulary) logits",
+            hint="use a causal LM such as nv.models.load() or AutoModelForCausalLM",
+        )
+    return logits

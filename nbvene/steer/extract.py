@@ -1,0 +1,147 @@
+"""Steering vectors from prompts: the activations at a site for contrasting prompts, reduced to
+a `Vector` by mean difference, the first principal component of paired differences, or the
+position-by-position difference of two prompts (activation addition)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from nbvene.engine.edits import store_edit
+from nbvene.engine.hooks import Hooks
+from nbvene.engine.run import device_of
+from nbvene.errors import NbveneError
+from nbvene.plan.prompts import Prompt, pad, tokenize
+from nbvene.sites import Site, SiteMap
+from nbvene.steer.vector import Vector
+
+METHODS = ("mean_diff", "pca", "diff")
+
+
+def vector(
+    positive: str | Sequence[str],
+    negative: str | Sequence[str],
+    *,
+    model: nn.Module,
+    tokenizer,
+    layer: int,
+    site: str = "block_output",
+    method: str = "mean_diff",
+    normalize: bool = False,
+    sites: SiteMap | dict | None = None,
+) -> Vector:
+    """A steering vector at `site` and `layer` from contrasting prompts.
+
+    >>> v = nv.vector(["You are kind."], ["You are cruel."], model=model, tokenizer=tok, layer=12)
+
+    * `mean_diff`: mean of the positive prompts' last-token activations minus the negatives'
+      (contrastive activation addition);
+    * `pca`: the first principal component of the paired differences (positive i minus
+      negative i), signed and scaled to the mean difference's projection on it;
+    * `diff`: two prompts of equal token length, one vector per position (activation
+      addition); it is added at positions 0..k-1 of the steered prompt.
+
+    `normalize=True` gives unit norm (each position's vector, for `diff`).
+    """
+    if method not in METHODS:
+        raise NbveneError(f"unknown method {method!r}", hint="methods: " + ", ".join(METHODS))
+    sitemap = sites if isinstance(sites, SiteMap) else SiteMap(model, sites)
+    where = site_at(sitemap, site, layer)
+    pos = [positive] if isinstance(positive, str) else list(positive)
+    neg = [negative] if isinstance(negative, str) else list(negative)
+    if not pos or not neg:
+        raise NbveneError("a steering vector needs positive and negative prompts")
+    if method == "diff":
+        values = _aligned_difference(model, tokenizer, where, pos, neg)
+    else:
+        plus = last_token_units(model, [tokenize(tokenizer, p) for p in pos], where)
+        minus = last_token_units(model, [tokenize(tokenizer, n) for n in neg], where)
+        values = _principal(plus, minus) if method == "pca" else plus.mean(0) - minus.mean(0)
+    config = getattr(model, "config", None)
+    made = Vector(
+        values.float().cpu(),
+        site,
+        where.layer,
+        getattr(config, "_name_or_path", None) or type(model).__name__,
+        {
+            "method": method,
+            "positive": pos,
+            "negative": neg,
+            "position": "aligned" if method == "diff" else "last",
+            "normalized": False,
+            "norm": float(values.float().norm(dim=-1).mean()),
+        },
+    )
+    return made.normalized() if normalize else made
+
+
+def site_at(sitemap: SiteMap, written: str, layer: int | None) -> Site:
+    """The site of a component at a layer, checked (a negative layer counts from the end)."""
+    component = sitemap.resolve(written)
+    if sitemap.layered(component):
+        n = sitemap.n_layers
+        if layer is None:
+            raise NbveneError(f"{written} needs a layer", hint=f"layer=0..{n - 1}")
+        if not -n <= layer < n:
+            raise NbveneError(
+                f"layer {layer} is out of range: the model has {n} layers (0..{n - 1})"
+            )
+        layer %= n
+    if sitemap.heads(component) is not None:
+        raise NbveneError(
+            f"steering vectors live at whole-vector sites; {written!r} is split by head",
+            hint="use block_output, mlp_output, attention_output, ...",
+        )
+    return sitemap.site(component, layer)
+
+
+def units(model: nn.Module, prompts: list[Prompt], site: Site) -> torch.Tensor:
+    """The site's units for right-padded prompts: (prompts, tokens, d)."""
+    device = device_of(model)
+    ids, mask = pad(prompts, 0, device)  # right padding: the pad id is never read
+    stored: dict = {}
+    with torch.no_grad(), Hooks(model) as hooks:
+        hooks.at(site, store_edit(site, stored, ids.shape))
+        model(input_ids=ids, attention_mask=mask)
+    return stored[site].float()
+
+
+def last_token_units(model: nn.Module, prompts: list[Prompt], site: Site) -> torch.Tensor:
+    """(prompts, d): each prompt's units at its last token."""
+    found = units(model, prompts, site)
+    last = torch.tensor([len(p) - 1 for p in prompts], device=found.device)
+    return found[torch.arange(len(prompts), device=found.device), last]
+
+
+def _aligned_difference(model, tokenizer, site: Site, pos: list[str], neg: list[str]):
+    if len(pos) != 1 or len(neg) != 1:
+        raise NbveneError("diff takes two prompts: one positive, one negative")
+    plus, minus = tokenize(tokenizer, pos[0]), tokenize(tokenizer, neg[0])
+    if len(plus) != len(minus):
+        raise NbveneError(
+            f"diff: {pos[0]!r} is {len(plus)} tokens and {neg[0]!r} is {len(minus)}: they are "
+            "subtracted position by position",
+            hint=f"make them the same length in tokens: {list(plus.tokens)} vs "
+            f"{list(minus.tokens)} (or use mean_diff of their last tokens)",
+        )
+    both = units(model, [plus, minus], site)
+    return both[0] - both[1]
+
+
+def _principal(plus: torch.Tensor, minus: torch.Tensor) -> torch.Tensor:
+    if len(plus) != len(minus) or len(plus) < 2:
+        raise NbveneError(
+            f"pca needs pairs: as many positive as negative prompts, at least 2 "
+            f"(got {len(plus)} and {len(minus)})",
+            hint="pair each positive prompt with its negative one, or use mean_diff",
+        )
+    differences = plus - minus
+    # the first right singular vector of the uncentred differences: the direction that carries
+    # most of the pairs' differences (RepE's PCA on paired differences)
+    direction = torch.linalg.svd(differences, full_matrices=False).Vh[0]
+    projection = differences @ direction
+    if projection.mean() < 0:
+        direction, projection = -direction, -projection
+    return direction * projection.mean()

@@ -1,0 +1,165 @@
+"""Running steering specs: `generate` (text, baseline and steered rows in one batch) and
+`measure` (the metric on the steered forward pass of the prompt, per strength)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from nbvene.errors import NbveneError
+from nbvene.results import Axis, Result
+from nbvene.spec import Spec, parse
+from nbvene.spec.ast import Generate
+from nbvene.steer.decode import decode, next_logits
+from nbvene.steer.generation import Generation
+from nbvene.steer.plan import Steering, bind
+
+
+def generate(
+    spec: str | Spec,
+    *,
+    model: nn.Module,
+    tokenizer=None,
+    namespace: Mapping | None = None,
+    sites: Mapping[str, str] | None = None,
+    use_cache: bool = True,
+) -> Generation:
+    """Generate from a steering spec: the baseline and every steered row in one batch.
+
+    >>> gen = nv.generate('''
+    ... steer:    block_output layer=12 by mean_diff({kind}, {cruel}) * 4
+    ... generate: "I think that you are" max_new_tokens=20
+    ... ''', model=model, tokenizer=tok, namespace={"kind": kind, "cruel": cruel})
+    >>> gen.baseline, gen.steered[0]
+
+    A spec without `generate:` generates with the defaults (30 new tokens, greedy) from `base:`.
+    `use_cache=False` reruns every position at each step (the same tokens, slower).
+    """
+    steering = steer_plan(spec, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
+    return generation(steering, steering.rows(), use_cache=use_cache)
+
+
+def steer_plan(spec: str | Spec, *, model, tokenizer=None, namespace=None, sites=None) -> Steering:
+    """The steering spec bound to the model (its vectors made); a spec without `generate:`
+    gets the default one."""
+    parsed = parse(spec) if isinstance(spec, str) else spec
+    steering = bind(parsed, model, tokenizer, namespace, sites)
+    if steering.generate is None:
+        steering.generate = Generate()
+    return steering
+
+
+def generation(
+    steering: Steering, rows: list[tuple[float, ...]], *, use_cache: bool = True
+) -> Generation:
+    """Decode `rows` (strength tuples; the first should be the baseline) in one batch."""
+    strengths = torch.tensor(rows, dtype=torch.float32).reshape(len(rows), len(steering.terms))
+    decoded = decode(steering, strengths, use_cache=use_cache)
+    tok = steering.tokenizer
+    tokens = [[_piece(tok, i) for i in ids] for ids in decoded.ids]
+    texts = [_cut(_text(tok, ids), steering.generate.stop) for ids in decoded.ids]
+    metric = None
+    if steering.metric is not None:
+        from nbvene.engine.metrics import metric_values
+
+        metric = metric_values(steering.metric, decoded.first_logits, None).cpu()
+    return Generation(
+        prompt=steering.prompt.text or "",
+        labels=row_labels(steering, rows),
+        strengths=list(rows),
+        ids=decoded.ids,
+        tokens=tokens,
+        texts=texts,
+        stopped=decoded.stopped,
+        spec=steering.spec,
+        metric=metric,
+        metric_name=_metric_name(steering),
+        logits=decoded.first_logits,
+        meta={"model": _model_name(steering.model), "terms": [t.label for t in steering.terms]},
+    )
+
+
+def measure(
+    spec: str | Spec,
+    *,
+    model: nn.Module,
+    tokenizer=None,
+    namespace: Mapping | None = None,
+    sites: Mapping[str, str] | None = None,
+) -> Result:
+    """The metric on the steered forward pass of the prompt: a scalar, or one value per
+    strength of a sweep (`* 0..8 step 2`: an axis named `strength`). The unsteered run's value
+    is `res.corrupted` (the base run without intervention, as for patching)."""
+    parsed = parse(spec) if isinstance(spec, str) else spec
+    steering = bind(parsed, model, tokenizer, namespace, sites)
+    if steering.metric is None:
+        raise NbveneError(
+            "nv.run measures a metric, and this steering spec has none",
+            hint="add a metric: line, or call nv.generate(...) for text",
+        )
+    rows = steering.rows()
+    strengths = torch.tensor(rows, dtype=torch.float32).reshape(len(rows), len(steering.terms))
+    from nbvene.engine.metrics import metric_values
+
+    values = metric_values(steering.metric, next_logits(steering, strengths), None).cpu()
+    axes: tuple[Axis, ...] = ()
+    steered = values[1:]
+    if steering.swept is not None:
+        labels = tuple(row[steering.swept] for row in rows[1:])
+        axes = (Axis("strength", labels),)
+    else:
+        steered = steered[0]
+    return Result(
+        values=steered,
+        axes=axes,
+        spec=parsed,
+        metric=_metric_name(steering),
+        clean=None,
+        corrupted=values[0],
+        meta={
+            "model": _model_name(model),
+            "tokens": [list(steering.prompt.tokens)],
+            "terms": [t.label for t in steering.terms],
+            "strengths": rows[1:],
+        },
+    )
+
+
+def row_labels(steering: Steering, rows: list[tuple[float, ...]]) -> list[str]:
+    labels = []
+    for index, row in enumerate(rows):
+        if index == 0:
+            labels.append("baseline")
+        elif steering.swept is not None and len(steering.terms) > 1:
+            labels.append(f"strength {row[steering.swept]:g}")
+        else:
+            labels.append("steered " + ", ".join(f"×{s:g}" for s in row))
+    return labels
+
+
+def _metric_name(steering: Steering) -> str | None:
+    m = steering.spec.metric
+    if m is None:
+        return None
+    return m.name + (f"({', '.join(repr(a) for a in m.args)})" if m.args else "")
+
+
+def _model_name(model: nn.Module) -> str:
+    config = getattr(model, "config", None)
+    return getattr(config, "_name_or_path", None) or type(model).__name__
+
+
+def _piece(tokenizer, token_id: int) -> str:
+    return tokenizer.decode([token_id]) if tokenizer is not None else str(token_id)
+
+
+def _text(tokenizer, ids: list[int]) -> str:
+    return tokenizer.decode(ids) if tokenizer is not None else " ".join(map(str, ids))
+
+
+def _cut(text: str, stops: tuple[str, ...]) -> str:
+    """The text up to and including the first stop string."""
+    ends = [text.index(s) + len(s) for s in stops if s in text]
+    return text[: min(ends)] if ends else text
