@@ -23,6 +23,9 @@ WIDTH = 760
 """The width a figure aims for: a notebook output column."""
 MONO = "ui-monospace, SFMono-Regular, Menlo, Consolas, 'DejaVu Sans Mono', monospace"
 GAP = 16
+TOOLTIPS = 5000
+"""Above this many heatmap cells the tooltips are left out: they would double the size of a
+figure that every display carries twice (as SVG and as HTML); `data-*` attributes stay."""
 LABEL_CHARS = 18
 """Longer token labels are cut with an ellipsis (the tooltip has the whole token)."""
 
@@ -89,7 +92,7 @@ def _heatmap(view: View) -> tuple[str, float, float]:
         parts.append(_col_labels(col_text, fx, grid_y - 4, cell, rotate))
         for c in cells[f * n_rows * n_cols : (f + 1) * n_rows * n_cols]:
             x, y = fx + c.col * cell, grid_y + c.row * cell
-            parts.append(_cell_rect(view, c, x, y, cell, cell))
+            parts.append(_cell_rect(view, c, x, y, cell, cell, tooltip=len(cells) <= TOOLTIPS))
         parts.append(
             f'<text x="{fx + n_cols * cell / 2:.1f}" y="{grid_y + n_rows * cell + 14:.1f}" '
             f'text-anchor="middle" fill="#555">{_esc(str(cols))}</text>'
@@ -148,11 +151,13 @@ def _col_labels(texts: list[str], left: float, bottom: float, cell: float, rotat
     return "".join(out)
 
 
-def _cell_rect(view: View, cell: Cell, x: float, y: float, w: float, h: float) -> str:
+def _cell_rect(
+    view: View, cell: Cell, x: float, y: float, w: float, h: float, tooltip: bool = True
+) -> str:
+    title = f"<title>{_esc(view.describe(cell))}</title>" if tooltip else ""
     return (
         f'<rect class="cell" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" '
-        f'fill="{colour(cell.value, view.scale)}"{_data(view, cell)}>'
-        f"<title>{_esc(view.describe(cell))}</title></rect>"
+        f'fill="{colour(cell.value, view.scale)}"{_data(view, cell)}>{title}</rect>'
     )
 
 
