@@ -1,4 +1,4 @@
-"""The documentation runs: every ```python block of README.md, docs/spec.md and docs/sites.md is
+"""The documentation runs: every ```python block of README.md and docs/{spec,sites,figures}.md is
 executed, each file's blocks in order in one shared namespace; every relative link resolves; and
 the generated tables of docs/sites.md are what the code gives today.
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-EXECUTED = ("README.md", "docs/spec.md", "docs/sites.md")
+EXECUTED = ("README.md", "docs/spec.md", "docs/sites.md", "docs/figures.md")
 """The files whose python blocks run (links are checked in README.md and every docs/*.md)."""
 NO_TEST = "<!-- no-test -->"
 LOADS_SMOLLM2 = re.compile(r"\bmodels\.load\(")
