@@ -39,6 +39,7 @@ def svg(result: Result) -> str:
     view = view_of(result)
     draw = {"heatmap": _heatmap, "tokens": _tokens, "bars": _bars, "text": _text}[view.kind]
     body, width, height = draw(view)
+    width = max(width, len(_headline(view)) * CHAR + 16)  # the bold headline fits too
     title = _esc(_headline(view))
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
@@ -65,15 +66,17 @@ def _heatmap(view: View) -> tuple[str, float, float]:
     rows, cols = view.rows, view.cols
     n_rows, n_cols = len(rows.labels), len(cols.labels)
     row_text = [_row_label(rows, i) for i in range(n_rows)]
-    label_w = max(len(t) for t in row_text) * CHAR + 8
+    label_w = max(*(len(t) for t in row_text), len(rows)) * CHAR + 8  # labels and axis name
     per_row = view.columns
     cell = _clamp((WIDTH - label_w - GAP * per_row) / (per_row * n_cols), 8, 18)
     col_text = [str(label) for label in cols.labels]
     rotate = max(len(t) for t in col_text) > 3
     col_h = (max(len(t) for t in col_text) * CHAR if rotate else FONT) + 6
+    # every token gets its label: token rows are never shorter than a line of text
+    row_h = max(cell, FONT + 3) if rows == "pos" else cell
     facet_w = n_cols * cell + GAP
     title_h = 16 if view.facet_axes else 0
-    facet_h = title_h + col_h + n_rows * cell + 22
+    facet_h = title_h + col_h + n_rows * row_h + 22
     parts, top = _header(view)
     parts = [parts]
     cells = view.cells()
@@ -83,7 +86,7 @@ def _heatmap(view: View) -> tuple[str, float, float]:
         fy = top + (f // per_row) * facet_h
         grid_y = fy + title_h + col_h
         if f % per_row == 0:
-            parts.append(_row_labels(rows, row_text, 8 + label_w - 6, grid_y, cell))
+            parts.append(_row_labels(rows, row_text, 8 + label_w - 6, grid_y, row_h))
         if view.facet_axes:
             parts.append(
                 f'<text x="{fx:.1f}" y="{fy + 11:.1f}" font-weight="bold" class="facet">'
@@ -91,10 +94,10 @@ def _heatmap(view: View) -> tuple[str, float, float]:
             )
         parts.append(_col_labels(col_text, fx, grid_y - 4, cell, rotate))
         for c in cells[f * n_rows * n_cols : (f + 1) * n_rows * n_cols]:
-            x, y = fx + c.col * cell, grid_y + c.row * cell
-            parts.append(_cell_rect(view, c, x, y, cell, cell, tooltip=len(cells) <= TOOLTIPS))
+            x, y = fx + c.col * cell, grid_y + c.row * row_h
+            parts.append(_cell_rect(view, c, x, y, cell, row_h, tooltip=len(cells) <= TOOLTIPS))
         parts.append(
-            f'<text x="{fx + n_cols * cell / 2:.1f}" y="{grid_y + n_rows * cell + 14:.1f}" '
+            f'<text x="{fx + n_cols * cell / 2:.1f}" y="{grid_y + n_rows * row_h + 14:.1f}" '
             f'text-anchor="middle" fill="#555">{_esc(str(cols))}</text>'
         )
     parts.append(
@@ -302,7 +305,7 @@ def _legend(view: View, x: float, y: float) -> tuple[str, float, float]:
         f'<line x1="{x + w / 2:.1f}" x2="{x + w / 2:.1f}" y1="{y + 14:.1f}" y2="{y + 28:.1f}" '
         f'stroke="#333"/>{ticks}'
         f'<text x="{x + w + 10:.1f}" y="{y + 25:.1f}" fill="#555">{_esc(note)}</text></g>',
-        x + w + 10 + len(note) * CHAR * 0.9 + 8,
+        x + w + 10 + len(note) * CHAR + 8,
         44.0,
     )
 

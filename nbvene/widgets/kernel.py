@@ -36,7 +36,9 @@ def messages_while_running(widget):
     Stop button) are handled at once on a subshell thread, so its observers run during the
     cell. Yields whether that is possible here; outside a kernel it does nothing."""
     comm = getattr(widget, "comm", None)
-    if comm is None or not can_route():
+    # ipykernel asks a comm `_reply_subshell_for` where its messages go (7.4); without that
+    # question, or without subshells, a click waits for the cell: say so, do not pretend
+    if comm is None or not hasattr(comm, "_reply_subshell_for") or not can_route():
         yield False
         return
     subshell = _subshell(_kernel())
@@ -63,6 +65,8 @@ def _subshell(kernel) -> str | None:
     def create():
         try:
             made["id"] = thread.manager._create_subshell()
+        except Exception:  # a kernel whose internals differ: no routing, Stop says interrupt
+            pass
         finally:
             ready.set()
 

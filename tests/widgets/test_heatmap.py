@@ -137,6 +137,11 @@ def test_click_reruns_the_cell_in_the_kernel_and_agrees_with_the_sweep(res, tiny
     assert [t["id"] for t in top] == want.indices.tolist()
     assert [t["p"] for t in top] == pytest.approx(want.values.tolist(), abs=1e-5)
     assert top[0]["token"] == tok.decode([want.indices[0]])
+    # and the baselines' top tokens are those of the plain base and source runs
+    with torch.no_grad():
+        for run, ids in (("corrupted", base), ("clean", src)):
+            plain = model(ids).logits[0, -1].softmax(-1).topk(5)
+            assert [t["id"] for t in d[run]["top"]] == plain.indices.tolist()
 
 
 def test_click_on_a_result_without_plan_says_so(res):

@@ -75,3 +75,16 @@ def test_stop_click_ends_a_running_sweep(kernel):
     # it stopped within a few forward passes (20 ms each) of the click, long before the end
     print("stop clicked after", stopped_at[1], "cells; sweep ended after", finished)
     assert stopped_at[1] <= int(finished) <= stopped_at[1] + 8, (stopped_at, printed)
+
+
+def test_outside_a_kernel_nothing_is_routed():
+    from nbvene.widgets import Heatmap
+    from nbvene.widgets.kernel import can_route, messages_while_running
+
+    class Widget:
+        comm = object()  # a comm the kernel would not ask where its messages go
+
+    assert not can_route()
+    with messages_while_running(Widget()) as routed:
+        assert routed is False
+    assert Heatmap.class_traits()["stoppable"].default_value is False
