@@ -49,7 +49,7 @@ def causal_trace(
         for panel, text in specs.items()
     }
     first = results["block"]
-    return Result(
+    traced = Result(
         values=torch.stack([r.values for r in results.values()]),
         axes=(Axis("panel", tuple(PANELS)), *first.axes),
         spec=first.spec,
@@ -58,3 +58,7 @@ def causal_trace(
         corrupted=first.corrupted,
         meta={**first.meta, "specs": specs},
     )
+    # one plan per panel, so a heatmap click can re-run the cell it names
+    traced._plans = [r._plan for r in results.values()]
+    traced._tokenizer = tokenizer
+    return traced

@@ -99,9 +99,7 @@ def cell_logits(plan: Plan, rows: list[int]) -> CellLogits:
         runner.baselines(clean_logits)
         chosen = [plan.rows[i] for i in rows]
         index = {(r.example, r.sample): i for i, r in enumerate(runner.base_rows)}
-        bases = [runner.base_rows[index[r.example, r.sample]] for r in chosen]
-        with Hooks(runner.model) as hooks:
-            corrupted = runner.logits(hooks, bases, plan.base)
+        corrupted = runner.base_logits[[index[r.example, r.sample] for r in chosen]]
         runner.keep_logits = True
         metric = runner.chunk(chosen, clean_logits)
         return CellLogits(
@@ -124,6 +122,7 @@ class _Runner:
             self.tail = Tail(self.model, plan.sites)
         self.call = _caller(self.model)
         self.values: torch.Tensor | None = None
+        self.base_logits: torch.Tensor | None = None  # the corrupted runs' outputs
         self.keep_logits = False  # `cell_logits` keeps a chunk's logits, not only its metric
         self.kept: torch.Tensor | None = None
 
@@ -146,7 +145,7 @@ class _Runner:
         samples = plan.corrupt.samples if plan.corrupt else 1
         # one corrupted run per (example, noise sample); a row reuses its own
         self.base_rows = [Row(e, (), (), k) for e in range(len(plan.base)) for k in range(samples)]
-        base_logits = self.baseline()
+        self.base_logits = base_logits = self.baseline()
         if plan.metric is None:
             return None, None
         reference = self.reference(clean_logits, self.base_rows)

@@ -23,6 +23,9 @@ WIDTH = 760
 """The width a figure aims for: a notebook output column."""
 MONO = "ui-monospace, SFMono-Regular, Menlo, Consolas, 'DejaVu Sans Mono', monospace"
 GAP = 16
+TOOLTIPS = 5000
+"""Above this many heatmap cells the tooltips are left out: they would double the size of a
+figure that every display carries twice (as SVG and as HTML); `data-*` attributes stay."""
 LABEL_CHARS = 18
 """Longer token labels are cut with an ellipsis (the tooltip has the whole token)."""
 
@@ -68,9 +71,11 @@ def _heatmap(view: View) -> tuple[str, float, float]:
     col_text = [str(label) for label in cols.labels]
     rotate = max(len(t) for t in col_text) > 3
     col_h = (max(len(t) for t in col_text) * CHAR if rotate else FONT) + 6
+    # every token gets its label: token rows are never shorter than a line of text
+    row_h = max(cell, FONT + 3) if rows == "pos" else cell
     facet_w = n_cols * cell + GAP
     title_h = 16 if view.facet_axes else 0
-    facet_h = title_h + col_h + n_rows * cell + 22
+    facet_h = title_h + col_h + n_rows * row_h + 22
     parts, top = _header(view)
     parts = [parts]
     cells = view.cells()
@@ -80,7 +85,7 @@ def _heatmap(view: View) -> tuple[str, float, float]:
         fy = top + (f // per_row) * facet_h
         grid_y = fy + title_h + col_h
         if f % per_row == 0:
-            parts.append(_row_labels(rows, row_text, 8 + label_w - 6, grid_y, cell))
+            parts.append(_row_labels(rows, row_text, 8 + label_w - 6, grid_y, row_h))
         if view.facet_axes:
             parts.append(
                 f'<text x="{fx:.1f}" y="{fy + 11:.1f}" font-weight="bold" class="facet">'
@@ -88,10 +93,10 @@ def _heatmap(view: View) -> tuple[str, float, float]:
             )
         parts.append(_col_labels(col_text, fx, grid_y - 4, cell, rotate))
         for c in cells[f * n_rows * n_cols : (f + 1) * n_rows * n_cols]:
-            x, y = fx + c.col * cell, grid_y + c.row * cell
-            parts.append(_cell_rect(view, c, x, y, cell, cell))
+            x, y = fx + c.col * cell, grid_y + c.row * row_h
+            parts.append(_cell_rect(view, c, x, y, cell, row_h, tooltip=len(cells) <= TOOLTIPS))
         parts.append(
-            f'<text x="{fx + n_cols * cell / 2:.1f}" y="{grid_y + n_rows * cell + 14:.1f}" '
+            f'<text x="{fx + n_cols * cell / 2:.1f}" y="{grid_y + n_rows * row_h + 14:.1f}" '
             f'text-anchor="middle" fill="#555">{_esc(str(cols))}</text>'
         )
     parts.append(
@@ -148,11 +153,13 @@ def _col_labels(texts: list[str], left: float, bottom: float, cell: float, rotat
     return "".join(out)
 
 
-def _cell_rect(view: View, cell: Cell, x: float, y: float, w: float, h: float) -> str:
+def _cell_rect(
+    view: View, cell: Cell, x: float, y: float, w: float, h: float, tooltip: bool = True
+) -> str:
+    title = f"<title>{_esc(view.describe(cell))}</title>" if tooltip else ""
     return (
         f'<rect class="cell" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" '
-        f'fill="{colour(cell.value, view.scale)}"{_data(view, cell)}>'
-        f"<title>{_esc(view.describe(cell))}</title></rect>"
+        f'fill="{colour(cell.value, view.scale)}"{_data(view, cell)}>{title}</rect>'
     )
 
 

@@ -172,3 +172,13 @@ def test_visible_whitespace():
     assert visible(" Paris\n") == "␣Paris↵"
     assert visible("\ta\r") == "⇥a␍"
     assert visible("x\x07") == "x\\x07"
+
+
+def test_large_heatmaps_keep_their_data_but_drop_tooltips(built):
+    small = parse(built([[0.0] * 50] * 100, {"layer": list(range(100)), "pos": ["x"] * 50}))
+    assert all(title(r) for r in cells(small))  # 5,000 cells: tooltips kept
+    tokens = ["x"] * 51
+    large = parse(built([[0.0] * 51] * 100, {"layer": list(range(100)), "pos": tokens}))
+    rects = cells(large)
+    assert len(rects) == 5100 and all(r.find(f"{SVG}title") is None for r in rects)
+    assert {r.get("data-pos") for r in rects} == {str(i) for i in range(51)}

@@ -137,6 +137,11 @@ def test_click_reruns_the_cell_in_the_kernel_and_agrees_with_the_sweep(res, tiny
     assert [t["id"] for t in top] == want.indices.tolist()
     assert [t["p"] for t in top] == pytest.approx(want.values.tolist(), abs=1e-5)
     assert top[0]["token"] == tok.decode([want.indices[0]])
+    # and the baselines' top tokens are those of the plain base and source runs
+    with torch.no_grad():
+        for run, ids in (("corrupted", base), ("clean", src)):
+            plain = model(ids).logits[0, -1].softmax(-1).topk(5)
+            assert [t["id"] for t in d[run]["top"]] == plain.indices.tolist()
 
 
 def test_click_on_a_result_without_plan_says_so(res):
@@ -255,3 +260,23 @@ def test_mimebundle_outside_a_kernel_is_empty_and_on_colab_names_its_widget_mana
     }
     assert calls == ["enabled"]
     assert not math.isnan(view(fresh).scale[0])
+
+
+def test_click_on_a_causal_trace_panel_reruns_that_panels_cell(tiny):
+    model, tok = tiny
+    trace = nv.causal_trace(
+        "The Eiffel Tower is in",
+        subject="The Eiffel",
+        target=" Paris",
+        model=model,
+        tokenizer=tok,
+        samples=2,
+        window=1,
+    )
+    hm = Heatmap(trace)
+    assert hm.facet_axis == "panel" and hm.facets == ["block", "mlp", "attention"]
+    for panel in range(3):
+        hm.selected = {"facet": panel, "row": 2, "col": 1}
+        assert hm.detail["status"] == "ready", hm.detail
+        want = float(trace.values[panel, 1, 2])
+        assert hm.detail["patched"]["metric"] == pytest.approx(want, abs=1e-6)
