@@ -39,6 +39,7 @@ def svg(result: Result) -> str:
     view = view_of(result)
     draw = {"heatmap": _heatmap, "tokens": _tokens, "bars": _bars, "text": _text}[view.kind]
     body, width, height = draw(view)
+    width = max(width, len(_headline(view)) * CHAR + 16)  # the bold headline fits too
     title = _esc(_headline(view))
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
@@ -65,7 +66,7 @@ def _heatmap(view: View) -> tuple[str, float, float]:
     rows, cols = view.rows, view.cols
     n_rows, n_cols = len(rows.labels), len(cols.labels)
     row_text = [_row_label(rows, i) for i in range(n_rows)]
-    label_w = max(len(t) for t in row_text) * CHAR + 8
+    label_w = max(*(len(t) for t in row_text), len(rows)) * CHAR + 8  # labels and axis name
     per_row = view.columns
     cell = _clamp((WIDTH - label_w - GAP * per_row) / (per_row * n_cols), 8, 18)
     col_text = [str(label) for label in cols.labels]
@@ -304,7 +305,7 @@ def _legend(view: View, x: float, y: float) -> tuple[str, float, float]:
         f'<line x1="{x + w / 2:.1f}" x2="{x + w / 2:.1f}" y1="{y + 14:.1f}" y2="{y + 28:.1f}" '
         f'stroke="#333"/>{ticks}'
         f'<text x="{x + w + 10:.1f}" y="{y + 25:.1f}" fill="#555">{_esc(note)}</text></g>',
-        x + w + 10 + len(note) * CHAR * 0.9 + 8,
+        x + w + 10 + len(note) * CHAR + 8,
         44.0,
     )
 

@@ -14,8 +14,9 @@ from nbvene.figures.view import View, attribute, view_of, visible
 if TYPE_CHECKING:
     from nbvene.results import Result
 
-CELL = 16
-"""Pixels per heatmap cell, as in the SVG at its usual size."""
+WIDTH = 720
+"""The width the facets of a chart share, as in the SVG: cells are 8 to 16 px wide, and rows
+of tokens at least 14 px tall, so every token keeps its label."""
 
 
 def to_altair(result: Result):
@@ -46,16 +47,22 @@ def to_altair(result: Result):
     if view.kind == "tokens":
         return _tokens(alt, view, data, colour, tooltip).properties(title=title)
     rows, cols = view.rows, view.cols
+    cell = max(8, min(16, WIDTH // (view.columns * len(cols.labels))))
+    row_h = max(cell, 14) if rows == "pos" else cell
     base = (
         alt.Chart(data)
         .mark_rect()
         .encode(
-            x=alt.X("col:O", title=str(cols), axis=_axis(alt, view, cols, labelAngle=0)),
+            x=alt.X(
+                "col:O",
+                title=str(cols),
+                axis=_axis(alt, view, cols, labelAngle=0, labelOverlap=True),
+            ),
             y=alt.Y("row:O", title=str(rows), axis=_axis(alt, view, rows)),
             color=colour,
             tooltip=tooltip,
         )
-        .properties(width=CELL * len(cols.labels), height=CELL * len(rows.labels))
+        .properties(width=cell * len(cols.labels), height=row_h * len(rows.labels))
     )
     if not view.facet_axes:
         return base.properties(title=title)

@@ -20,7 +20,7 @@ from nbvene.magics.complete import COMMANDS, Context, fits
 from nbvene.magics.defaults import Defaults
 from nbvene.magics.reference import SiteTable, help_text
 from nbvene.spec import KEYWORDS, is_steering
-from nbvene.widgets import can_display
+from nbvene.widgets.display import can_display
 
 
 @magics_class

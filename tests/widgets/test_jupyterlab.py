@@ -43,7 +43,7 @@ panel = SteeringPanel(
     title="I think that you are")
 panel"""
 LONG = """\
-slow[0] = 0.3
+slow[0] = 0.5
 try:
     nv.run(res.spec.text, model=model, tokenizer=tok, max_batch=1, live=True)
     print("FINISHED")
