@@ -1,6 +1,7 @@
-"""The documentation runs: every ```python block of README.md and docs/{spec,sites,steering,
-figures}.md is executed, each file's blocks in order in one shared namespace; every relative link
-resolves; and the generated tables of docs/sites.md are what the code gives today.
+"""The documentation runs: every ```python block of README.md and
+docs/{spec,sites,figures,steering}.md is executed, each file's blocks in order in one shared
+namespace; every relative link resolves; and the generated tables of docs/sites.md are what the
+code gives today.
 
 Blocks that need the real SmolLM2 model (they call `nv.models.load()`, or use what such a block
 made) run only under the `smollm2` marker. A block preceded by a `<!-- no-test -->` line is
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-EXECUTED = ("README.md", "docs/spec.md", "docs/sites.md", "docs/steering.md", "docs/figures.md")
+EXECUTED = ("README.md", "docs/spec.md", "docs/sites.md", "docs/figures.md", "docs/steering.md")
 """The files whose python blocks run (links are checked in README.md and every docs/*.md)."""
 NO_TEST = "<!-- no-test -->"
 LOADS_SMOLLM2 = re.compile(r"\bmodels\.load\(")

@@ -5,5 +5,5 @@ import nbvene as nv
 
 @pytest.fixture(scope="module")
 def llama():
-    """A tiny random Llama (2 layers): fresh for each test module, never changed by nbvene."""
+    """A tiny random Llama (3 layers): one per test module, never changed by nbvene."""
     return nv.models.tiny("llama", layers=3)
