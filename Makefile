@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint widgets
+.PHONY: setup browser demo test lint widgets
 
 setup: $(VENV)/.installed
 
@@ -21,10 +21,16 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-test: lint
+# Debian's Chromium for the widget tests in a real browser, installed when missing and apt-get can
+# (as root); elsewhere the browser tests are skipped, with a note saying so
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	  fonts-liberation >/dev/null; } || echo "note: no Chromium; the browser tests will be skipped"
+
+test: lint browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # the widget tests alone: Python, the front end in Chromium, and JupyterLab end to end
-# (needs Debian's Chromium: apt-get install chromium)
-widgets: setup
+widgets: setup browser
 	$(PY) -m pytest -q tests/widgets
