@@ -2,11 +2,11 @@
 plain PyTorch hooks, one sender head at a time (two forward passes a cell, as it is usually
 written). Prints seconds, the ratio, and the largest difference between the two results.
 
-    .venv/bin/python benchmarks/path_patch.py [--layers 30] [--max-batch 64]
+    .venv/bin/python benchmarks/path_patch.py [--first 0] [--layers 30] [--max-batch 64]
 
 IOI prompts (base: "... John gave a bottle to", source: "... Mary gave ..."); senders: every
-head's output (`z`) in the first `--layers` layers; receivers: the queries of every head of the
-last layer at the last position; metric: logit_diff(" Mary", " John").
+head's output (`z`) in `--layers` layers from `--first` on; receivers: the queries of every
+head of the last layer at the last position; metric: logit_diff(" Mary", " John").
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ BASE = "When John and Mary went to the store, John gave a bottle to"
 SOURCE = "When John and Mary went to the store, Mary gave a bottle to"
 
 
-def by_hand(model, tok, layers: int) -> torch.Tensor:
+def by_hand(model, tok, layers: range) -> torch.Tensor:
     """Path patching with plain hooks: per sender head, a path run (every head frozen at the
     base but the sender, from the source) recording the receivers' queries, then the base run
     with those queries patched at the last position."""
@@ -78,33 +78,35 @@ def by_hand(model, tok, layers: int) -> torch.Tensor:
         z_source, z_base = z_of(source), z_of(base)
         return torch.tensor(
             [[cell(z_source, z_base, layer, head) for head in range(heads)]
-             for layer in range(layers)]
+             for layer in layers]
         )  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--layers", type=int, default=30)
     parser.add_argument("--max-batch", type=int, default=64)
     args = parser.parse_args()
     model, tok = nv.models.load()
     last = model.config.num_hidden_layers - 1
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; senders: "
-          f"{args.layers} layers × {model.config.num_attention_heads} heads")  # fmt: skip
+          f"layers {args.first}..{args.first + args.layers - 1} × "
+          f"{model.config.num_attention_heads} heads")  # fmt: skip
     start = time.perf_counter()
     res = nv.path_patch(
-        BASE, SOURCE, senders=f"z layer=0..{args.layers - 1} head=*",
+        BASE, SOURCE, senders=f"z layer={args.first}..{args.first + args.layers - 1} head=*",
         receivers=f"q layer={last} pos=-1", metric='logit_diff(" Mary", " John")',
         model=model, tokenizer=tok, max_batch=args.max_batch,
     )  # fmt: skip
     ours = time.perf_counter() - start
     start = time.perf_counter()
-    expected = by_hand(model, tok, args.layers)
+    expected = by_hand(model, tok, range(args.first, args.first + args.layers))
     theirs = time.perf_counter() - start
     diff = float((res.values - expected).abs().max())
     effect = float((res.values - res.corrupted).abs().max())
     print(f"nv.path_patch: {ours:.1f} s; by hand: {theirs:.1f} s; {theirs / ours:.1f}× faster")
-    print(f"max |difference|: {diff:.2e}; largest path effect: {effect:.3f}")
+    print(f"max |difference|: {diff:.2e}; largest path effect: {effect:.3e}")
     assert diff < 1e-3, diff
 
 

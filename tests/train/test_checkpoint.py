@@ -134,3 +134,16 @@ def test_checkpointing_with_a_serial_source_and_a_plain_network(adder, data):
     for a, b in zip(saved.history, plain.history, strict=True):
         assert abs(a["loss"] - b["loss"]) < 1e-5
     assert all("forward" not in m.__dict__ for m in model.children())
+
+
+def test_interchange_intervention_training_with_checkpointing():
+    """IIT: the model learns too, and gradients also flow through the source run."""
+    histories = []
+    for checkpoint in (False, True):
+        model, tok = nv.models.tiny("llama", layers=3)  # a fresh copy: its weights change
+        spec = SPEC.replace("low_rank_rotated(k=4)", "interchange(dims=[0, 1])")
+        trained = train(model, tok, spec, lr=1e-3, train_model=True, checkpoint=checkpoint)
+        histories.append([r["loss"] for r in trained.history])
+    assert histories[0][-1] < histories[0][0]
+    for a, b in zip(*histories, strict=True):
+        assert abs(a - b) < 1e-5
