@@ -21,7 +21,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-EXECUTED = ("README.md", "docs/spec.md", "docs/sites.md", "docs/figures.md", "docs/steering.md")
+EXECUTED = (
+    "README.md",
+    "docs/spec.md",
+    "docs/sites.md",
+    "docs/figures.md",
+    "docs/steering.md",
+    "docs/troubleshooting.md",
+    "docs/performance.md",
+    "docs/coming-from-pyvene.md",
+)
 """The files whose python blocks run (links are checked in README.md and every docs/*.md)."""
 NO_TEST = "<!-- no-test -->"
 LOADS_SMOLLM2 = re.compile(r"\bmodels\.load\(")

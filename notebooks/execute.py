@@ -1,0 +1,81 @@
+"""Re-execute the tutorial notebooks in place, top to bottom, and store their outputs.
+
+    .venv/bin/python notebooks/execute.py                      # every NN_*.ipynb, in order
+    .venv/bin/python notebooks/execute.py 02_causal_tracing    # some of them
+
+Each runs in a fresh kernel of this Python, from the notebooks/ folder; the time each took is
+printed, wall clock and the kernel's CPU time (less sensitive to a busy machine).
+`tests/test_notebooks.py` runs them the same way and compares with what is stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+FOLDER = Path(__file__).resolve().parent
+TIMEOUT = 3600  # seconds per cell: generous, for a busy machine; a tutorial takes minutes
+
+
+def tutorials() -> list[Path]:
+    """The tutorials, in order (smoke.ipynb is a test fixture, stored without outputs)."""
+    return sorted(FOLDER.glob("[0-9][0-9]_*.ipynb"))
+
+
+def is_progress_bar(output) -> bool:
+    """A sweep's progress bar: it means something only while the cell runs."""
+    text = output.get("data", {}).get("text/plain", "")
+    return output.output_type == "display_data" and text.startswith("nbvene:")
+
+
+def execute(path: Path, *, cwd: Path | None = None) -> nbformat.NotebookNode:
+    """Run one notebook in a new kernel (working directory `cwd`, else its own folder) and
+    return it with fresh outputs, progress bars left out; the file is not written."""
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=TIMEOUT,
+        kernel_name="python3",
+        record_timing=False,  # stored notebooks change only where their outputs do
+        resources={"metadata": {"path": str(cwd or path.parent)}},
+    )
+    client.execute()
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not is_progress_bar(o)]
+    return nb
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="notebook names (default: every tutorial)")
+    args = parser.parse_args(argv)
+    paths = tutorials()
+    if args.names:
+        wanted = {Path(n).stem for n in args.names}
+        paths = [p for p in paths if p.stem in wanted]
+        missing = wanted - {p.stem for p in paths}
+        if missing:
+            sys.exit(f"no such tutorial: {', '.join(sorted(missing))}")
+    for path in paths:
+        start, cpu = time.perf_counter(), _children_cpu()
+        nb = execute(path)
+        nbformat.write(nb, path)
+        wall, cpu = time.perf_counter() - start, _children_cpu() - cpu
+        print(f"{path.name}: {wall:.0f} s wall, kernel CPU {cpu:.0f} s", flush=True)
+
+
+def _children_cpu() -> float:
+    """CPU seconds of finished child processes: the kernels, once they have exited."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+if __name__ == "__main__":
+    main()
