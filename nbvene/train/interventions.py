@@ -343,6 +343,8 @@ class Interchange(Trainable):
                 "interchange takes one of dims=[...] or subspace=k or subspace={basis}",
                 hint="e.g. via interchange(dims=[0, 3]), or via interchange(subspace={basis})",
             )
+        if isinstance(dims, torch.Tensor):  # a (examples, k) tensor of units works as lists
+            dims = dims.tolist()
         self.per_example = dims is not None and any(isinstance(d, list | tuple) for d in dims)
         if self.per_example:
             self.dims = _per_example(dims)

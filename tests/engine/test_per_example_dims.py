@@ -98,6 +98,7 @@ def test_config_round_trip():
     made = build("interchange", {"dims": DIMS})
     again = build("interchange", made.config())
     assert again.per_example and again.dims == made.dims
+    assert build("interchange", {"dims": torch.tensor([[1, 2], [3, 4]])}).dims == ((1, 2), (3, 4))
 
 
 def test_as_a_module_in_the_namespace(tiny):
