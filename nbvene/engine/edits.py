@@ -60,10 +60,11 @@ def unit_edit(plan: Plan, sources: Sources, site: Site, op_index: int, members, 
               found: dict | None = None):  # fmt: skip
     """The edit for one (site, op) in one forward pass of `rows` (ids of `shape`)."""
     op, device = plan.ops[op_index], sources.device
-    row_idx, pos, head, src_row, src_pos = [], [], [], [], []
+    row_idx, pos, head, src_row, src_pos, examples = [], [], [], [], [], []
     for i, unit in members:
         for b, s in zip(unit.base_pos, unit.source_pos, strict=True):
             row_idx.append(i)
+            examples.append(rows[i].example)
             pos.append(b)
             head.append(unit.head)
             src_row.append(sources.row(op_index, rows[i].example, i))
@@ -73,6 +74,12 @@ def unit_edit(plan: Plan, sources: Sources, site: Site, op_index: int, members, 
         index.append(torch.tensor(head, device=device))
     index = tuple(index)
     source = sources.gather(op_index, site, src_row, src_pos, head)
+    # interchange(dims={per-example lists}) needs each unit row's base example
+    per_example = (
+        {"examples": torch.tensor(examples, device=device)}
+        if getattr(op.module, "per_example", False)
+        else {}
+    )
 
     def edit(raw: torch.Tensor) -> torch.Tensor | None:
         x = _unflatten(raw, shape)
@@ -83,7 +90,7 @@ def unit_edit(plan: Plan, sources: Sources, site: Site, op_index: int, members, 
                 found[i] = chosen[[k for k, r in enumerate(row_idx) if r == i]]
             return None
         base = chosen.flatten(1)
-        new = op.module(base, None if source is None else _like(source, base, op))
+        new = op.module(base, None if source is None else _like(source, base, op), **per_example)
         units = units.index_put(index, new.reshape(chosen.shape).to(units.dtype))
         out = site.view.write(x, units)
         return out.flatten(0, 1) if out.shape != raw.shape else out

@@ -381,6 +381,16 @@ class _Resolver:
             self.check_axes(statements[-1])
         return ops, statements
 
+    def check_per_example(self, module, base, line: int, token: str) -> None:
+        """interchange(dims=[[...], ...]) has one list of units per base prompt."""
+        if getattr(module, "per_example", False) and len(module.dims) != len(base):
+            raise self.error(
+                f"dims gives {len(module.dims)} lists of units for {len(base)} base prompts",
+                line,
+                token=token,
+                hint="give one list per base prompt, or one flat list for all: dims=[0, 3]",
+            )
+
     def origin(self, stmt: Intervention, source):
         """The prompts a statement's values come from: its `from` source, or the source: line."""
         return self.named[stmt.source] if stmt.source is not None else source
@@ -399,6 +409,7 @@ class _Resolver:
                 raise self.error(
                     f"{stmt.via.name}(...) needs a source", line, hint="add a source: line"
                 )
+            self.check_per_example(module, base, line, stmt.via.name + "(")
             return Op(stmt.verb, module, "run" if module.needs_source else None, line)
         if stmt.via is not None:
             value = self.lookup(stmt.via, line)
@@ -406,6 +417,7 @@ class _Resolver:
                 module = iv.as_intervention(value)
             except TypeError as e:
                 raise self.error(str(e), line, token="{" + stmt.via.name + "}") from None
+            self.check_per_example(module, base, line, "{" + stmt.via.name + "}")
             needs = getattr(module, "needs_source", True) and source is not None
             return Op(stmt.verb, module, "run" if needs else None, line)
         if stmt.verb in ("add", "subtract") and stmt.by is not None:

@@ -51,6 +51,13 @@ def check_trainable(plan: Plan, what: str = "nv.train") -> None:
             hint="give the clean prompts as source: and the corrupted ones as base:",
         )
     for op in plan.ops:
+        if getattr(op.module, "per_example", False):  # Forward renumbers the examples of a batch
+            raise NbveneError(
+                f"{what} takes no per-example dims (one list of units per base prompt)",
+                line=op.line,
+                text=spec.line_text(op.line),
+                hint="give one list for all examples, dims=[0, 3], or measure with nv.run",
+            )
         if isinstance(op.module, Trainable) and op.module.needs_source and plan.source is None:
             raise NbveneError(
                 f"{op.module.kind}(...) needs a source",

@@ -66,13 +66,20 @@ class Trainable(Intervention):
 
     # --- the intervention ------------------------------------------------------------------------
 
-    def forward(self, base: torch.Tensor, source: torch.Tensor | None) -> torch.Tensor:
+    per_example: bool = False
+    """True when it treats each base example its own way: the engine then also passes
+    `examples`, the base example of each unit row."""
+
+    def forward(self, base: torch.Tensor, source: torch.Tensor | None,
+                examples: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         if self.width is None:
             self.build(base.shape[-1], base.device)
         self.check(base.shape[-1])
         if self.needs_source and source is None:
             raise NbveneError(f"{self.describe()} needs a source: add a source: line")
         source = None if source is None else source.float()
+        if self.per_example:
+            return self.intervene(base.float(), source, examples).to(base.dtype)
         return self.intervene(base.float(), source).to(base.dtype)
 
     def intervene(self, base: torch.Tensor, source: torch.Tensor | None) -> torch.Tensor:
@@ -322,7 +329,9 @@ class LowRankAdd(Trainable):
 
 class Interchange(Trainable):
     """A fixed subspace, nothing learned: take the source's units `dims`, the first `subspace`
-    units (an int), or the source's part in span of a (width, k) `subspace` tensor."""
+    units (an int), or the source's part in span of a (width, k) `subspace` tensor. `dims` may
+    also be a list of lists, one per base example: each example swaps exactly its own units
+    (pyvene merges such subspaces across the batch)."""
 
     kind = "interchange"
 
@@ -334,7 +343,13 @@ class Interchange(Trainable):
                 "interchange takes one of dims=[...] or subspace=k or subspace={basis}",
                 hint="e.g. via interchange(dims=[0, 3]), or via interchange(subspace={basis})",
             )
-        self.dims = None if dims is None else tuple(int(d) for d in dims)
+        if isinstance(dims, torch.Tensor):  # a (examples, k) tensor of units works as lists
+            dims = dims.tolist()
+        self.per_example = dims is not None and any(isinstance(d, list | tuple) for d in dims)
+        if self.per_example:
+            self.dims = _per_example(dims)
+        else:
+            self.dims = None if dims is None else tuple(int(d) for d in dims)
         self.given = subspace if isinstance(subspace, torch.Tensor) else None
         if self.given is not None and self.given.dim() != 2:
             raise NbveneError(
@@ -342,6 +357,8 @@ class Interchange(Trainable):
             )
         if self.given is not None:
             self.k = self.given.shape[1]
+        elif self.per_example:
+            self.k = max(len(d) for d in self.dims)
         elif self.dims is not None:
             self.k = len(self.dims)
         else:
@@ -355,22 +372,41 @@ class Interchange(Trainable):
                     f"subspace= has {self.given.shape[0]} rows, and this site's units have {width}"
                 )
             q, _ = torch.linalg.qr(self.given.detach().float().cpu())
+        elif self.per_example:  # one 0/1 row per example: the units that example swaps
+            mask = torch.zeros(len(self.dims), width)
+            for i, dims in enumerate(self.dims):
+                mask[i, list(_chosen(dims, len(dims), width, f"interchange, example {i}"))] = 1
+            self.register_buffer("masks", mask)
+            return
         else:
             chosen = _chosen(self.dims, self.k, width, self.describe())
             q = torch.eye(width)[:, list(chosen)]
         self.register_buffer("fixed", q.contiguous())
 
-    def intervene(self, base, source):
+    def intervene(self, base, source, examples=None):
+        if self.per_example:
+            if examples is None:
+                raise NbveneError(
+                    "interchange with one dims list per example needs each row's example",
+                    hint="use it in a spec run by nv.run, which passes them",
+                )
+            return base + (source - base) * self.masks[examples.to(self.masks.device)]
         q = self.fixed
         return base + ((source - base) @ q) @ q.T
 
     @property
     def basis(self) -> torch.Tensor:
+        if self.per_example:
+            raise NbveneError(
+                "interchange with one dims list per example has no single basis",
+                hint="use .masks: one 0/1 row of units per example",
+            )
         return self.fixed.detach().float().cpu()
 
     def config(self) -> dict:
         if self.dims is not None:
-            return {"dims": list(self.dims), "seed": self.seed}
+            return {"dims": [list(d) for d in self.dims] if self.per_example else list(self.dims),
+                    "seed": self.seed}  # fmt: skip
         return {"k": self.k, "seed": self.seed}
 
 
@@ -410,6 +446,17 @@ def _positive(value, what: str) -> int:
     return value
 
 
+def _per_example(dims) -> tuple[tuple[int, ...], ...]:
+    """dims=[[0], [2, 5], ...]: one list of units per base example, each a list of integers."""
+    if not all(isinstance(d, list | tuple) for d in dims):
+        raise NbveneError(
+            f"dims mixes integers and lists: {list(dims)}",
+            hint="give one list of units for all, dims=[0, 3], or one per example, "
+            "dims=[[0], [3], [1, 2]]",
+        )
+    return tuple(tuple(int(u) for u in d) for d in dims)
+
+
 def _chosen(dims, k: int, width: int, what: str) -> tuple[int, ...]:
     """The dimensions swapped: `dims`, or the first k; checked against the width."""
     if dims is None:
@@ -422,7 +469,8 @@ def _chosen(dims, k: int, width: int, what: str) -> tuple[int, ...]:
     bad = [d for d in dims if not -width <= d < width]
     if bad or len(set(d % width for d in dims)) != len(dims):
         raise NbveneError(
-            f"{what}: dims {list(dims)} are not distinct dimensions of the {width} units"
+            f"{what}: dims {list(dims)} are not distinct dimensions of the {width} units",
+            hint=f"units are numbered 0 to {width - 1}",
         )
     return tuple(d % width for d in dims)
 

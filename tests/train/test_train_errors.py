@@ -34,6 +34,8 @@ def test_statements(setup):
     fails(setup, spec("rotatd(k=1)"), "unknown intervention 'rotatd'", line=4)
     e = fails(setup, spec("rotated(k=1)").replace("{label}", "{labels}"), "{labels} is not defined")
     assert e.line == 5 and "labels" in e.hint
+    fails(setup, spec("interchange(dims={dims})"), "takes no per-example dims", line=4,
+          namespace={"dims": [[0]] * 40})  # fmt: skip
 
 
 def test_sweeps_are_refused():
