@@ -44,7 +44,8 @@ def tokenize(tokenizer, text: str) -> Prompt:
     if tokenizer is None:
         raise NbveneError(
             f"the prompt {text!r} is text, but no tokenizer was given",
-            hint="pass tokenizer=... to nv.run, or give token ids as a tensor",
+            hint="pass tokenizer=... (to nv.run, nv.train, nv.load or evaluate), "
+            "or give token ids as a tensor",
         )
     try:
         encoded = tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
