@@ -154,7 +154,22 @@ class Rotated(Trainable):
         return {**chosen, "seed": self.seed}
 
 
-class LowRankRotated(Trainable):
+class _Projected(Trainable):
+    """An intervention that learns a (width, k) orthonormal basis, `projection`: its basis."""
+
+    def make(self, width: int) -> None:
+        _chosen(None, self.k, width, self.describe())
+        self.projection = _orthonormal(width, self.k)
+
+    @property
+    def basis(self) -> torch.Tensor:
+        return self.projection.weight.detach().float().cpu()
+
+    def config(self) -> dict:
+        return {"k": self.k, "seed": self.seed}
+
+
+class LowRankRotated(_Projected):
     """DAS with a learned (width, k) orthonormal basis Q: the units' part in span(Q) is
     replaced by the source's, `base + (source - base) @ Q @ Qᵀ`."""
 
@@ -164,20 +179,9 @@ class LowRankRotated(Trainable):
         self.k = _positive(k, "k")
         super().__init__(seed=seed, width=width)
 
-    def make(self, width: int) -> None:
-        _chosen(None, self.k, width, self.describe())
-        self.projection = _orthonormal(width, self.k)
-
     def intervene(self, base, source):
         q = self.projection.weight
         return base + ((source - base) @ q) @ q.T
-
-    @property
-    def basis(self) -> torch.Tensor:
-        return self.projection.weight.detach().float().cpu()
-
-    def config(self) -> dict:
-        return {"k": self.k, "seed": self.seed}
 
 
 class Boundless(Trainable):
@@ -270,7 +274,7 @@ class SigmoidMask(Trainable):
                 "seed": self.seed}  # fmt: skip
 
 
-class LoReFT(Trainable):
+class LoReFT(_Projected):
     """LoReFT (Wu et al. 2024): edit the units in a learned k-dimensional subspace R (rows
     orthonormal), `h + (W h + b − R h) Rᵀ`. Needs no source: it learns what to write."""
 
@@ -282,20 +286,12 @@ class LoReFT(Trainable):
         super().__init__(seed=seed, width=width)
 
     def make(self, width: int) -> None:
-        _chosen(None, self.k, width, self.describe())
-        self.projection = _orthonormal(width, self.k)
+        super().make(width)
         self.learned = nn.Linear(width, self.k)
 
     def intervene(self, base, source):
         r = self.projection.weight  # (width, k): its columns are R's rows
         return base + (self.learned(base) - base @ r) @ r.T
-
-    @property
-    def basis(self) -> torch.Tensor:
-        return self.projection.weight.detach().float().cpu()
-
-    def config(self) -> dict:
-        return {"k": self.k, "seed": self.seed}
 
 
 class LowRankAdd(Trainable):
