@@ -12,7 +12,6 @@ country for every question about the second person, but for only 14% of those ab
 """
 
 import random
-import time
 
 import pytest
 import torch
@@ -77,7 +76,6 @@ def spec(via):
 def test_das_finds_grammatical_number_in_one_dimension(smollm2):
     torch.set_num_threads(2)
     model, tok = smollm2
-    start = time.perf_counter()
     agreeing = nouns(tok, model)
     assert len(agreeing) >= 20
     random.Random(0).shuffle(agreeing)
@@ -109,4 +107,3 @@ def test_das_finds_grammatical_number_in_one_dimension(smollm2):
     assert untrained <= 0.1  # a random direction carries no number
     assert whole >= 0.75
     assert iia >= untrained + 0.7
-    assert time.perf_counter() - start < 180  # about 40 s once the model is loaded
