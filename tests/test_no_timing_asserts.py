@@ -33,10 +33,10 @@ def timing_asserts(source: str) -> list[int]:
     timed: set[str] = set()
     for _ in range(3):  # names assigned from names assigned from a clock
         for node in ast.walk(tree):
-            if isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign) and node.value:
-                if _reads_clock(node.value, timed):
-                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                    timed |= {t.id for t in targets if isinstance(t, ast.Name)}
+            assigns = isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign)
+            if assigns and node.value and _reads_clock(node.value, timed):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                timed |= {t.id for t in targets if isinstance(t, ast.Name)}
     return [
         node.lineno
         for node in ast.walk(tree)
