@@ -1,8 +1,8 @@
 """Models to intervene on: tiny random ones of each architecture family for tests (`tiny`), and
-the embedded SmolLM2-135M-Instruct, loaded offline from a cached GGUF file (`load`).
+`load`: the embedded SmolLM2-135M-Instruct offline by default, or any saved or hub model.
 """
 
 from nbvene.models.families import FAMILIES, tiny
-from nbvene.models.smollm2 import load
+from nbvene.models.loader import load
 
 __all__ = ["FAMILIES", "load", "tiny"]

