@@ -2,8 +2,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# independent tests on every core (pytest-xdist); WORKERS=0 runs them in this process
+WORKERS ?= auto
+QUICK := not smollm2 and not notebooks and not lab
 
-.PHONY: setup browser demo test lint widgets
+.PHONY: setup browser demo test check lint widgets package minimum
 
 setup: $(VENV)/.installed
 
@@ -28,8 +31,27 @@ browser:
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
 	  fonts-liberation >/dev/null; } || echo "note: no Chromium; the browser tests will be skipped"
 
+# the whole suite: what .ci/run runs
 test: lint browser
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(WORKERS) $(PYTEST_ARGS)
+
+# a contributor's quick check: lint and the tests on tiny models (a few minutes on 2 cores)
+check: lint
+	$(PY) -m pytest -n $(WORKERS) -q -m "$(QUICK)" $(PYTEST_ARGS)
+
+# what `pip install nbvene` gives a new user, and the Binder image build, each in a fresh venv
+package: setup
+	bash packaging/check.sh
+	bash packaging/binder.sh
+
+# the tiny-model tests on the lowest versions pyproject.toml claims (constraints-min.txt)
+minimum: .venv-min/.installed
+	.venv-min/bin/python -m pytest -n $(WORKERS) -q -m "$(QUICK)" -p no:cacheprovider $(PYTEST_ARGS)
+
+.venv-min/.installed: pyproject.toml constraints-min.txt
+	python3 -m venv .venv-min
+	.venv-min/bin/python -m pip install -q -c constraints-min.txt ".[test]"
+	touch $@
 
 # the widget tests alone: Python, the front end in Chromium, and JupyterLab end to end
 widgets: setup browser
