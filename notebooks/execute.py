@@ -5,18 +5,23 @@
 
 Each runs in a fresh kernel of this Python, from the notebooks/ folder; the time each took is
 printed, wall clock and the kernel's CPU time (less sensitive to a busy machine).
-`tests/test_notebooks.py` runs them the same way and compares with what is stored.
+`tests/test_notebooks.py` runs them the same way and compares with what is stored, but one
+after another in one kernel (`one_kernel`), reset in between, so that nbvene is imported and
+SmolLM2 loaded once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
+from jupyter_client import KernelManager
 from nbclient import NotebookClient
 
 FOLDER = Path(__file__).resolve().parent
@@ -34,12 +39,52 @@ def is_progress_bar(output) -> bool:
     return output.output_type == "display_data" and text.startswith("nbvene:")
 
 
-def execute(path: Path, *, cwd: Path | None = None) -> nbformat.NotebookNode:
-    """Run one notebook in a new kernel (working directory `cwd`, else its own folder) and
-    return it with fresh outputs, progress bars left out; the file is not written."""
+# What a notebook may have left in a shared kernel: its names, the extension and its %config.
+# Modules stay imported, and so the embedded model stays loaded (nv.models.load caches it).
+RESET = """
+get_ipython().run_line_magic("reset", "-f")
+if "nbvene" in get_ipython().extension_manager.loaded:
+    get_ipython().extension_manager.unload_extension("nbvene")
+get_ipython().config.pop("Intervene", None)
+__import__("os").chdir({cwd!r})
+"""
+
+
+@contextlib.contextmanager
+def one_kernel() -> Iterator[KernelManager]:
+    """A kernel of this Python for several notebooks, one after another: `execute(kernel=)`."""
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel()
+    try:
+        yield manager
+    finally:
+        manager.shutdown_kernel(now=True)
+
+
+def _reset(kernel: KernelManager, cwd: Path) -> None:
+    client = kernel.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=120)
+        reply = client.execute_interactive(RESET.format(cwd=str(cwd)), store_history=False)
+    finally:
+        client.stop_channels()
+    if reply["content"]["status"] != "ok":
+        raise RuntimeError(f"could not reset the kernel: {reply['content']}")
+
+
+def execute(
+    path: Path, *, cwd: Path | None = None, kernel: KernelManager | None = None
+) -> nbformat.NotebookNode:
+    """Run one notebook (working directory `cwd`, else its own folder) in a new kernel, or in
+    `kernel` after resetting it; return it with fresh outputs, progress bars left out; the
+    file is not written."""
     nb = nbformat.read(path, as_version=4)
+    if kernel is not None:
+        _reset(kernel, cwd or path.parent)
     client = NotebookClient(
         nb,
+        km=kernel,
         timeout=TIMEOUT,
         kernel_name="python3",
         record_timing=False,  # stored notebooks change only where their outputs do

@@ -1,8 +1,8 @@
 """The tutorials in notebooks/ run top to bottom, and every cell's outputs keep the shape that is
-stored: as many outputs, of the same types and MIME keys (numbers are not compared). Each runs
-with nbclient in a fresh kernel of this environment's Python, as `notebooks/execute.py` runs
-them (which leaves sweeps' progress bars out); after a deliberate change, re-execute and store
-them with that script."""
+stored: as many outputs, of the same types and MIME keys (numbers are not compared). They run
+with nbclient as `notebooks/execute.py` runs them (which leaves sweeps' progress bars out), one
+after another in one kernel per test process, reset in between; after a deliberate change,
+re-execute and store them with that script (a fresh kernel each)."""
 
 from __future__ import annotations
 
@@ -43,10 +43,16 @@ def _param(path: Path):
     return pytest.param(path, id=path.stem, marks=marks)
 
 
+@pytest.fixture(scope="module")
+def kernel():
+    with execute.one_kernel() as manager:
+        yield manager
+
+
 @pytest.mark.parametrize("path", [_param(p) for p in execute.tutorials()])
-def test_tutorial_runs_and_keeps_its_outputs(path: Path, tmp_path: Path):
+def test_tutorial_runs_and_keeps_its_outputs(path: Path, tmp_path: Path, kernel):
     stored = nbformat.read(path, as_version=4)
-    ran = execute.execute(path, cwd=tmp_path)  # files it writes go to tmp_path
+    ran = execute.execute(path, cwd=tmp_path, kernel=kernel)  # files it writes go to tmp_path
     assert len(ran.cells) == len(stored.cells)
     for index, (old, new) in enumerate(zip(stored.cells, ran.cells, strict=True)):
         if old.cell_type != "code":
