@@ -9,6 +9,7 @@ import torch
 import transformers
 from torch import nn
 
+from nbvene.engine.lock import runs_model
 from nbvene.engine.memory import rows_within
 from nbvene.engine.run import Interrupted, Outcome, Progress, device_of, execute
 from nbvene.errors import NbveneError, SweepInterrupted
@@ -41,6 +42,7 @@ def plan(
     return resolve(parsed, model, tokenizer, namespace, sites)
 
 
+@runs_model
 def run(
     spec: str | Spec,
     *,

@@ -8,11 +8,13 @@ import torch
 from torch import nn
 
 from nbvene.api import run
+from nbvene.engine.lock import runs_model
 from nbvene.results import Axis, Result
 
 PANELS = {"block": "block_output", "mlp": "mlp_output", "attention": "attention_output"}
 
 
+@runs_model
 def causal_trace(
     prompt: str,
     subject: str,

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 
 from torch import nn
 
+from nbvene.engine.lock import holding
 from nbvene.errors import NbveneError
 from nbvene.spec import Slider, Spec
 from nbvene.steer.generation import Generation
@@ -81,7 +82,8 @@ class Knob:
             self.cache.move_to_end(key)
             return self.cache[key]
         rows = self.steering.rows(dict(zip(self.steering.sliders, key, strict=True)))
-        made = generation(self.steering, rows, use_cache=self.use_cache)
+        with holding(self.steering.model, "the steering knob"):
+            made = generation(self.steering, rows, use_cache=self.use_cache)
         self.cache[key] = made
         if len(self.cache) > self.keep:
             self.cache.popitem(last=False)

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from nbvene.engine.lock import holding
 from nbvene.engine.run import device_of
 from nbvene.errors import NbveneError
 from nbvene.sites import Site, SiteMap
@@ -108,8 +109,9 @@ class Trained(nn.Module):
         plan = plan_examples(self.bound, self.model, self.tokenizer, values, self.sites)
         check_trainable(plan, "evaluate")
         labels = labels_of(plan, values, self.tokenizer, objective is None)
-        forward = Forward(plan)
-        return measure(forward, list(range(len(plan.base))), labels, objective, batch_size)
+        with holding(self.model, "evaluate"):
+            forward = Forward(plan)
+            return measure(forward, list(range(len(plan.base))), labels, objective, batch_size)
 
     def final(self) -> dict:
         """The scores at the end of training: the last epoch's held-out ones, or the loss of
