@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -31,7 +32,9 @@ class Result:
     """What `nv.run` returns.
 
     `values` has one dimension per axis in `axes` (for `collect:`, then the unit's own
-    dimensions); `clean` and `corrupted` are the metric's baselines per example.
+    dimensions); `clean` and `corrupted` are the metric's baselines per example. `rerun`, when
+    the Result came from a sweep, re-runs one cell (`rerun(index)`, what a heatmap click shows);
+    it holds the model weakly, so keeping a Result does not keep the model's memory.
     """
 
     values: torch.Tensor
@@ -41,6 +44,7 @@ class Result:
     clean: torch.Tensor | None = None
     corrupted: torch.Tensor | None = None
     meta: dict = field(default_factory=dict)
+    rerun: Callable | None = field(default=None, repr=False, compare=False)
 
     @property
     def labels(self) -> dict[str, tuple]:
