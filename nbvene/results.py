@@ -142,19 +142,17 @@ class Result:
         """A self-contained HTML page: the figure, the spec and where it ran (no scripts, no
         links, works offline)."""
         from nbvene.figures import page
+        from nbvene.files import write_bytes
 
-        text = page(self)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
+        write_bytes(path, page(self).encode("utf-8"))
 
     def save_png(self, path, *, scale: float = 2.0) -> None:
         """The Altair chart as a PNG, rendered offline by vl-convert (`scale` multiplies the
         pixels); needs `pip install altair vl-convert-python`."""
         from nbvene.figures import png
+        from nbvene.files import write_bytes
 
-        image = png(self, scale=scale)  # before opening: a missing package leaves no empty file
-        with open(path, "wb") as f:
-            f.write(image)
+        write_bytes(path, png(self, scale=scale))  # written whole: a failure leaves no file
 
 
 def _widget_view(res: Result) -> tuple[dict, dict]:
