@@ -9,6 +9,8 @@ import pytest
 import torch
 
 import nbvene as nv
+from nbvene.engine.attention import NAME
+from nbvene.engine.hooks import Hooks
 
 PATTERNS = (
     'base: "The Colosseum is located in the city of"\n'
@@ -139,3 +141,18 @@ def test_each_model_has_its_own_lock_and_keeps_nothing_alive(llama):
     del other
     gc.collect()
     assert gone() is None
+
+
+def test_the_attention_switch_is_given_back_in_any_order(llama):
+    """Two runs' edits that end out of order (as two unlocked threads' would): the switch stays
+    while either holds it, and the original comes back when the last one goes."""
+    model, _ = llama
+    attention = model.model.layers[0].self_attn
+    first, second = Hooks(model), Hooks(model)
+    first.on(attention, "weights", lambda p: None)
+    second.on(attention, "weights", lambda p: None)
+    assert model.config._attn_implementation == NAME
+    first.remove()
+    assert model.config._attn_implementation == NAME
+    second.remove()
+    assert model.config._attn_implementation == "sdpa"
