@@ -315,7 +315,8 @@ def _load_tensors(file: Path, declared: dict, modules: dict, config: dict, devic
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as e:
-            raise NbveneError(
+            raise bad(
+                file,
                 f"the saved tensors of {entry['statement']!r} do not fit the intervention: "
                 f"{str(e).splitlines()[0]}",
                 hint="load it onto the model (and with the modules) it was trained with",

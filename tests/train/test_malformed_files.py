@@ -273,3 +273,32 @@ def test_the_good_folder_still_loads_and_runs_the_same(good, llama):
     base, source = torch.randn(3, 16), torch.randn(3, 16)
     assert torch.equal(again(base, source), nv.load(good, model=model)(base, source))
     assert again.intervention.width == 16
+
+
+class Scale(torch.nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.ones(width))
+
+    def forward(self, base, source):
+        return base + self.gain * (source - base)
+
+
+def test_your_own_module_of_another_shape_is_refused_naming_the_file(tmp_path):
+    model = torch.nn.Sequential()
+    model.hidden = torch.nn.Linear(4, 4)
+    examples = dict(base=torch.randn(8, 4), source=torch.randn(8, 4), label=torch.zeros(8).long())
+    trained = nv.train(
+        "base: {base}\nsource: {source}\npatch: hidden.output via {mine}\nlabel: {label}",
+        model=model,
+        namespace={**examples, "mine": Scale(4)},
+        epochs=1,
+        held_out=None,
+        progress=False,
+    )
+    folder = trained.save(tmp_path / "mine")
+    with pytest.raises(nv.NbveneError, match="do not fit the intervention") as info:
+        nv.load(folder, model=model, namespace={"mine": Scale(3)})
+    assert TENSORS in str(info.value)
+    assert torch.equal(nv.load(folder, model=model, namespace={"mine": Scale(4)}).intervention.gain,
+                       trained.intervention.gain)  # fmt: skip
