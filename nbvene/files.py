@@ -83,6 +83,8 @@ def parse_json(raw: bytes | str, path: Path | str, what: str) -> dict:
 def _check_depth(text: str, path: Path | str) -> None:
     """Refuse deep nesting before the JSON parser recurses into it (brackets inside strings
     count too: a string of that many brackets is no nbvene file either)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return  # too few brackets to nest that deep: no need to walk the text
     depth = 0
     for ch in text:
         if ch in "[{":
