@@ -60,6 +60,8 @@ _making = threading.Lock()
 
 def lock(model: nn.Module) -> ModelLock:
     """The model's lock, made on first use (one per model, shared by every thread)."""
+    if not isinstance(model, nn.Module):
+        raise NbveneError(f"nv.lock takes a torch.nn.Module, got {type(model).__name__}")
     with _making:
         found = _locks.get(model)
         if found is None:

@@ -137,6 +137,8 @@ def test_each_model_has_its_own_lock_and_keeps_nothing_alive(llama):
     with nv.lock(model):
         ran = together(lambda m=other: nv.run(PATTERNS, model=m, tokenizer=tok))
         assert ran == []
+    with pytest.raises(nv.NbveneError, match=r"takes a torch\.nn\.Module, got str"):
+        nv.lock("gpt2")
     gone = weakref.ref(other)
     del other
     gc.collect()
