@@ -274,12 +274,14 @@ def load(path: str | Path, *, model: nn.Module, tokenizer=None, namespace: Mappi
         elif entry["type"] in CONSTRUCTORS:
             try:
                 module = build(entry["type"], entry["args"] or {})
-            except (NbveneError, TypeError, ValueError) as e:
+                module.build(entry["width"])
+            except (NbveneError, TypeError, ValueError, IndexError, RuntimeError) as e:
                 raise bad(
                     config_path,
-                    f"field 'interventions[{i}].args' does not build {entry['type']}: {e}",
+                    f"field 'interventions[{i}].args' does not build {entry['type']} for width "
+                    f"{entry['width']}: {getattr(e, 'message', e)}",
+                    hint=getattr(e, "hint", None),
                 ) from None
-            module.build(entry["width"])
         else:
             raise NbveneError(
                 f"unknown intervention type {entry['type']!r} in {config_path}",

@@ -186,6 +186,10 @@ CASES = {
     "width missing": (entry(lambda e: e.pop("width")), CONFIG),
     "args of the wrong type": (entry(lambda e: e.update(args={"k": "one"})), CONFIG),
     "args larger than the width": (entry(lambda e: e.update(args={"k": 17, "seed": 0})), CONFIG),
+    "args that do not build": (
+        entry(lambda e: e.update(type="interchange", args={"dims": [99]})),
+        CONFIG,
+    ),
     "unknown intervention type": (entry(lambda e: e.update(type="telepathy")), CONFIG),
     "name not in the spec": (entry(lambda e: e.update(name="nobody")), CONFIG),
     "index missing": (entry(lambda e: e.pop("index")), CONFIG),
