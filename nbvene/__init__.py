@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 from nbvene import figures, interventions, models
 from nbvene.api import plan, run
+from nbvene.engine.lock import ModelLock, lock
 from nbvene.errors import NbveneError, SweepInterrupted
 from nbvene.path_patch import path_patch
 from nbvene.results import Result
@@ -37,6 +38,7 @@ def unload_ipython_extension(ipython) -> None:
 __all__ = [
     "Generation",
     "Intervened",
+    "ModelLock",
     "NbveneError",
     "Result",
     "SiteMap",
@@ -51,6 +53,7 @@ __all__ = [
     "interventions",
     "load",
     "load_ipython_extension",
+    "lock",
     "models",
     "parse",
     "path_patch",

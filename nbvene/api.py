@@ -9,7 +9,9 @@ import torch
 import transformers
 from torch import nn
 
+from nbvene.engine.lock import runs_model
 from nbvene.engine.memory import rows_within
+from nbvene.engine.rerun import Rerun
 from nbvene.engine.run import Interrupted, Outcome, Progress, device_of, execute
 from nbvene.errors import NbveneError, SweepInterrupted
 from nbvene.plan import Plan, resolve
@@ -41,6 +43,7 @@ def plan(
     return resolve(parsed, model, tokenizer, namespace, sites)
 
 
+@runs_model
 def run(
     spec: str | Spec,
     *,
@@ -197,9 +200,8 @@ def _result(p: Plan, outcome, tokenizer=None) -> Result:
         clean=clean,
         corrupted=corrupted,
         meta=_meta(p),
+        rerun=Rerun([p], tokenizer),
     )
-    # kept so a heatmap can re-run one clicked cell (Result itself stays plain data)
-    result._plan, result._tokenizer = p, tokenizer
     return result
 
 

@@ -8,11 +8,13 @@ from collections.abc import Callable, Mapping, Sequence
 from torch import nn
 
 from nbvene.api import run
+from nbvene.engine.lock import runs_model
 from nbvene.errors import NbveneError
 from nbvene.results import Result
 from nbvene.sites import SiteMap
 
 
+@runs_model
 def path_patch(
     base,
     source,

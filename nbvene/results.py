@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -31,7 +32,9 @@ class Result:
     """What `nv.run` returns.
 
     `values` has one dimension per axis in `axes` (for `collect:`, then the unit's own
-    dimensions); `clean` and `corrupted` are the metric's baselines per example.
+    dimensions); `clean` and `corrupted` are the metric's baselines per example. `rerun`, when
+    the Result came from a sweep, re-runs one cell (`rerun(index)`, what a heatmap click shows);
+    it holds the model weakly, so keeping a Result does not keep the model's memory.
     """
 
     values: torch.Tensor
@@ -41,6 +44,7 @@ class Result:
     clean: torch.Tensor | None = None
     corrupted: torch.Tensor | None = None
     meta: dict = field(default_factory=dict)
+    rerun: Callable | None = field(default=None, repr=False, compare=False)
 
     @property
     def labels(self) -> dict[str, tuple]:
@@ -138,19 +142,17 @@ class Result:
         """A self-contained HTML page: the figure, the spec and where it ran (no scripts, no
         links, works offline)."""
         from nbvene.figures import page
+        from nbvene.files import write_bytes
 
-        text = page(self)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
+        write_bytes(path, page(self).encode("utf-8"))
 
     def save_png(self, path, *, scale: float = 2.0) -> None:
         """The Altair chart as a PNG, rendered offline by vl-convert (`scale` multiplies the
         pixels); needs `pip install altair vl-convert-python`."""
         from nbvene.figures import png
+        from nbvene.files import write_bytes
 
-        image = png(self, scale=scale)  # before opening: a missing package leaves no empty file
-        with open(path, "wb") as f:
-            f.write(image)
+        write_bytes(path, png(self, scale=scale))  # written whole: a failure leaves no file
 
 
 def _widget_view(res: Result) -> tuple[dict, dict]:

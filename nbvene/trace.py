@@ -8,11 +8,14 @@ import torch
 from torch import nn
 
 from nbvene.api import run
+from nbvene.engine.lock import runs_model
+from nbvene.engine.rerun import Rerun
 from nbvene.results import Axis, Result
 
 PANELS = {"block": "block_output", "mlp": "mlp_output", "attention": "attention_output"}
 
 
+@runs_model
 def causal_trace(
     prompt: str,
     subject: str,
@@ -57,8 +60,7 @@ def causal_trace(
         clean=first.clean,
         corrupted=first.corrupted,
         meta={**first.meta, "specs": specs},
+        # one plan per panel, so a heatmap click can re-run the cell it names
+        rerun=Rerun.panels([r.rerun for r in results.values()]),
     )
-    # one plan per panel, so a heatmap click can re-run the cell it names
-    traced._plans = [r._plan for r in results.values()]
-    traced._tokenizer = tokenizer
     return traced

@@ -7,6 +7,7 @@ attention module it runs for between the softmax and the product with the values
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable
 
@@ -15,6 +16,11 @@ from torch import nn
 
 NAME = "nbvene_eager"
 _edits: weakref.WeakKeyDictionary[nn.Module, list[Callable]] = weakref.WeakKeyDictionary()
+# per config (by id: configs are unhashable; an entry lives only while edits hold it): the
+# implementation it had before nbvene switched it, and how many edits hold the switch. The last
+# one to go gives the original back, in whatever order they go.
+_switched: dict[int, list] = {}
+_switching = threading.Lock()
 
 
 def eager_attention(
@@ -61,16 +67,28 @@ def on_weights(model: nn.Module, module: nn.Module, edit: Callable) -> Callable[
         return None if new is None else new.reshape(b, q, h, k).transpose(1, 2)
 
     _edits.setdefault(module, []).append(edit_probs)
-    configs = {id(c): c for c in (getattr(model, "config", None), getattr(module, "config", None))}
-    saved = [(c, c._attn_implementation) for c in configs.values() if c is not None]
-    for config, _ in saved:
-        config._attn_implementation = NAME
+    found = (getattr(model, "config", None), getattr(module, "config", None))
+    configs = [c for c in {id(c): c for c in found if c is not None}.values()]
+    with _switching:
+        for config in configs:
+            held = _switched.setdefault(id(config), [config._attn_implementation, 0])
+            held[1] += 1
+            config._attn_implementation = NAME
+    done = []
 
     def undo() -> None:
+        if done:
+            return
+        done.append(True)
         edits = _edits.get(module, [])
         if edit_probs in edits:
             edits.remove(edit_probs)
-        for config, old in reversed(saved):
-            config._attn_implementation = old
+        with _switching:
+            for config in configs:
+                held = _switched[id(config)]
+                held[1] -= 1
+                if held[1] == 0:
+                    config._attn_implementation = held[0]
+                    del _switched[id(config)]
 
     return undo

@@ -3,6 +3,7 @@ traitlets (`%config Intervene.max_batch = 32`, or `[tool.nbvene]` in pyproject.t
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import weakref
@@ -289,12 +290,18 @@ class Intervene(Magics):
         return None, None
 
     def sites_of(self, model: nn.Module):
+        # the cached map keeps no reference to its model: a WeakKeyDictionary whose value holds
+        # its key would keep the model (and its memory) for as long as the extension is loaded
         if model not in self._sites:
             try:
-                self._sites[model] = nv.SiteMap(model)
+                found = nv.SiteMap(model)
             except Exception:  # completion must never fail loudly
                 return None
-        return self._sites[model]
+            found.model = None
+            self._sites[model] = found
+        found = copy.copy(self._sites[model])
+        found.model = model
+        return found
 
     def _move(self, name: str, model: nn.Module, device: str) -> None:
         try:

@@ -11,6 +11,7 @@ from torch import nn
 
 from nbvene.engine.edits import store_edit
 from nbvene.engine.hooks import Hooks
+from nbvene.engine.lock import runs_model
 from nbvene.engine.run import device_of
 from nbvene.errors import NbveneError
 from nbvene.plan.prompts import Prompt, pad, tokenize
@@ -20,6 +21,7 @@ from nbvene.steer.vector import Vector
 METHODS = ("mean_diff", "pca", "diff")
 
 
+@runs_model
 def vector(
     positive: str | Sequence[str],
     negative: str | Sequence[str],

@@ -4,11 +4,14 @@ panel's columns, the steered tokens that depart from the baseline marked."""
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from torch import nn
 
+from nbvene.engine.lock import holding
 from nbvene.errors import NbveneError
 from nbvene.spec import Slider, Spec
 from nbvene.steer.generation import Generation
@@ -49,7 +52,10 @@ class Knob:
                 "the knob needs a slider: write by {v} * slider(-4, 4, 1)",
                 hint="without sliders, nv.generate shows baseline and steered text",
             )
-        self.steering, self.use_cache, self.keep = steering, use_cache, keep
+        # the model is held weakly: a panel kept by the notebook does not keep its memory
+        self._model = weakref.ref(steering.model)
+        self.steering = replace(steering, model=None)
+        self.use_cache, self.keep = use_cache, keep
         self.cache: OrderedDict[tuple[float, ...], Generation] = OrderedDict()
 
     @property
@@ -80,8 +86,15 @@ class Knob:
         if key in self.cache:
             self.cache.move_to_end(key)
             return self.cache[key]
+        model = self._model()
+        if model is None:
+            raise NbveneError(
+                "the model this knob steers has been deleted, so it cannot generate again",
+                hint="load the model and re-run the cell that made the knob",
+            )
         rows = self.steering.rows(dict(zip(self.steering.sliders, key, strict=True)))
-        made = generation(self.steering, rows, use_cache=self.use_cache)
+        with holding(model, "the steering knob"):
+            made = generation(replace(self.steering, model=model), rows, use_cache=self.use_cache)
         self.cache[key] = made
         if len(self.cache) > self.keep:
             self.cache.popitem(last=False)

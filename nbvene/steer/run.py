@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from nbvene.engine.lock import runs_model
 from nbvene.errors import NbveneError
 from nbvene.results import Axis, Result
 from nbvene.spec import Spec, parse
@@ -17,6 +18,7 @@ from nbvene.steer.generation import Generation
 from nbvene.steer.plan import Steering, bind
 
 
+@runs_model
 def generate(
     spec: str | Spec,
     *,
@@ -81,6 +83,7 @@ def generation(
     )
 
 
+@runs_model
 def measure(
     spec: str | Spec,
     *,

@@ -10,9 +10,20 @@ from pathlib import Path
 import torch
 
 from nbvene.errors import NbveneError
+from nbvene.files import FLOATS, bad, parse_json, read_header, read_tensors, write_safetensors
 
 _KEY = "nbvene_vector"
 _VERSION = 1
+_FIELDS = (
+    ("site", str, "a component name"),
+    ("layer", (int, type(None)), "a layer number or null"),
+    ("model", (str, type(None)), "a model name or null"),
+    ("provenance", dict, "an object"),
+)
+
+
+def _whole(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,8 +66,6 @@ class Vector:
 
     def save(self, path: str | Path) -> Path:
         """Write the vector to `path` (a `.safetensors` file, its description in the header)."""
-        from safetensors.torch import save_file
-
         path = Path(path)
         about = {
             "version": _VERSION,
@@ -66,26 +75,51 @@ class Vector:
             "provenance": self.provenance,
         }
         tensor = self.values.detach().cpu().contiguous()
-        save_file({"values": tensor}, str(path), metadata={_KEY: json.dumps(about)})
-        return path
+        return write_safetensors(path, {"values": tensor}, metadata={_KEY: json.dumps(about)})
 
     @classmethod
     def load(cls, path: str | Path) -> Vector:
-        """The vector `save` wrote."""
-        from safetensors import safe_open
-
+        """The vector `save` wrote, every field checked before its numbers are read: one
+        finite float tensor `values` of shape (d,) or (k, d), and a description of known
+        version whose fields have their types. Anything else is an `NbveneError` naming the
+        file."""
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise NbveneError(f"no vector file {str(path)!r}")
-        with safe_open(str(path), framework="pt") as f:
-            header = (f.metadata() or {}).get(_KEY)
-            if header is None:
-                raise NbveneError(
-                    f"{str(path)!r} is a safetensors file, but not an nbvene vector",
-                    hint="write one with Vector.save",
-                )
-            values = f.get_tensor("values")
-        about = json.loads(header)
+        entries, meta = read_header(path, "a vector file")
+        if _KEY not in meta:
+            raise bad(
+                path,
+                "is a safetensors file, but not an nbvene vector (no description in its header)",
+                hint="write one with Vector.save",
+            )
+        about = parse_json(meta[_KEY], path, "the vector's description")
+        version = about.get("version")
+        if not _whole(version) or not 1 <= version <= _VERSION:
+            raise bad(
+                path,
+                f"version {version!r} of the vector's description is not one this nbvene reads "
+                f"(1..{_VERSION})",
+                hint="it was written by a newer nbvene; upgrade" if _whole(version) else None,
+            )
+        for name, kinds, what in _FIELDS:
+            if name not in about:
+                raise bad(path, f"the vector's description has no field {name!r}")
+            if not isinstance(about[name], kinds) or isinstance(about[name], bool):
+                raise bad(path, f"field {name!r} should be {what}, got {about[name]!r:.60}")
+        if set(entries) != {"values"}:
+            raise bad(
+                path,
+                f"a vector file holds one tensor, 'values'; this one holds {sorted(entries)}",
+            )
+        entry = entries["values"]
+        if entry.dtype not in FLOATS:
+            raise bad(path, f"tensor 'values' is {entry.dtype}, and a vector is floating point")
+        if len(entry.shape) not in (1, 2) or 0 in entry.shape:
+            raise bad(
+                path, f"tensor 'values' has shape {list(entry.shape)}; a vector is (d,) or (k, d)"
+            )
+        values = read_tensors(path, entries)["values"]
         return cls(values, about["site"], about["layer"], about["model"], about["provenance"])
 
     def __repr__(self) -> str:

@@ -10,6 +10,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from nbvene.engine.lock import holding
 from nbvene.engine.run import device_of
 from nbvene.errors import NbveneError
 from nbvene.spec import Spec, Var, parse
@@ -87,4 +88,5 @@ class Intervened(nn.Module):
         grad_source = torch.is_grad_enabled() and any(
             p.requires_grad for p in self.model.parameters()
         )
-        return Forward(plan, grad_source=grad_source)(range(len(plan.base)))
+        with holding(self.model, "Intervened"):
+            return Forward(plan, grad_source=grad_source)(range(len(plan.base)))

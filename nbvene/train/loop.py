@@ -13,6 +13,7 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
+from nbvene.engine.lock import runs_model
 from nbvene.errors import NbveneError
 from nbvene.plan.plan import Plan
 from nbvene.sites import SiteMap
@@ -27,6 +28,7 @@ Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """`loss(outputs, labels) -> scalar`: outputs (batch, classes) at the read position."""
 
 
+@runs_model
 def train(
     spec: str | Spec,
     *,

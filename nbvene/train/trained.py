@@ -10,13 +10,25 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from nbvene.engine.lock import holding
 from nbvene.engine.run import device_of
 from nbvene.errors import NbveneError
+from nbvene.files import (
+    DTYPES,
+    FLOATS,
+    bad,
+    read_header,
+    read_json,
+    read_tensors,
+    write_bytes,
+    write_safetensors,
+)
 from nbvene.sites import Site, SiteMap
 from nbvene.spec import Index, Spec, Var, format_spec, parse
 from nbvene.train.bind import named, via_modules
@@ -108,8 +120,9 @@ class Trained(nn.Module):
         plan = plan_examples(self.bound, self.model, self.tokenizer, values, self.sites)
         check_trainable(plan, "evaluate")
         labels = labels_of(plan, values, self.tokenizer, objective is None)
-        forward = Forward(plan)
-        return measure(forward, list(range(len(plan.base))), labels, objective, batch_size)
+        with holding(self.model, "evaluate"):
+            forward = Forward(plan)
+            return measure(forward, list(range(len(plan.base))), labels, objective, batch_size)
 
     def final(self) -> dict:
         """The scores at the end of training: the last epoch's held-out ones, or the loss of
@@ -125,8 +138,6 @@ class Trained(nn.Module):
 
     def save(self, folder: str | Path) -> Path:
         """Write `config.json` and `interventions.safetensors` into `folder` (made if needed)."""
-        from safetensors.torch import save_file
-
         import nbvene
 
         folder = Path(folder)
@@ -170,8 +181,8 @@ class Trained(nn.Module):
             "history": [_json_numbers(r) for r in self.history],
             "train": _json_numbers(self.settings),
         }
-        save_file(tensors, str(folder / TENSORS), metadata={"format": "pt"})
-        (folder / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        write_safetensors(folder / TENSORS, tensors, metadata={"format": "pt"})
+        write_bytes(folder / CONFIG, (json.dumps(config, indent=2) + "\n").encode("utf-8"))
         return folder
 
     def push_to_hub(self, repo_id: str, *, subfolder: str | None = None,
@@ -220,27 +231,37 @@ def load(path: str | Path, *, model: nn.Module, tokenizer=None, namespace: Mappi
     weights are loaded into them.
     """
     folder = _local(path)
+    where = "point at the folder that trained.save(...) wrote"
+    if not folder.is_dir():
+        raise bad(folder, "is not a folder" if folder.exists() else "does not exist", hint=where)
     config_path = folder / CONFIG
-    if not config_path.is_file():
-        raise NbveneError(
-            f"{folder} has no {CONFIG}",
-            hint="point at the folder that trained.save(...) wrote",
-        )
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    if config.get("format") != FORMAT or config.get("format_version", 0) > FORMAT_VERSION:
-        raise NbveneError(
-            f"{config_path} is not a saved nbvene intervention this version reads "
-            f"(format {config.get('format')!r}, version {config.get('format_version')!r})"
-        )
+    if not config_path.exists():
+        empty = "is an empty folder: it" if not any(folder.iterdir()) else ""
+        raise bad(folder, f"{empty} has no {CONFIG}".strip(), hint=where)
+    config = read_json(config_path, "the interventions' config")
+    _check_config(config, config_path)
+    tensors_path = folder / TENSORS
+    declared, _ = read_header(tensors_path, "the interventions' tensors")
+    _check_tensors(config, config_path, declared, tensors_path)
     namespace = dict(namespace or {})
     sites = sites if sites is not None else config.get("sites")
-    spec = parse(config["spec"])
+    try:
+        spec = parse(config["spec"])
+    except NbveneError as e:
+        raise bad(config_path, f"field 'spec' does not parse: {e.message}") from None
     bound, _ = named(spec)
     device = device_of(model)
     modules: dict[str, nn.Module] = {}
     built = set()
-    for entry in config["interventions"]:
-        stmt = _statement(bound, entry["name"])
+    for i, entry in enumerate(config["interventions"]):
+        try:
+            stmt = _statement(bound, entry["name"])
+        except KeyError:
+            raise bad(
+                config_path,
+                f"field 'interventions[{i}].name' is {entry['name']!r}, and the spec has no "
+                f"via {{{entry['name']}}}",
+            ) from None
         _check_site(model, sites, stmt, entry, config)
         if entry["type"] == "module":
             module = namespace.get(entry["name"])
@@ -251,8 +272,16 @@ def load(path: str | Path, *, model: nn.Module, tokenizer=None, namespace: Mappi
                     hint=f"nv.load(..., namespace={{'{entry['name']}': {entry['class']}(...)}})",
                 )
         elif entry["type"] in CONSTRUCTORS:
-            module = build(entry["type"], entry["args"])
-            module.build(entry["width"])
+            try:
+                module = build(entry["type"], entry["args"] or {})
+                module.build(entry["width"])
+            except (NbveneError, TypeError, ValueError, IndexError, RuntimeError) as e:
+                raise bad(
+                    config_path,
+                    f"field 'interventions[{i}].args' does not build {entry['type']} for width "
+                    f"{entry['width']}: {getattr(e, 'message', e)}",
+                    hint=getattr(e, "hint", None),
+                ) from None
         else:
             raise NbveneError(
                 f"unknown intervention type {entry['type']!r} in {config_path}",
@@ -261,7 +290,7 @@ def load(path: str | Path, *, model: nn.Module, tokenizer=None, namespace: Mappi
         modules[entry["name"]] = module.to(device)
         if entry["type"] != "module":
             built.add(entry["name"])
-    _load_tensors(folder / TENSORS, modules, config, device)
+    _load_tensors(tensors_path, declared, modules, config, device)
     for name, module in via_modules(bound, namespace).items():
         modules.setdefault(name, module)
     return Trained(
@@ -279,10 +308,8 @@ def load(path: str | Path, *, model: nn.Module, tokenizer=None, namespace: Mappi
     )
 
 
-def _load_tensors(file: Path, modules: dict, config: dict, device) -> None:
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(file), device="cpu")
+def _load_tensors(file: Path, declared: dict, modules: dict, config: dict, device) -> None:
+    tensors = read_tensors(file, declared)
     for entry in config["interventions"]:
         prefix = f"{entry['index']}."
         state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -290,12 +317,137 @@ def _load_tensors(file: Path, modules: dict, config: dict, device) -> None:
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as e:
-            raise NbveneError(
+            raise bad(
+                file,
                 f"the saved tensors of {entry['statement']!r} do not fit the intervention: "
                 f"{str(e).splitlines()[0]}",
                 hint="load it onto the model (and with the modules) it was trained with",
             ) from None
         module.to(device)
+
+
+def _check_config(config: dict, path: Path) -> None:
+    """Every field `load` reads, with its type, before anything is built."""
+    if config.get("format") != FORMAT:
+        raise bad(
+            path,
+            f"is not a saved nbvene intervention (format {config.get('format')!r:.40}, "
+            f"expected {FORMAT!r})",
+            hint="point at the folder that trained.save(...) wrote",
+        )
+    version = config.get("format_version")
+    if not _whole(version) or not 1 <= version <= FORMAT_VERSION:
+        raise bad(
+            path,
+            f"format_version {version!r:.40} is not one this nbvene reads (1..{FORMAT_VERSION})",
+            hint="it was saved by a newer nbvene; upgrade" if _whole(version) else None,
+        )
+    _field(path, config, "spec", str, "the spec text")
+    _field(path, config, "interventions", list, "a list")
+    _field(path, config, "metrics", dict, "an object")
+    for key in ("sites", "model", "train"):
+        if config.get(key) is not None:
+            _field(path, config, key, dict, "an object or null")
+    if config.get("sites") and not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in config["sites"].items()
+    ):
+        raise bad(path, "field 'sites' should map component names to module paths")
+    if not isinstance(config.get("history", []), list) or not all(
+        isinstance(r, dict) for r in config.get("history", [])
+    ):
+        raise bad(path, "field 'history' should be a list of objects")
+    for key, value in config["metrics"].items():
+        if value is not None and not _number(value):
+            raise bad(path, f"field 'metrics.{key}' should be a number, got {value!r:.40}")
+    seen = set()
+    for i, entry in enumerate(config["interventions"]):
+        at = f"interventions[{i}]"
+        if not isinstance(entry, dict):
+            raise bad(path, f"field {at!r} should be an object")
+        _field(path, entry, "index", int, "a whole number", at)
+        _field(path, entry, "name", str, "a name", at)
+        _field(path, entry, "statement", str, "the spec line", at)
+        _field(path, entry, "type", str, "an intervention type", at)
+        _field(path, entry, "tensors", dict, "an object", at)
+        if entry["index"] in seen or entry["index"] < 0:
+            raise bad(path, f"field '{at}.index' is {entry['index']}, not a new index")
+        seen.add(entry["index"])
+        if entry["type"] != "module":
+            _field(path, entry, "width", int, "the units' width", at)
+            if entry["width"] < 1:
+                raise bad(path, f"field '{at}.width' is {entry['width']}")
+            if entry.get("args") is not None:
+                _field(path, entry, "args", dict, "an object", at)
+        for name, about in entry["tensors"].items():
+            shape = about.get("shape") if isinstance(about, dict) else None
+            if not isinstance(shape, list) or not all(_whole(n) and n >= 0 for n in shape):
+                raise bad(path, f"field '{at}.tensors.{name}.shape' should be a list of sizes")
+            if not isinstance(about.get("dtype"), str):
+                raise bad(path, f"field '{at}.tensors.{name}.dtype' should be a dtype name")
+
+
+def _field(path: Path, record: dict, key: str, kind: type, what: str, at: str = "") -> None:
+    name = f"{at}.{key}" if at else key
+    if key not in record:
+        raise bad(path, f"has no field {name!r}")
+    value = record[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise bad(path, f"field {name!r} should be {what}, got {value!r:.40}")
+
+
+def _whole(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _number(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+_DTYPE_NAMES = {str(dtype)[6:]: name for name, (dtype, _) in DTYPES.items()}
+
+
+def _check_tensors(config: dict, path: Path, declared: dict, file: Path) -> None:
+    """The tensors file holds exactly the tensors the config lists, with their shapes and
+    floating dtypes; each intervention's width is the one its tensors have (so nothing larger
+    than the files is ever built)."""
+    listed = {}
+    for i, entry in enumerate(config["interventions"]):
+        at = f"interventions[{i}]"
+        for name, about in entry["tensors"].items():
+            key = f"{entry['index']}.{name}"
+            listed[key] = (at, name, about)
+        if entry["type"] != "module" and entry["tensors"]:
+            widest = max((n for a in entry["tensors"].values() for n in a["shape"]), default=0)
+            if entry["width"] != widest:
+                raise bad(
+                    path,
+                    f"field '{at}.width' is {entry['width']}, and its tensors are at most "
+                    f"{widest} wide",
+                )
+            for arg, value in (entry.get("args") or {}).items():
+                if _whole(value) and value > entry["width"] and arg != "seed":
+                    raise bad(
+                        path,
+                        f"field '{at}.args.{arg}' is {value}, more than the width {entry['width']}",
+                    )
+    for key in declared:
+        if key not in listed:
+            raise bad(file, f"holds tensor {key!r}, which {CONFIG} does not list")
+    for key, (at, _name, about) in listed.items():
+        if key not in declared:
+            raise bad(file, f"has no tensor {key!r} ({CONFIG} lists it in {at}.tensors)")
+        found = declared[key]
+        if found.dtype not in FLOATS:
+            raise bad(
+                file, f"tensor {key!r} is {found.dtype}, and interventions are floating point"
+            )
+        if _DTYPE_NAMES.get(about["dtype"]) != found.dtype:
+            raise bad(file, f"tensor {key!r} is {found.dtype}, and {CONFIG} says {about['dtype']}")
+        if list(found.shape) != about["shape"]:
+            raise bad(
+                file,
+                f"tensor {key!r} has shape {list(found.shape)}, and {CONFIG} says {about['shape']}",
+            )
 
 
 def _local(path: str | Path) -> Path:
@@ -341,7 +493,7 @@ def site_of(model: nn.Module, sites, stmt) -> Site | None:
 
 def _check_site(model: nn.Module, sites, stmt, entry: dict, config: dict) -> None:
     """The model must have the site, with units of the width the intervention was made for."""
-    saved = config.get("model", {}).get("name")
+    saved = (config.get("model") or {}).get("name")
     try:
         site = site_of(model, sites, stmt)
     except NbveneError as e:
@@ -356,6 +508,10 @@ def _check_site(model: nn.Module, sites, stmt, entry: dict, config: dict) -> Non
         ) from None
     width = entry.get("width")
     found = site_width(model, site) if site is not None else None
+    if found is None and site is not None and site.view.by_head and site.view.fused == 1:
+        whole = site_width(model, replace(site, view=replace(site.view, by_head=False)))
+        heads = site.view.heads
+        found = whole // heads if whole and heads and whole % heads == 0 else None
     if width is not None and found is not None and found != width:
         raise NbveneError(
             f"{entry['statement']!r} was trained on units of width {width} (model {saved!r}), "

@@ -179,16 +179,11 @@ def meaning(result: Result) -> str:
 def cell_detail(result: Result, index: tuple[int, ...], k: int = TOP_K) -> dict:
     """Re-run one cell of a sweep (all its noise samples) and return its top-k next tokens
     and metric, next to the clean and corrupted runs'."""
-    from nbvene.engine.run import cell_logits
-
-    plan, index = _plan_of(result, index)
-    tokenizer = getattr(result, "_tokenizer", None)
-    rows = [i for i, r in enumerate(plan.rows) if tuple(r.cell) == tuple(index)]
-    if not rows:
-        raise ValueError(f"no patched run for cell {index}")
+    if result.rerun is None:
+        raise ValueError("this Result keeps no plan to re-run (made by hand, or loaded)")
     started = time.perf_counter()
-    out = cell_logits(plan, rows)
-    example = plan.rows[rows[0]].example
+    ran = result.rerun(index)
+    out, example, tokenizer = ran.logits, ran.example, ran.tokenizer
     metric = float(out.metric.mean())
     clean = _at(result.clean, example)
     corrupted = _at(result.corrupted, example)
@@ -203,18 +198,6 @@ def cell_detail(result: Result, index: tuple[int, ...], k: int = TOP_K) -> dict:
         else {"metric": clean, "top": _top(out.clean, tokenizer, k)},
         "corrupted": {"metric": corrupted, "top": _top(out.corrupted, tokenizer, k)},
     }
-
-
-def _plan_of(result: Result, index: tuple[int, ...]):
-    """The plan that made this cell: a Result of several runs (causal_trace's panels) keeps one
-    plan per index of its first axis."""
-    plans = getattr(result, "_plans", None)
-    if plans is not None:
-        return plans[index[0]], index[1:]
-    plan = getattr(result, "_plan", None)
-    if plan is None:
-        raise ValueError("this Result keeps no plan to re-run (made by hand, or loaded)")
-    return plan, index
 
 
 def _at(values: torch.Tensor | None, example: int) -> float | None:
