@@ -2,7 +2,8 @@
 l, so its forward pass starts from that run's hidden state at block l's input.
 
 The corrupted run records what the model passed to each block (hidden state, mask, position
-embeddings, …); the tail calls blocks l.. with those, then the final norm and the LM head.
+embeddings, …); the tail calls blocks l.. with those, then the final norm and the LM head. A
+corrupted run in several chunks records each, and `merge` joins them into one batch.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Tail:
         self.head = model.get_output_embeddings()
         self.softcap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
         self.inputs: dict[int, tuple[torch.Tensor, tuple, dict]] = {}
+        self.parts: dict[int, list[tuple[torch.Tensor, tuple, dict]]] = {}
 
     @staticmethod
     def supports(model: nn.Module, sites: SiteMap) -> bool:
@@ -43,19 +45,36 @@ class Tail:
         )
 
     def record(self, hooks: Hooks, layers: set[int]) -> None:
-        """Keep the inputs of blocks `layers` during the next forward pass (under `hooks`)."""
+        """Keep the inputs of blocks `layers` during the next forward pass (under `hooks`); the
+        passes of a chunked run are kept one after another, in row order."""
         for layer in layers:
             hooks.on_call(self.blocks[layer], self._keeper(layer))
 
     def _keeper(self, layer: int):
         def keep(args, kwargs):
             if args:
-                self.inputs[layer] = (args[0].detach(), args[1:], kwargs)
+                found = (args[0].detach(), args[1:], kwargs)
             else:
                 rest = {k: v for k, v in kwargs.items() if k != "hidden_states"}
-                self.inputs[layer] = (kwargs["hidden_states"].detach(), (), rest)
+                found = (kwargs["hidden_states"].detach(), (), rest)
+            self.parts.setdefault(layer, []).append(found)
 
         return keep
+
+    def merge(self) -> bool:
+        """Join the recorded chunks into one batch per layer; False when the chunks' inputs do
+        not join (a mask in one chunk and none in another): the rows then run full forwards."""
+        inputs = {}
+        for layer, parts in self.parts.items():
+            rows = [hidden.shape[0] for hidden, _, _ in parts]
+            hidden = torch.cat([h for h, _, _ in parts]) if len(parts) > 1 else parts[0][0]
+            args = _join([a for _, a, _ in parts], rows)
+            kwargs = _join([k for _, _, k in parts], rows)
+            if args is _UNJOINABLE or kwargs is _UNJOINABLE:
+                return False
+            inputs[layer] = (hidden, args, kwargs)
+        self.inputs, self.parts = inputs, {}
+        return True
 
     def forward(self, start: int, base_rows: list[int], read: torch.Tensor) -> torch.Tensor:
         """Logits at `read` positions for rows that start at block `start`; `base_rows` index
@@ -74,6 +93,41 @@ class Tail:
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits
+
+
+_UNJOINABLE = object()
+
+
+def _join(values: list, rows: list[int]):
+    """One value from the same argument of several chunks of `rows` rows each: tensors with a
+    row axis are concatenated, anything else must be the same in every chunk."""
+    first = values[0]
+    if len(values) == 1:
+        return first
+    if isinstance(first, torch.Tensor):
+        if not all(isinstance(v, torch.Tensor) for v in values):
+            return _UNJOINABLE
+        if all(v.dim() >= 2 and v.shape[0] == n for v, n in zip(values, rows, strict=True)):
+            return torch.cat(values)
+        same = all(v.shape == first.shape and torch.equal(v, first) for v in values[1:])
+        return first if same else _UNJOINABLE
+    if isinstance(first, tuple | list):
+        if not all(type(v) is type(first) and len(v) == len(first) for v in values):
+            return _UNJOINABLE
+        joined = [_join([v[i] for v in values], rows) for i in range(len(first))]
+        if any(j is _UNJOINABLE for j in joined):
+            return _UNJOINABLE
+        return type(first)(joined) if type(first) in (tuple, list) else tuple(joined)
+    if isinstance(first, dict):
+        if not all(isinstance(v, dict) and v.keys() == first.keys() for v in values):
+            return _UNJOINABLE
+        joined = {k: _join([v[k] for v in values], rows) for k in first}
+        return _UNJOINABLE if any(j is _UNJOINABLE for j in joined.values()) else joined
+    try:
+        same = all(v is first or bool(v == first) for v in values[1:])
+    except Exception:  # values that do not compare (a cache object, an array)
+        same = False
+    return first if same else _UNJOINABLE
 
 
 def _pick(value, rows: torch.Tensor, recorded: int):
