@@ -69,14 +69,16 @@ def run(
     `sites` maps component names to module paths for models nbvene has no adapter for.
 
     A sweep runs `max_batch` grid cells per forward pass (fewer if `max_memory`, bytes or
-    "2GB", says so; halved on out-of-memory). `progress(done, total)` is called after each
-    forward pass (a callback taking a third argument also gets the partial `Result`, cells
-    not run yet NaN); without it, long sweeps show a progress bar. With `live=True` (in a
-    notebook) a heatmap is shown before the sweep starts, fills in as it runs (with a Stop
-    button) and then becomes the Result's display; a run with no metric or no swept axis runs
-    as usual. With `start_at_layer`, a cell patched at layer l reuses the unpatched run below
-    l (Llama-family, GPT-2, GPT-NeoX). Interrupting (or Stop) raises `nv.SweepInterrupted`,
-    whose `.result` holds the finished cells.
+    "2GB", says so; halved on out-of-memory), and so do its source, baseline and `mean:`
+    runs. `progress(done, total)` is called after each forward pass of the grid, counting
+    cells (a cell's noise samples are not counted apart; a callback taking a third argument
+    also gets the partial `Result`, cells not run yet NaN); without it, long sweeps show a
+    progress bar. With `live=True` (in a notebook) a heatmap is shown before the sweep
+    starts, fills in as it runs (with a Stop button) and then becomes the Result's display; a
+    run with no metric or no swept axis runs as usual. With `start_at_layer`, a cell patched
+    at layer l reuses the unpatched run below l (Llama-family, GPT-2, GPT-NeoX). Interrupting
+    (or Stop) raises `nv.SweepInterrupted`, whose `.result` holds the finished cells (all NaN
+    if it came before the grid).
 
     A steering spec (`steer:`, `by mean_diff(...)`, a slider or a strength sweep) gives the
     metric on the steered forward pass of `base:` (see docs/steering.md; `nv.generate` makes
@@ -100,7 +102,7 @@ def run(
         return _live(p, tokenizer, max_batch=max_batch, start_at_layer=start_at_layer)
     bar = None
     if progress is None and len(p.rows) > 4 * max_batch:
-        bar = progress = _bar(len(p.rows))
+        bar = progress = _bar(len(p.rows) // _samples(p), _samples(p))
     try:
         outcome = execute(
             p, max_batch=max_batch, progress=_partial(p, progress), start_at_layer=start_at_layer
@@ -114,14 +116,22 @@ def run(
 
 
 def _partial(p: Plan, progress: Progress | None) -> Progress | None:
-    """A callback taking (done, total, partial) gets a partial Result, not the engine's rows."""
+    """The engine counts rows (a cell's noise samples are rows of their own); the user's
+    callback counts cells, and one taking (done, total, partial) gets a partial Result."""
     if progress is None:
         return None
+    samples = _samples(p)
     try:
         inspect.signature(progress).bind(0, 0, None)
     except (TypeError, ValueError):
-        return progress
-    return lambda done, total, outcome: progress(done, total, _result(p, outcome))
+        return lambda done, total: progress(done // samples, total // samples)
+    return lambda done, total, outcome: progress(
+        done // samples, total // samples, _result(p, outcome)
+    )
+
+
+def _samples(p: Plan) -> int:
+    return p.corrupt.samples if p.corrupt is not None else 1
 
 
 def _drawable(p: Plan) -> bool:
@@ -163,10 +173,12 @@ def _shown(result: Result, sweep) -> None:
     sweep.widget.live_display.update(result)
 
 
-def _bar(total: int):
+def _bar(total: int, samples: int = 1):
+    """A bar over cells (not rows: a cell's noise samples are shown apart)."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, unit="cell", desc="nbvene", leave=False)
+    postfix = f"{samples} noise samples each" if samples > 1 else None
+    bar = tqdm(total=total, unit=" cells", desc="nbvene", leave=False, postfix=postfix)
 
     def update(done: int, _total: int) -> None:
         bar.update(done - bar.n)
@@ -176,7 +188,7 @@ def _bar(total: int):
 
 
 def _result(p: Plan, outcome, tokenizer=None) -> Result:
-    samples = p.corrupt.samples if p.corrupt is not None else 1
+    samples = _samples(p)
     examples = len(p.base)
     cells = [len(a.labels) for a in p.axes if a.name != "example"]
     unit = tuple(outcome.values.shape[1:])
