@@ -10,7 +10,13 @@ __version__ = "0.1.0"
 
 from nbvene import figures, interventions, models
 from nbvene.api import plan, run
-from nbvene.errors import NbveneError, SweepInterrupted
+from nbvene.errors import (
+    GenerationInterrupted,
+    Interrupted,
+    NbveneError,
+    SweepInterrupted,
+    TrainingInterrupted,
+)
 from nbvene.path_patch import path_patch
 from nbvene.results import Result
 from nbvene.sites import SiteMap
@@ -36,6 +42,8 @@ def unload_ipython_extension(ipython) -> None:
 
 __all__ = [
     "Generation",
+    "GenerationInterrupted",
+    "Interrupted",
     "Intervened",
     "NbveneError",
     "Result",
@@ -43,6 +51,7 @@ __all__ = [
     "Spec",
     "SweepInterrupted",
     "Trained",
+    "TrainingInterrupted",
     "Vector",
     "__version__",
     "causal_trace",

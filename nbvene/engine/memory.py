@@ -43,7 +43,7 @@ def parse_bytes(budget: int | str) -> int:
     return int(float(m.group(1)) * _UNITS.get(unit, 1))
 
 
-def token_bytes(model: nn.Module, tokens: int) -> int:
+def token_bytes(model: nn.Module, tokens: int, *, cache: bool = False) -> int:
     """A generous estimate of the memory one row of `tokens` tokens needs during a forward pass
     without grad: what is alive at once inside one block, and the row's logits at every token
     (the runs that keep activations compute the LM head everywhere).
@@ -51,7 +51,9 @@ def token_bytes(model: nn.Module, tokens: int) -> int:
     Per token, in the model's dtype: the residual stream and its norm, the query/key/value
     projections and their rotated and repeated copies (12 × hidden), the MLP's gate, up and
     activated product (3 × intermediate), and the attention scores and probabilities, upcast to
-    float32 (4 × heads × tokens); plus the float32 logits (the vocabulary)."""
+    float32 (4 × heads × tokens); plus one row of float32 logits (the vocabulary: every pass
+    computes the LM head at the positions it reads only). With `cache`, a KV cache too (keys
+    and values of every layer, at most 2 × hidden per token and layer)."""
     config = getattr(model, "config", None)
     hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 1024)
     inner = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None)
@@ -60,8 +62,11 @@ def token_bytes(model: nn.Module, tokens: int) -> int:
     vocab = getattr(config, "vocab_size", 50_000)
     param = next(model.parameters(), None)
     dtype = param.element_size() if param is not None else 4
-    per_token = dtype * (12 * hidden + 3 * inner) + 4 * (4 * heads * tokens + vocab)
-    return tokens * per_token
+    per_token = dtype * (12 * hidden + 3 * inner) + 4 * 4 * heads * tokens
+    if cache:
+        layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 1)
+        per_token += dtype * 2 * hidden * layers
+    return tokens * per_token + 4 * vocab
 
 
 def longest(plan: Plan) -> int:
@@ -81,10 +86,10 @@ def rows_within(plan: Plan, budget: int | str) -> int:
     return rows_fitting(plan.model, longest(plan), budget)
 
 
-def rows_fitting(model: nn.Module, tokens: int, budget: int | str) -> int:
+def rows_fitting(model: nn.Module, tokens: int, budget: int | str, *, cache: bool = False) -> int:
     """How many rows of `tokens` tokens fit `budget` bytes (at least one, else an error)."""
     limit = parse_bytes(budget)
-    need = token_bytes(model, tokens)
+    need = token_bytes(model, tokens, cache=cache)
     if need > limit:
         raise NbveneError(
             f"max_memory={budget!r} is less than one row needs (about {need / 2**20:.1f} MiB "
@@ -122,10 +127,11 @@ class Budget:
 
     @classmethod
     def within(cls, max_batch: int, max_memory: int | str | None, model: nn.Module,
-               tokens: int) -> Budget:  # fmt: skip
-        """`max_batch`, lowered to the rows of `tokens` tokens that fit `max_memory`."""
+               tokens: int, *, cache: bool = False) -> Budget:  # fmt: skip
+        """`max_batch`, lowered to the rows of `tokens` tokens that fit `max_memory` (with a
+        KV cache: `cache`)."""
         if max_memory is not None:
-            max_batch = min(max_batch, rows_fitting(model, tokens, max_memory))
+            max_batch = min(max_batch, rows_fitting(model, tokens, max_memory, cache=cache))
         return cls(max_batch)
 
     def chunks(
