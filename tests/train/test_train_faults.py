@@ -100,3 +100,22 @@ def test_out_of_memory_with_one_example_is_one_clear_error(data):
         train("rotated(k=1)", model, data, epochs=1, **SETTINGS)
     assert passes.rows == [32, 16, 8, 4, 2, 1]
     clean.assert_clean()
+
+
+@pytest.mark.parametrize("checkpoint", [False, True], ids=["plain", "checkpointed"])
+def test_an_interrupted_language_model_training_leaves_the_model_as_it_was(checkpoint):
+    model, tok = nv.models.tiny("llama", layers=3)
+    clean = Snapshot(model)
+    prompts = [f"I think of {a} and {b} then" for a in "abcd" for b in "abcd"]
+    spec = "base: {b}\nsource: {s}\npatch: block_output layer=1 pos=-1 via low_rank_rotated(k=4)"
+    spec += "\nlabel: {y}"
+    namespace = {"b": prompts, "s": prompts[::-1], "y": [" a", " b", " c", " d"] * 4}
+    with (
+        Passes(model.model.layers[-1], on_call(3, error=lambda: "SIGINT"), grad_only=True),
+        pytest.raises(nv.TrainingInterrupted) as info,
+    ):
+        nv.train(spec, model=model, tokenizer=tok, namespace=namespace, epochs=2, batch_size=4,
+                 held_out=None, progress=False, checkpoint=checkpoint)  # fmt: skip
+    clean.assert_clean()
+    assert all("forward" not in block.__dict__ for block in model.model.layers)
+    assert info.value.result.basis.shape == (model.config.hidden_size, 4)
