@@ -44,7 +44,10 @@ def joined(chunks, stored: dict):
         outputs.append(output)
         for site, units in found.items():
             parts.setdefault(site, []).append(units)
-    stored.update({s: torch.cat(u) if len(u) > 1 else u[0] for s, u in parts.items()})
+    while parts:  # one site at a time: the chunks of the others are not copied twice at once
+        site, units = parts.popitem()
+        stored[site] = torch.cat(units) if len(units) > 1 else units[0]
+        del units
     if not outputs or outputs[0] is None:
         return None
     return torch.cat(outputs) if len(outputs) > 1 else outputs[0]

@@ -251,7 +251,10 @@ class _Runner:
             with Hooks(self.model) as hooks:
                 if self.tail is not None:
                     self.tail.record(hooks, layers)
-                return self.logits(hooks, chunk, self.plan.base, width=width)
+                logits = self.logits(hooks, chunk, self.plan.base, width=width)
+            if self.tail is not None:
+                self.tail.commit()
+            return logits
 
         parts = [logits for _, logits in self.budget.chunks(self.base_rows, run, "baseline run")]
         if self.tail is not None and not self.tail.merge():

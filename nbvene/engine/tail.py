@@ -30,6 +30,7 @@ class Tail:
         self.softcap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
         self.inputs: dict[int, tuple[torch.Tensor, tuple, dict]] = {}
         self.parts: dict[int, list[tuple[torch.Tensor, tuple, dict]]] = {}
+        self.current: dict[int, tuple[torch.Tensor, tuple, dict]] = {}
 
     @staticmethod
     def supports(model: nn.Module, sites: SiteMap) -> bool:
@@ -45,10 +46,18 @@ class Tail:
         )
 
     def record(self, hooks: Hooks, layers: set[int]) -> None:
-        """Keep the inputs of blocks `layers` during the next forward pass (under `hooks`); the
-        passes of a chunked run are kept one after another, in row order."""
+        """Keep the inputs of blocks `layers` during the next forward pass (under `hooks`); they
+        count once `commit` says the pass finished (a pass that ran out of memory is run again,
+        and what it recorded is dropped)."""
+        self.current = {}
         for layer in layers:
             hooks.on_call(self.blocks[layer], self._keeper(layer))
+
+    def commit(self) -> None:
+        """The pass recorded last finished: keep its inputs, after those of earlier chunks."""
+        for layer, found in self.current.items():
+            self.parts.setdefault(layer, []).append(found)
+        self.current = {}
 
     def _keeper(self, layer: int):
         def keep(args, kwargs):
@@ -57,7 +66,7 @@ class Tail:
             else:
                 rest = {k: v for k, v in kwargs.items() if k != "hidden_states"}
                 found = (kwargs["hidden_states"].detach(), (), rest)
-            self.parts.setdefault(layer, []).append(found)
+            self.current[layer] = found
 
         return keep
 
@@ -65,15 +74,18 @@ class Tail:
         """Join the recorded chunks into one batch per layer; False when the chunks' inputs do
         not join (a mask in one chunk and none in another): the rows then run full forwards."""
         inputs = {}
-        for layer, parts in self.parts.items():
+        while self.parts:  # a layer at a time: its chunks are freed before the next is joined
+            layer, parts = self.parts.popitem()
             rows = [hidden.shape[0] for hidden, _, _ in parts]
             hidden = torch.cat([h for h, _, _ in parts]) if len(parts) > 1 else parts[0][0]
             args = _join([a for _, a, _ in parts], rows)
             kwargs = _join([k for _, _, k in parts], rows)
             if args is _UNJOINABLE or kwargs is _UNJOINABLE:
+                self.parts = {}
                 return False
             inputs[layer] = (hidden, args, kwargs)
-        self.inputs, self.parts = inputs, {}
+            del parts
+        self.inputs = inputs
         return True
 
     def forward(self, start: int, base_rows: list[int], read: torch.Tensor) -> torch.Tensor:
