@@ -173,8 +173,8 @@ class Budget:
         if rows <= 1:
             raise NbveneError(
                 f"out of memory with one row per forward pass, in the {what} ({message})",
-                hint="shorten the prompts, load the model in a smaller dtype (torch_dtype="
-                "torch.bfloat16), or run on a device with more memory",
+                hint="shorten the prompts, load the model in a smaller dtype "
+                "(from_pretrained(..., dtype=torch.bfloat16)), or run on a device with more memory",
             )
         self.size = max(1, min(self.size, rows) // 2)
         self.halvings += 1
