@@ -90,12 +90,17 @@ def run(
 
         return measure(parsed, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
     p = plan(parsed, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
-    if p.estimate == "attribution":  # one forward and backward pass: no chunks, no progress
-        from nbvene.engine.attribution import estimate
-
-        return _result(p, estimate(p))
     if max_batch < 1:
         raise NbveneError(f"max_batch must be at least 1, got {max_batch}")
+    if p.estimate == "attribution":  # one forward and backward pass: no progress
+        from nbvene.engine.attribution import estimate
+
+        if max_memory is not None:
+            max_batch = min(max_batch, rows_within(p, max_memory, grad=True))
+        try:
+            return _result(p, estimate(p, max_batch=max_batch))
+        except KeyboardInterrupt:
+            raise SweepInterrupted(_result(p, _empty(p), tokenizer)) from None
     if max_memory is not None:
         max_batch = min(max_batch, rows_within(p, max_memory))
     if live and _drawable(p):
@@ -146,8 +151,7 @@ def _live(p: Plan, tokenizer, *, max_batch: int, start_at_layer: bool) -> Result
     from nbvene.widgets.kernel import messages_while_running
     from nbvene.widgets.live import LiveSweep
 
-    empty = Outcome(torch.full((len(p.rows),), float("nan")), None, None, done=False)
-    sweep = LiveSweep(_result(p, empty, tokenizer))
+    sweep = LiveSweep(_result(p, _empty(p), tokenizer))
     sweep.widget.live_display = display(sweep.widget, display_id=True)
     with messages_while_running(sweep.widget) as stoppable:
         sweep.widget.stoppable = stoppable
@@ -164,6 +168,11 @@ def _live(p: Plan, tokenizer, *, max_batch: int, start_at_layer: bool) -> Result
     sweep.finish(result, stopped=False)
     _shown(result, sweep)
     return result
+
+
+def _empty(p: Plan) -> Outcome:
+    """No cell measured yet."""
+    return Outcome(torch.full((len(p.rows),), float("nan")), None, None, done=False)
 
 
 def _shown(result: Result, sweep) -> None:

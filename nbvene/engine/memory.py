@@ -43,7 +43,7 @@ def parse_bytes(budget: int | str) -> int:
     return int(float(m.group(1)) * _UNITS.get(unit, 1))
 
 
-def token_bytes(model: nn.Module, tokens: int, *, cache: bool = False) -> int:
+def token_bytes(model: nn.Module, tokens: int, *, cache: bool = False, grad: bool = False) -> int:
     """A generous estimate of the memory one row of `tokens` tokens needs during a forward pass
     without grad: what is alive at once inside one block, and the row's logits at every token
     (the runs that keep activations compute the LM head everywhere).
@@ -53,7 +53,8 @@ def token_bytes(model: nn.Module, tokens: int, *, cache: bool = False) -> int:
     activated product (3 × intermediate), and the attention scores and probabilities, upcast to
     float32 (4 × heads × tokens); plus one row of float32 logits (the vocabulary: every pass
     computes the LM head at the positions it reads only). With `cache`, a KV cache too (keys
-    and values of every layer, at most 2 × hidden per token and layer)."""
+    and values of every layer, at most 2 × hidden per token and layer); with `grad` (a pass
+    with a backward pass), every layer's activations, kept for it."""
     config = getattr(model, "config", None)
     hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 1024)
     inner = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None)
@@ -63,8 +64,10 @@ def token_bytes(model: nn.Module, tokens: int, *, cache: bool = False) -> int:
     param = next(model.parameters(), None)
     dtype = param.element_size() if param is not None else 4
     per_token = dtype * (12 * hidden + 3 * inner) + 4 * 4 * heads * tokens
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 1)
+    if grad:
+        per_token *= layers
     if cache:
-        layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 1)
         per_token += dtype * 2 * hidden * layers
     return tokens * per_token + 4 * vocab
 
@@ -76,20 +79,21 @@ def longest(plan: Plan) -> int:
     return max(len(p) for p in prompts)
 
 
-def row_bytes(plan: Plan) -> int:
+def row_bytes(plan: Plan, *, grad: bool = False) -> int:
     """The memory one row of the plan needs in a forward pass (an estimate, see `token_bytes`)."""
-    return token_bytes(plan.model, longest(plan))
+    return token_bytes(plan.model, longest(plan), grad=grad)
 
 
-def rows_within(plan: Plan, budget: int | str) -> int:
+def rows_within(plan: Plan, budget: int | str, *, grad: bool = False) -> int:
     """The largest chunk that fits `budget`; a clear error when not even one row does."""
-    return rows_fitting(plan.model, longest(plan), budget)
+    return rows_fitting(plan.model, longest(plan), budget, grad=grad)
 
 
-def rows_fitting(model: nn.Module, tokens: int, budget: int | str, *, cache: bool = False) -> int:
+def rows_fitting(model: nn.Module, tokens: int, budget: int | str, *, cache: bool = False,
+                 grad: bool = False) -> int:  # fmt: skip
     """How many rows of `tokens` tokens fit `budget` bytes (at least one, else an error)."""
     limit = parse_bytes(budget)
-    need = token_bytes(model, tokens, cache=cache)
+    need = token_bytes(model, tokens, cache=cache, grad=grad)
     if need > limit:
         raise NbveneError(
             f"max_memory={budget!r} is less than one row needs (about {need / 2**20:.1f} MiB "

@@ -97,3 +97,20 @@ def test_the_progress_bar_counts_cells(llama, capsys):
     shown = capsys.readouterr().err.replace("\r", "\n")
     assert "/12 " in shown and "/24" not in shown
     assert "2 noise samples each" in shown
+
+
+def test_an_interrupted_attribution_estimate_is_a_sweep_interrupted(llama):
+    model, tok = llama
+    clean = Snapshot(model)
+    spec = SPEC.replace(
+        'corrupt: noise 3σ on "city" samples=2',
+        'source: ["a b c d e f g h i j k", "a b c d e f g h i"]',
+    )
+    spec = spec.replace("restore:", "patch:").replace(" normalized", "") + "estimate: attribution\n"
+    with (
+        Passes(model.model.norm, on_call(2, error=KeyboardInterrupt)),
+        pytest.raises(nv.SweepInterrupted) as info,
+    ):
+        nv.run(spec, model=model, tokenizer=tok)
+    assert bool(info.value.result.values.isnan().all())
+    clean.assert_clean()

@@ -191,3 +191,22 @@ def test_budget_run_starts_a_whole_pass_over():
         return size
 
     assert budget.run(run, "test") == 2 and sizes == [8, 4, 2]
+
+
+@pytest.mark.parametrize("form", OUT_OF_MEMORY)
+def test_attribution_runs_its_base_pass_in_chunks_and_halves_it(llama, form):
+    model, tok = llama
+    spec = TRACE.replace("restore:", "patch:").replace("corrupt:", "# corrupt:")
+    spec = spec.replace("# corrupt:", f"source: {PROMPTS[::-1]}\n# corrupt:".replace("'", '"'))
+    spec += "estimate: attribution\n"
+    whole = nv.run(spec, model=model, tokenizer=tok)
+    clean = Snapshot(model)
+    with Passes(last_block(model)) as one_a_pass:
+        ones = nv.run(spec, model=model, tokenizer=tok, max_batch=1)
+    assert set(one_a_pass.rows) == {1} and len(one_a_pass.rows) == 2 * len(PROMPTS)
+    with Passes(last_block(model), on_call(2, error=OUT_OF_MEMORY[form])) as p:
+        halved = nv.run(spec, model=model, tokenizer=tok, max_batch=4)
+    assert p.rows == [4, 4, 2, 2]  # the source run, then the base pass: failed, in halves
+    for res in (ones, halved):
+        torch.testing.assert_close(res.values, whole.values, atol=1e-6, rtol=1e-5)
+    clean.assert_clean()
