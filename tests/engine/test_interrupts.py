@@ -114,3 +114,26 @@ def test_an_interrupted_attribution_estimate_is_a_sweep_interrupted(llama):
         nv.run(spec, model=model, tokenizer=tok)
     assert bool(info.value.result.values.isnan().all())
     clean.assert_clean()
+
+
+@pytest.mark.parametrize("how", ["hook", "signal"])
+def test_an_interrupt_while_attention_weights_are_patched_restores_the_attention(how):
+    model, tok = nv.models.tiny("llama")
+    model.config._attn_implementation = "sdpa"  # the user's setting; the run switches it
+    clean = Snapshot(model)
+    spec = SPEC.replace(
+        "restore: block_output layer=* pos=-3..-1", "zero: attention_weight layer=* pos=-1"
+    )
+    seen = []
+
+    def attention_switched(call, rows):
+        seen.append(model.config._attn_implementation)
+        if call == 4:  # the grid's first pass (source 1, baseline 2 and 3)
+            return "SIGINT" if how == "signal" else KeyboardInterrupt()
+        return None
+
+    with Passes(model.model.norm, attention_switched), pytest.raises(nv.SweepInterrupted):
+        nv.run(spec.replace(" normalized", ""), model=model, tokenizer=tok, max_batch=2)
+    assert seen[-1] != "sdpa"  # stopped while the run's eager attention was in place
+    clean.assert_clean()
+    assert model.config._attn_implementation == "sdpa"
