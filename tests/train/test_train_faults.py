@@ -119,3 +119,26 @@ def test_an_interrupted_language_model_training_leaves_the_model_as_it_was(check
     clean.assert_clean()
     assert all("forward" not in block.__dict__ for block in model.model.layers)
     assert info.value.result.basis.shape == (model.config.hidden_size, 4)
+
+
+def test_ctrl_c_during_an_optimizer_step_lets_the_step_finish(data, monkeypatch):
+    """A step half applied is no state to keep: SIGINT while Adam updates waits for it."""
+    import signal
+
+    model, _ = planted()
+    one_epoch = train("rotated(k=1)", model, data, epochs=1, **SETTINGS)
+    steps = []
+    original = torch.optim.Adam.step
+
+    def step(self, *args, **kwargs):
+        steps.append(1)
+        if len(steps) == STEPS_PER_EPOCH:
+            signal.raise_signal(signal.SIGINT)  # arrives before the update is applied
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    with pytest.raises(nv.TrainingInterrupted) as info:
+        train("rotated(k=1)", model, data, epochs=3, **SETTINGS)
+    partial = info.value.result
+    assert partial.settings["interrupted_after_steps"] == STEPS_PER_EPOCH
+    assert torch.equal(partial.basis, one_epoch.basis)  # the third update was applied whole
