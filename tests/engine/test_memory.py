@@ -210,3 +210,16 @@ def test_attribution_runs_its_base_pass_in_chunks_and_halves_it(llama, form):
     for res in (ones, halved):
         torch.testing.assert_close(res.values, whole.values, atol=1e-6, rtol=1e-5)
     clean.assert_clean()
+
+
+def test_a_real_cpu_allocation_failure_is_halved(llama, unconstrained):
+    model, tok = llama
+
+    def allocate_too_much(call, rows):
+        if rows > 4:
+            torch.empty(2**60, dtype=torch.uint8)  # the CPU allocator's own RuntimeError
+
+    with Passes(last_block(model), allocate_too_much) as passes:
+        res = nv.run(TRACE, model=model, tokenizer=tok, max_batch=16)
+    assert passes.rows == [4, 8, 4, 4] + [4] * 12  # the baseline halved; the grid kept 4
+    torch.testing.assert_close(res.values, unconstrained.values, atol=1e-6, rtol=1e-5)
