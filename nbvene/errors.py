@@ -83,7 +83,8 @@ class GenerationInterrupted(Interrupted):
 
 class TrainingInterrupted(Interrupted):
     """`nv.train` stopped by KeyboardInterrupt; `.result` is a `Trained` with the interventions
-    as of the last finished optimizer step and the loss curve so far (`history`, `steps`),
-    usable and savable. Its scores are not measured (NaN)."""
+    as of the last finished optimizer step, usable and savable, and the loss curve so far:
+    `history` (an epoch cut short is its last record, marked "interrupted") and
+    `settings["interrupted_after_steps"]`. Its scores are not measured (NaN): `.evaluate()`."""
 
     what = "training"
