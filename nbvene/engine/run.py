@@ -100,6 +100,7 @@ def cell_logits(plan: Plan, rows: list[int]) -> CellLogits:
         raise NbveneError("only a sweep with a metric has logits to show per cell")
     with torch.no_grad():
         runner = _Runner(plan, start_at_layer=False)
+        runner.keep_base_logits = True
         clean_logits = runner.source_run()
         runner.mean_runs()
         runner.baselines(clean_logits)
@@ -129,7 +130,8 @@ class _Runner:
             self.tail = Tail(self.model, plan.sites)
         self.call = _caller(self.model)
         self.values: torch.Tensor | None = None
-        self.base_logits: torch.Tensor | None = None  # the corrupted runs' outputs
+        self.base_logits: torch.Tensor | None = None  # the corrupted runs' outputs, if kept
+        self.keep_base_logits = False  # a sweep keeps their metric only: rows, not rows × vocab
         self.keep_logits = False  # `cell_logits` keeps a chunk's logits, not only its metric
         self.kept: torch.Tensor | None = None
 
@@ -155,11 +157,10 @@ class _Runner:
         samples = plan.corrupt.samples if plan.corrupt else 1
         # one corrupted run per (example, noise sample); a row reuses its own
         self.base_rows = [Row(e, (), (), k) for e in range(len(plan.base)) for k in range(samples)]
-        self.base_logits = base_logits = self.baseline()
+        metric = self.baseline(clean_logits)
         if plan.metric is None:
             return None, None
-        reference = self.reference(clean_logits, self.base_rows)
-        corrupted = self.per_example(metric_values(plan.metric, base_logits, reference))
+        corrupted = self.per_example(metric)
         if clean_logits is None:
             return None, corrupted
         clean = metric_values(plan.metric, clean_logits, clean_logits)
@@ -241,25 +242,35 @@ class _Runner:
     def mean_runs(self) -> None:
         self.sources.means = unit_means(self.plan, self.call, self.device, self.budget)
 
-    def baseline(self) -> torch.Tensor:
-        """The corrupted run (the base, with noise if any): logits, and the block inputs the
-        tail starts from."""
-        width = max(len(p) for p in self.plan.base)
-        layers = {self.start(r) for r in self.plan.rows} - {0}
+    def baseline(self, clean_logits) -> torch.Tensor | None:
+        """The corrupted run (the base, with noise if any): its metric per row (None without
+        one), the block inputs the tail starts from, and (if asked) its logits."""
+        plan = self.plan
+        width = max(len(p) for p in plan.base)
+        layers = {self.start(r) for r in plan.rows} - {0}
 
         def run(chunk: list[Row]):
             with Hooks(self.model) as hooks:
                 if self.tail is not None:
                     self.tail.record(hooks, layers)
-                logits = self.logits(hooks, chunk, self.plan.base, width=width)
+                logits = self.logits(hooks, chunk, plan.base, width=width)
             if self.tail is not None:
                 self.tail.commit()
-            return logits
+            metric = None
+            if plan.metric is not None:
+                reference = self.reference(clean_logits, chunk)
+                # a copy: the metric may be a view of the chunk's (rows × vocab) probabilities
+                metric = metric_values(plan.metric, logits, reference).clone()
+            return metric, (logits if self.keep_base_logits else None)
 
-        parts = [logits for _, logits in self.budget.chunks(self.base_rows, run, "baseline run")]
+        parts = [out for _, out in self.budget.chunks(self.base_rows, run, "baseline run")]
         if self.tail is not None and not self.tail.merge():
             self.tail = None  # the chunks' block inputs do not join: full forward passes
-        return torch.cat(parts) if len(parts) > 1 else parts[0]
+        if self.keep_base_logits:
+            self.base_logits = torch.cat([logits for _, logits in parts])
+        if plan.metric is None:
+            return None
+        return torch.cat([metric for metric, _ in parts])
 
     # --- patched runs ----------------------------------------------------------------------
 

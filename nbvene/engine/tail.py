@@ -77,14 +77,14 @@ class Tail:
         while self.parts:  # a layer at a time: its chunks are freed before the next is joined
             layer, parts = self.parts.popitem()
             rows = [hidden.shape[0] for hidden, _, _ in parts]
-            hidden = torch.cat([h for h, _, _ in parts]) if len(parts) > 1 else parts[0][0]
             args = _join([a for _, a, _ in parts], rows)
             kwargs = _join([k for _, _, k in parts], rows)
             if args is _UNJOINABLE or kwargs is _UNJOINABLE:
                 self.parts = {}
                 return False
-            inputs[layer] = (hidden, args, kwargs)
-            del parts
+            hiddens = [h for h, _, _ in parts]
+            del parts  # the chunks' hidden states are now held by `hiddens` alone
+            inputs[layer] = (_cat_freeing(hiddens), args, kwargs)
         self.inputs = inputs
         return True
 
@@ -108,6 +108,22 @@ class Tail:
 
 
 _UNJOINABLE = object()
+
+
+def _cat_freeing(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """`torch.cat(tensors)`, dropping each part once it is copied: the run's recorded block
+    inputs are not held twice while they are joined."""
+    if len(tensors) == 1:
+        return tensors.pop()
+    first = tensors[0]
+    joined = first.new_empty((sum(t.shape[0] for t in tensors), *first.shape[1:]))
+    del first
+    at = 0
+    while tensors:
+        part = tensors.pop(0)
+        joined[at : at + part.shape[0]] = part
+        at += part.shape[0]
+    return joined
 
 
 def _join(values: list, rows: list[int]):
