@@ -104,14 +104,14 @@ def run(
     if max_memory is not None:
         max_batch = min(max_batch, rows_within(p, max_memory))
     if live and _drawable(p):
-        return _live(p, tokenizer, max_batch=max_batch, start_at_layer=start_at_layer)
+        return _live(p, tokenizer, max_batch=max_batch, start_at_layer=start_at_layer,
+                     max_memory=max_memory)  # fmt: skip
     bar = None
     if progress is None and len(p.rows) > 4 * max_batch:
         bar = progress = _bar(len(p.rows) // _samples(p), _samples(p))
     try:
-        outcome = execute(
-            p, max_batch=max_batch, progress=_partial(p, progress), start_at_layer=start_at_layer
-        )
+        outcome = execute(p, max_batch=max_batch, progress=_partial(p, progress),
+                          start_at_layer=start_at_layer, max_memory=max_memory)  # fmt: skip
     except Interrupted as stop:
         raise SweepInterrupted(_result(p, stop.outcome, tokenizer)) from None
     finally:
@@ -144,7 +144,7 @@ def _drawable(p: Plan) -> bool:
     return p.metric is not None and p.collect is None and 1 <= len(p.axes) <= 3
 
 
-def _live(p: Plan, tokenizer, *, max_batch: int, start_at_layer: bool) -> Result:
+def _live(p: Plan, tokenizer, *, max_batch: int, start_at_layer: bool, max_memory=None) -> Result:
     """The sweep with its heatmap shown first and filled from the progress callback."""
     from IPython.display import display
 
@@ -156,9 +156,8 @@ def _live(p: Plan, tokenizer, *, max_batch: int, start_at_layer: bool) -> Result
     with messages_while_running(sweep.widget) as stoppable:
         sweep.widget.stoppable = stoppable
         try:
-            outcome = execute(
-                p, max_batch=max_batch, progress=_partial(p, sweep), start_at_layer=start_at_layer
-            )
+            outcome = execute(p, max_batch=max_batch, progress=_partial(p, sweep),
+                              start_at_layer=start_at_layer, max_memory=max_memory)  # fmt: skip
         except Interrupted as stop:
             partial = _result(p, stop.outcome, tokenizer)
             sweep.finish(partial, stopped=True)

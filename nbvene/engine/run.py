@@ -14,7 +14,7 @@ from torch import nn
 
 from nbvene.engine.edits import Sources, group_units, noise_edit, store_edit, unit_edit
 from nbvene.engine.hooks import Hooks
-from nbvene.engine.memory import Budget
+from nbvene.engine.memory import Budget, parse_bytes
 from nbvene.engine.metrics import metric_values
 from nbvene.engine.multisource import clean_runs, patched_runs
 from nbvene.engine.passes import joined, kept_units, pad_to
@@ -74,11 +74,17 @@ def execute(
     max_batch: int = 64,
     progress: Progress | None = None,
     start_at_layer: bool = True,
+    max_memory: int | str | None = None,
 ) -> Outcome:
     """Run every row of the plan, `max_batch` rows a forward pass (halved on out-of-memory):
-    the grid's rows, and the source, baseline and `mean:` prompts too."""
+    the grid's rows, and the source, baseline and `mean:` prompts too. With `max_memory`,
+    rows start at their layer only if the block inputs that needs kept fit in it."""
     with torch.no_grad():
-        return _Runner(plan, start_at_layer, Budget(max_batch)).run(progress)
+        runner = _Runner(plan, start_at_layer, Budget(max_batch))
+        kept = runner.tail is not None and max_memory is not None
+        if kept and runner.tail_bytes() > parse_bytes(max_memory):
+            runner.tail = None  # full forward passes: the same values, nothing kept
+        return runner.run(progress)
 
 
 @dataclass
@@ -193,6 +199,18 @@ class _Runner:
             rows = [r.example for r in self.plan.rows]
             values = (values - corrupted[rows].cpu()) / (clean[rows] - corrupted[rows]).cpu()
         return Outcome(values, _cpu(clean), _cpu(corrupted), done)
+
+    def tail_bytes(self) -> int:
+        """What starting rows at their layer keeps: the baseline's input of every block a row
+        starts at, for each (example, noise sample)."""
+        plan = self.plan
+        layers = {self.start(r) for r in plan.rows} - {0}
+        samples = plan.corrupt.samples if plan.corrupt else 1
+        config = getattr(self.model, "config", None)
+        hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 0)
+        dtype = next(self.model.parameters()).element_size()
+        tokens = max(len(p) for p in plan.base)
+        return len(layers) * len(plan.base) * samples * tokens * hidden * dtype
 
     def order(self) -> list[int]:
         """Rows in the order they run: by the layer they start at, so a chunk starts late."""

@@ -223,3 +223,22 @@ def test_a_real_cpu_allocation_failure_is_halved(llama, unconstrained):
         res = nv.run(TRACE, model=model, tokenizer=tok, max_batch=16)
     assert passes.rows == [4, 8, 4, 4] + [4] * 12  # the baseline halved; the grid kept 4
     torch.testing.assert_close(res.values, unconstrained.values, atol=1e-6, rtol=1e-5)
+
+
+def test_rows_start_at_their_layer_only_if_what_that_keeps_fits_max_memory(llama):
+    """Starting at a layer keeps the baseline's block inputs for every (example, sample): with
+    30 samples they outgrow a small budget, and the rows run full forward passes instead."""
+    model, tok = llama
+    many = TRACE.replace("samples=2", "samples=30")  # 120 corrupted runs, 720 rows
+    plan = nv.plan(many, model=model, tokenizer=tok)
+    kept = 1 * len(PROMPTS) * 30 * max(len(p) for p in plan.base) * 64 * 4  # layer 1's inputs
+    first = model.model.layers[0]
+    with Passes(first) as roomy:
+        wide = nv.run(many, model=model, tokenizer=tok, max_memory=2 * kept)
+    with Passes(first) as tight:
+        narrow = nv.run(many, model=model, tokenizer=tok, max_memory=kept // 2)
+    # block 0: the source run (4) and the baseline (120), then the grid's rows patched at layer
+    # 0 only (360), or all 720 when nothing is kept to start from
+    assert sum(roomy.rows) == 4 + 120 + 360
+    assert sum(tight.rows) == 4 + 120 + 720
+    torch.testing.assert_close(narrow.values, wide.values, atol=1e-6, rtol=1e-5)
