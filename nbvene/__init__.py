@@ -11,7 +11,13 @@ __version__ = "0.1.0"
 from nbvene import figures, interventions, models
 from nbvene.api import plan, run
 from nbvene.engine.lock import ModelLock, lock
-from nbvene.errors import NbveneError, SweepInterrupted
+from nbvene.errors import (
+    GenerationInterrupted,
+    Interrupted,
+    NbveneError,
+    SweepInterrupted,
+    TrainingInterrupted,
+)
 from nbvene.path_patch import path_patch
 from nbvene.results import Result
 from nbvene.sites import SiteMap
@@ -37,6 +43,8 @@ def unload_ipython_extension(ipython) -> None:
 
 __all__ = [
     "Generation",
+    "GenerationInterrupted",
+    "Interrupted",
     "Intervened",
     "ModelLock",
     "NbveneError",
@@ -45,6 +53,7 @@ __all__ = [
     "Spec",
     "SweepInterrupted",
     "Trained",
+    "TrainingInterrupted",
     "Vector",
     "__version__",
     "causal_trace",

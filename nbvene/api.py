@@ -72,14 +72,16 @@ def run(
     `sites` maps component names to module paths for models nbvene has no adapter for.
 
     A sweep runs `max_batch` grid cells per forward pass (fewer if `max_memory`, bytes or
-    "2GB", says so; halved on out-of-memory). `progress(done, total)` is called after each
-    forward pass (a callback taking a third argument also gets the partial `Result`, cells
-    not run yet NaN); without it, long sweeps show a progress bar. With `live=True` (in a
-    notebook) a heatmap is shown before the sweep starts, fills in as it runs (with a Stop
-    button) and then becomes the Result's display; a run with no metric or no swept axis runs
-    as usual. With `start_at_layer`, a cell patched at layer l reuses the unpatched run below
-    l (Llama-family, GPT-2, GPT-NeoX). Interrupting (or Stop) raises `nv.SweepInterrupted`,
-    whose `.result` holds the finished cells.
+    "2GB", says so; halved on out-of-memory), and so do its source, baseline and `mean:`
+    runs. `progress(done, total)` is called after each forward pass of the grid, counting
+    cells (a cell's noise samples are not counted apart; a callback taking a third argument
+    also gets the partial `Result`, cells not run yet NaN); without it, long sweeps show a
+    progress bar. With `live=True` (in a notebook) a heatmap is shown before the sweep
+    starts, fills in as it runs (with a Stop button) and then becomes the Result's display; a
+    run with no metric or no swept axis runs as usual. With `start_at_layer`, a cell patched
+    at layer l reuses the unpatched run below l (Llama-family, GPT-2, GPT-NeoX). Interrupting
+    (or Stop) raises `nv.SweepInterrupted`, whose `.result` holds the finished cells (all NaN
+    if it came before the grid).
 
     A steering spec (`steer:`, `by mean_diff(...)`, a slider or a strength sweep) gives the
     metric on the steered forward pass of `base:` (see docs/steering.md; `nv.generate` makes
@@ -91,23 +93,28 @@ def run(
 
         return measure(parsed, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
     p = plan(parsed, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
-    if p.estimate == "attribution":  # one forward and backward pass: no chunks, no progress
-        from nbvene.engine.attribution import estimate
-
-        return _result(p, estimate(p))
     if max_batch < 1:
         raise NbveneError(f"max_batch must be at least 1, got {max_batch}")
+    if p.estimate == "attribution":  # one forward and backward pass: no progress
+        from nbvene.engine.attribution import estimate
+
+        if max_memory is not None:
+            max_batch = min(max_batch, rows_within(p, max_memory, grad=True))
+        try:
+            return _result(p, estimate(p, max_batch=max_batch))
+        except KeyboardInterrupt:
+            raise SweepInterrupted(_result(p, _empty(p), tokenizer)) from None
     if max_memory is not None:
         max_batch = min(max_batch, rows_within(p, max_memory))
     if live and _drawable(p):
-        return _live(p, tokenizer, max_batch=max_batch, start_at_layer=start_at_layer)
+        return _live(p, tokenizer, max_batch=max_batch, start_at_layer=start_at_layer,
+                     max_memory=max_memory)  # fmt: skip
     bar = None
     if progress is None and len(p.rows) > 4 * max_batch:
-        bar = progress = _bar(len(p.rows))
+        bar = progress = _bar(len(p.rows) // _samples(p), _samples(p))
     try:
-        outcome = execute(
-            p, max_batch=max_batch, progress=_partial(p, progress), start_at_layer=start_at_layer
-        )
+        outcome = execute(p, max_batch=max_batch, progress=_partial(p, progress),
+                          start_at_layer=start_at_layer, max_memory=max_memory)  # fmt: skip
     except Interrupted as stop:
         raise SweepInterrupted(_result(p, stop.outcome, tokenizer)) from None
     finally:
@@ -117,14 +124,22 @@ def run(
 
 
 def _partial(p: Plan, progress: Progress | None) -> Progress | None:
-    """A callback taking (done, total, partial) gets a partial Result, not the engine's rows."""
+    """The engine counts rows (a cell's noise samples are rows of their own); the user's
+    callback counts cells, and one taking (done, total, partial) gets a partial Result."""
     if progress is None:
         return None
+    samples = _samples(p)
     try:
         inspect.signature(progress).bind(0, 0, None)
     except (TypeError, ValueError):
-        return progress
-    return lambda done, total, outcome: progress(done, total, _result(p, outcome))
+        return lambda done, total: progress(done // samples, total // samples)
+    return lambda done, total, outcome: progress(
+        done // samples, total // samples, _result(p, outcome)
+    )
+
+
+def _samples(p: Plan) -> int:
+    return p.corrupt.samples if p.corrupt is not None else 1
 
 
 def _drawable(p: Plan) -> bool:
@@ -132,22 +147,20 @@ def _drawable(p: Plan) -> bool:
     return p.metric is not None and p.collect is None and 1 <= len(p.axes) <= 3
 
 
-def _live(p: Plan, tokenizer, *, max_batch: int, start_at_layer: bool) -> Result:
+def _live(p: Plan, tokenizer, *, max_batch: int, start_at_layer: bool, max_memory=None) -> Result:
     """The sweep with its heatmap shown first and filled from the progress callback."""
     from IPython.display import display
 
     from nbvene.widgets.kernel import messages_while_running
     from nbvene.widgets.live import LiveSweep
 
-    empty = Outcome(torch.full((len(p.rows),), float("nan")), None, None, done=False)
-    sweep = LiveSweep(_result(p, empty, tokenizer))
+    sweep = LiveSweep(_result(p, _empty(p), tokenizer))
     sweep.widget.live_display = display(sweep.widget, display_id=True)
     with messages_while_running(sweep.widget) as stoppable:
         sweep.widget.stoppable = stoppable
         try:
-            outcome = execute(
-                p, max_batch=max_batch, progress=_partial(p, sweep), start_at_layer=start_at_layer
-            )
+            outcome = execute(p, max_batch=max_batch, progress=_partial(p, sweep),
+                              start_at_layer=start_at_layer, max_memory=max_memory)  # fmt: skip
         except Interrupted as stop:
             partial = _result(p, stop.outcome, tokenizer)
             sweep.finish(partial, stopped=True)
@@ -159,6 +172,11 @@ def _live(p: Plan, tokenizer, *, max_batch: int, start_at_layer: bool) -> Result
     return result
 
 
+def _empty(p: Plan) -> Outcome:
+    """No cell measured yet."""
+    return Outcome(torch.full((len(p.rows),), float("nan")), None, None, done=False)
+
+
 def _shown(result: Result, sweep) -> None:
     """The live display becomes the Result's own display: the same widget (not a second one)
     plus the static figure, so a saved notebook shows the heatmap on GitHub and nbviewer."""
@@ -166,10 +184,12 @@ def _shown(result: Result, sweep) -> None:
     sweep.widget.live_display.update(result)
 
 
-def _bar(total: int):
+def _bar(total: int, samples: int = 1):
+    """A bar over cells (not rows: a cell's noise samples are shown apart)."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, unit="cell", desc="nbvene", leave=False)
+    postfix = f"{samples} noise samples each" if samples > 1 else None
+    bar = tqdm(total=total, unit=" cells", desc="nbvene", leave=False, postfix=postfix)
 
     def update(done: int, _total: int) -> None:
         bar.update(done - bar.n)
@@ -179,7 +199,7 @@ def _bar(total: int):
 
 
 def _result(p: Plan, outcome, tokenizer=None) -> Result:
-    samples = p.corrupt.samples if p.corrupt is not None else 1
+    samples = _samples(p)
     examples = len(p.base)
     cells = [len(a.labels) for a in p.axes if a.name != "example"]
     unit = tuple(outcome.values.shape[1:])

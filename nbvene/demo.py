@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"loaded SmolLM2-135M-Instruct in {time.perf_counter() - start:.1f} s")
 
     def progress(done: int, total: int) -> None:
-        print(f"\r  {done}/{total} patched runs", end="", flush=True)
+        print(f"\r  {done}/{total} cells (3 noise samples each)", end="", flush=True)
 
     start = time.perf_counter()
     res = nv.run(TRACE, model=model, tokenizer=tok, progress=progress)

@@ -54,10 +54,37 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     return "did you mean " + " or ".join(repr(c) for c in close) + "?"
 
 
-class SweepInterrupted(KeyboardInterrupt):
-    """A sweep stopped by KeyboardInterrupt; `.result` holds what was measured (cells not run
-    are NaN). The model is clean: no hooks left, weights unchanged."""
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or a Stop button) during a run: still a KeyboardInterrupt, so whatever stops on
+    Ctrl-C stops, with what was done in `.result`. The model is clean: no hooks left, weights
+    unchanged, modes restored."""
+
+    what = "run"
 
     def __init__(self, result):
-        super().__init__("sweep interrupted: the partial result is in .result")
+        super().__init__(f"{self.what} interrupted: the partial result is in .result")
         self.result = result
+
+
+class SweepInterrupted(Interrupted):
+    """A sweep stopped by KeyboardInterrupt; `.result` holds what was measured (cells not run
+    are NaN; all of them when it stopped before the grid). The model is clean: no hooks left,
+    weights unchanged."""
+
+    what = "sweep"
+
+
+class GenerationInterrupted(Interrupted):
+    """`nv.generate` stopped by KeyboardInterrupt; `.result` is a `Generation` with the tokens
+    generated so far (`stopped` says "interrupted" for the rows it cut short)."""
+
+    what = "generation"
+
+
+class TrainingInterrupted(Interrupted):
+    """`nv.train` stopped by KeyboardInterrupt; `.result` is a `Trained` with the interventions
+    as of the last finished optimizer step, usable and savable, and the loss curve so far:
+    `history` (an epoch cut short is its last record, marked "interrupted") and
+    `settings["interrupted_after_steps"]`. Its scores are not measured (NaN): `.evaluate()`."""
+
+    what = "training"

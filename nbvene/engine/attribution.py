@@ -19,6 +19,7 @@ import torch
 
 from nbvene.engine.edits import _unflatten
 from nbvene.engine.hooks import Hooks
+from nbvene.engine.memory import Budget
 from nbvene.engine.metrics import metric_values
 from nbvene.engine.run import Outcome, _Runner
 from nbvene.errors import NbveneError
@@ -59,34 +60,47 @@ def _unsupported(plan: Plan, what: str):
     )
 
 
-def estimate(plan: Plan) -> Outcome:
+def estimate(plan: Plan, max_batch: int = 64) -> Outcome:
     """The estimated value of every row, in plan order (normalised if the metric asks), and the
-    clean and corrupted baselines: the same Outcome `execute` returns."""
+    clean and corrupted baselines: the same Outcome `execute` returns. The source run and the
+    base's forward and backward pass run `max_batch` rows at a time (halved on out-of-memory):
+    each row's gradients are its own."""
     check(plan)
-    runner = _Runner(plan, start_at_layer=False)
+    budget = Budget(max_batch)
+    runner = _Runner(plan, start_at_layer=False, budget=budget)
     with torch.no_grad():
         clean_logits = runner.source_run()
     samples = plan.corrupt.samples if plan.corrupt is not None else 1
     base_rows = [Row(e, (), (), k) for e in range(len(plan.base)) for k in range(samples)]
     runner.base_rows = base_rows
     sites = {u.site for r in plan.rows for u in r.units}
-    shape = (len(base_rows), max(len(p) for p in plan.base))
-    acts: dict[Site, torch.Tensor] = {}
-    deltas: dict[Site, torch.Tensor] = {}
-    with torch.enable_grad(), Hooks(plan.model) as hooks:
-        for site in sites:
-            hooks.at(site, _grad_edit(site, acts, deltas))
-        logits = runner.logits(hooks, base_rows, plan.base)
-        reference = runner.reference(clean_logits, base_rows)
-        values = metric_values(plan.metric, logits, reference)
-        order = list(deltas)
-        grads = torch.autograd.grad(values.sum(), [deltas[s] for s in order], allow_unused=True)
-    values = values.detach().float()
-    grad_at = {
-        site: site.view.read(_unflatten(torch.zeros_like(deltas[site]) if g is None else g, shape))
-        for site, g in zip(order, grads, strict=True)
-    }
-    base_at = {site: site.view.read(_unflatten(acts[site], shape)) for site in order}
+    width = max(len(p) for p in plan.base)
+
+    def base_pass(chunk: list[Row]):
+        """The metric of the base rows `chunk`, and per site its units and their gradients."""
+        shape = (len(chunk), width)
+        acts: dict[Site, torch.Tensor] = {}
+        deltas: dict[Site, torch.Tensor] = {}
+        with torch.enable_grad(), Hooks(plan.model) as hooks:
+            for site in sites:
+                hooks.at(site, _grad_edit(site, acts, deltas))
+            logits = runner.logits(hooks, chunk, plan.base, width=width)
+            values = metric_values(plan.metric, logits, runner.reference(clean_logits, chunk))
+            order = list(deltas)
+            grads = torch.autograd.grad(values.sum(), [deltas[s] for s in order],
+                                        allow_unused=True)  # fmt: skip
+        units = {}
+        for site, g in zip(order, grads, strict=True):
+            g = torch.zeros_like(deltas[site]) if g is None else g
+            units[site] = (site.view.read(_unflatten(acts[site], shape)),
+                           site.view.read(_unflatten(g, shape)))  # fmt: skip
+        return values.detach().float(), units
+
+    parts = [out for _, out in budget.chunks(base_rows, base_pass, "attribution's base pass")]
+    values = torch.cat([v for v, _ in parts])
+    base_at = {s: torch.cat([u[s][0] for _, u in parts]) for s in parts[0][1]}
+    grad_at = {s: torch.cat([u[s][1] for _, u in parts]) for s in parts[0][1]}
+    del parts
     index = {(r.example, r.sample): i for i, r in enumerate(base_rows)}
     rows_in_base = [index[r.example, r.sample] for r in plan.rows]
     total = values[torch.tensor(rows_in_base, device=values.device)].clone()

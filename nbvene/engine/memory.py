@@ -1,14 +1,33 @@
-"""How many rows fit in one forward pass under a memory budget."""
+"""How many rows one forward pass may hold: the estimate that turns `max_memory` into rows, and
+`Budget`, the one loop every forward pass runs its rows through (chunks of at most
+`max_batch`, halved and retried on out-of-memory, a clear error when one row does not fit)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
+
+import torch
+from torch import nn
 
 from nbvene.errors import NbveneError
 from nbvene.plan.plan import Plan
 
+T = TypeVar("T")
+R = TypeVar("R")
+
 _UNITS = {"": 1, "b": 1, "kb": 2**10, "mb": 2**20, "gb": 2**30, "kib": 2**10, "mib": 2**20,
           "gib": 2**30}  # fmt: skip
+
+# What allocators say when they fail, for backends (and older torch) that raise a plain
+# RuntimeError rather than torch.OutOfMemoryError: CUDA/HIP/XPU/MPS "… out of memory", the CPU's
+# "DefaultCPUAllocator: can't allocate memory", cuBLAS/cuDNN "…_STATUS_ALLOC_FAILED".
+_OUT_OF_MEMORY = re.compile(
+    r"out of memory|can't allocate memory|cannot allocate memory|not enough memory"
+    r"|STATUS_ALLOC_FAILED|failed to allocate",
+    re.IGNORECASE,
+)
 
 
 def parse_bytes(budget: int | str) -> int:
@@ -24,29 +43,156 @@ def parse_bytes(budget: int | str) -> int:
     return int(float(m.group(1)) * _UNITS.get(unit, 1))
 
 
-def row_bytes(plan: Plan) -> int:
-    """A generous estimate of the memory one row needs during a forward pass without grad:
-    the live activations of one block (residual, attention scores, MLP) and the logits row."""
-    config = getattr(plan.model, "config", None)
-    seq = max(len(p) for p in plan.base)
+def token_bytes(model: nn.Module, tokens: int, *, cache: bool = False, grad: bool = False) -> int:
+    """A generous estimate of the memory one row of `tokens` tokens needs during a forward pass
+    without grad: what is alive at once inside one block, and the row's logits at every token
+    (the runs that keep activations compute the LM head everywhere).
+
+    Per token, in the model's dtype: the residual stream and its norm, the query/key/value
+    projections and their rotated and repeated copies (12 × hidden), the MLP's gate, up and
+    activated product (3 × intermediate), and the attention scores and probabilities, upcast to
+    float32 (4 × heads × tokens); plus one row of float32 logits (the vocabulary: every pass
+    computes the LM head at the positions it reads only). With `cache`, a KV cache too (keys
+    and values of every layer, at most 2 × hidden per token and layer); with `grad` (a pass
+    with a backward pass), every layer's activations, kept for it."""
+    config = getattr(model, "config", None)
     hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 1024)
     inner = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None)
     inner = inner or 4 * hidden
     heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", 16)
     vocab = getattr(config, "vocab_size", 50_000)
-    dtype = next(plan.model.parameters()).element_size()
-    per_token = 8 * hidden + 3 * inner + 2 * heads * seq
-    return dtype * seq * per_token + 4 * vocab
+    param = next(model.parameters(), None)
+    dtype = param.element_size() if param is not None else 4
+    per_token = dtype * (12 * hidden + 3 * inner) + 4 * 4 * heads * tokens
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 1)
+    if grad:
+        per_token *= layers
+    if cache:
+        per_token += dtype * 2 * hidden * layers
+    return tokens * per_token + 4 * vocab
 
 
-def rows_within(plan: Plan, budget: int | str) -> int:
+def longest(plan: Plan) -> int:
+    """The most tokens any forward pass of the plan runs: base, sources, and `mean:` prompts."""
+    prompts = [*plan.base, *(plan.source or ()), *(p for ps in plan.named.values() for p in ps)]
+    prompts += [p for op in plan.ops if op.source == "mean" for p in op.mean_prompts]
+    return max(len(p) for p in prompts)
+
+
+def row_bytes(plan: Plan, *, grad: bool = False) -> int:
+    """The memory one row of the plan needs in a forward pass (an estimate, see `token_bytes`)."""
+    return token_bytes(plan.model, longest(plan), grad=grad)
+
+
+def rows_within(plan: Plan, budget: int | str, *, grad: bool = False) -> int:
     """The largest chunk that fits `budget`; a clear error when not even one row does."""
+    return rows_fitting(plan.model, longest(plan), budget, grad=grad)
+
+
+def rows_fitting(model: nn.Module, tokens: int, budget: int | str, *, cache: bool = False,
+                 grad: bool = False) -> int:  # fmt: skip
+    """How many rows of `tokens` tokens fit `budget` bytes (at least one, else an error)."""
     limit = parse_bytes(budget)
-    need = row_bytes(plan)
+    need = token_bytes(model, tokens, cache=cache, grad=grad)
     if need > limit:
         raise NbveneError(
             f"max_memory={budget!r} is less than one row needs (about {need / 2**20:.1f} MiB "
-            f"for {max(len(p) for p in plan.base)} tokens)",
+            f"for {tokens} tokens)",
             hint="raise max_memory, or shorten the prompts",
         )
     return max(1, limit // need)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is an allocation failure, in any of the forms backends raise it."""
+    if isinstance(error, torch.OutOfMemoryError | MemoryError):
+        return True
+    return isinstance(error, RuntimeError) and bool(_OUT_OF_MEMORY.search(str(error)))
+
+
+class Budget:
+    """The rows one forward pass may hold, for every pass of one call (source, baseline,
+    `mean:`, grid, collection, extraction, generation, training steps).
+
+    Starts at `max_batch` (lowered to what `max_memory` allows, where the caller knows the
+    prompts' length); an out-of-memory halves it, and later passes of the same call keep the
+    halved size. Out of memory with one row is an `NbveneError` saying what to change.
+
+    >>> budget = Budget(64)
+    >>> for rows, out in budget.chunks(range(300), lambda rows: run(rows), "source run"):
+    ...     ...
+    """
+
+    def __init__(self, max_batch: int = 64):
+        if max_batch < 1:
+            raise NbveneError(f"max_batch must be at least 1, got {max_batch}")
+        self.size = max_batch
+        self.halvings = 0
+
+    @classmethod
+    def within(cls, max_batch: int, max_memory: int | str | None, model: nn.Module,
+               tokens: int, *, cache: bool = False) -> Budget:  # fmt: skip
+        """`max_batch`, lowered to the rows of `tokens` tokens that fit `max_memory` (with a
+        KV cache: `cache`)."""
+        if max_memory is not None:
+            max_batch = min(max_batch, rows_fitting(model, tokens, max_memory, cache=cache))
+        return cls(max_batch)
+
+    def chunks(
+        self, items: Sequence[T], run: Callable[[list[T]], R], what: str
+    ) -> Iterator[tuple[list[T], R]]:
+        """`run` on consecutive chunks of `items`, at most `size` a chunk; yields each chunk with
+        what `run` returned. A chunk that runs out of memory is retried at half the size."""
+        items, done = list(items), 0
+        while done < len(items):
+            chunk = items[done : done + self.size]
+            try:
+                out = run(chunk)
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                failure = _first_line(error)
+            else:
+                yield chunk, out
+                done += len(chunk)
+                continue
+            self.halve(what, failure, len(chunk))  # outside `except`: the failed pass is freed
+
+    def run(self, run: Callable[[int], R], what: str) -> R:
+        """`run(size)` until it fits: for a pass that cannot be split into independent chunks (a
+        training step, whose micro-batches' gradients add up), which starts over when halved."""
+        while True:
+            size = self.size
+            try:
+                return run(size)
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                failure = _first_line(error)
+            self.halve(what, failure, size)
+
+    def halve(self, what: str, message: str, rows: int) -> None:
+        """Halve the size after an out-of-memory in a pass of `rows` rows, or give up at one."""
+        _release_cached()
+        if rows <= 1:
+            raise NbveneError(
+                f"out of memory with one row per forward pass, in the {what} ({message})",
+                hint="shorten the prompts, load the model in a smaller dtype "
+                "(from_pretrained(..., dtype=torch.bfloat16)), or run on a device with more memory",
+            )
+        self.size = max(1, min(self.size, rows) // 2)
+        self.halvings += 1
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def _release_cached() -> None:
+    """Give the failed pass's cached blocks back to the device before the retry."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    mps = getattr(torch, "mps", None)
+    if mps is not None and torch.backends.mps.is_available():
+        mps.empty_cache()

@@ -9,6 +9,8 @@ import torch
 
 from nbvene.engine.edits import Sources, group_units, store_edit, unit_edit
 from nbvene.engine.hooks import Hooks
+from nbvene.engine.memory import Budget
+from nbvene.engine.passes import head_at_one, kept_units
 from nbvene.plan.plan import Plan, Row
 from nbvene.plan.prompts import pad
 from nbvene.sites import Site
@@ -25,21 +27,19 @@ def read_sites(plan: Plan, name: str, rows: list[Row]) -> set[Site]:
 
 
 def clean_runs(plan: Plan, sources: Sources, call: Callable, device, *, grad: bool = False,
-               keep: list[Hooks] | None = None):  # fmt: skip
+               keep: list[Hooks] | None = None, budget: Budget | None = None):  # fmt: skip
     """Run each named source that nothing patches, keeping the units its readers need (one
-    entry per source prompt); with `grad`, gradients flow through them (IIT). `keep`: see
-    `Hooks`."""
+    entry per source prompt, in the budget's chunks); with `grad`, gradients flow through them
+    (IIT). `keep`: see `Hooks`."""
     serial = set(plan.serial())
     for name, prompts in plan.named.items():
         if name in serial:
             continue
-        stored: dict[Site, torch.Tensor] = {}
-        shape = (len(prompts), max(len(p) for p in prompts))
-        grad_on = torch.set_grad_enabled(grad and torch.is_grad_enabled())
-        with grad_on, Hooks(plan.model, keep) as hooks:
-            for site in read_sites(plan, name, plan.rows):
-                hooks.at(site, store_edit(site, stored, shape, detach=not grad))
-            call(*pad(prompts, plan.pad_id, device))
+        grad = grad and torch.is_grad_enabled()
+        with torch.set_grad_enabled(grad):
+            stored = kept_units(plan.model, list(prompts), read_sites(plan, name, plan.rows),
+                                call, device, budget or Budget(), f"run of source {name}",
+                                plan.pad_id, grad=grad, keep=keep)  # fmt: skip
         sources.named.update({(name, site): units for site, units in stored.items()})
 
 
@@ -60,5 +60,6 @@ def patched_runs(plan: Plan, sources: Sources, rows: list[Row], call: Callable, 
                     hooks.at(site, unit_edit(plan, sources, site, op, members, rows, shape))
             for site in read_sites(plan, name, rows):
                 hooks.at(site, store_edit(site, stored, shape, detach=False))
+            head_at_one(plan.model, hooks)
             call(*pad(prompts, plan.pad_id, device))
         sources.named.update({(name, site): units for site, units in stored.items()})

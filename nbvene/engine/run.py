@@ -1,5 +1,6 @@
 """Run a Plan: the source run once, the corrupted baseline once, then the rows in chunks, each
 row with its own units (its own layer, positions and head) so one forward pass holds many cells.
+Every pass goes through one `Budget`: at most `max_batch` rows, halved on out-of-memory.
 """
 
 from __future__ import annotations
@@ -13,17 +14,19 @@ from torch import nn
 
 from nbvene.engine.edits import Sources, group_units, noise_edit, store_edit, unit_edit
 from nbvene.engine.hooks import Hooks
+from nbvene.engine.memory import Budget, parse_bytes
 from nbvene.engine.metrics import metric_values
 from nbvene.engine.multisource import clean_runs, patched_runs
+from nbvene.engine.passes import joined, kept_units, pad_to
 from nbvene.engine.tail import Tail, start_layer
 from nbvene.errors import NbveneError
 from nbvene.plan.plan import Plan, Row
-from nbvene.plan.prompts import Prompt, pad
+from nbvene.plan.prompts import Prompt
 from nbvene.sites import Site
 
 Progress = Callable[..., None]
-"""Called after each chunk with (rows done, rows in all); a callback that takes a third
-argument also gets the `Outcome` so far (rows not run yet hold NaN), to draw a sweep live."""
+"""Called after each chunk of the grid with (rows done, rows in all); a callback that takes a
+third argument also gets the `Outcome` so far (rows not run yet hold NaN), to draw a sweep live."""
 
 
 @dataclass
@@ -39,7 +42,8 @@ class Outcome:
 
 
 class Interrupted(Exception):
-    """Raised by `execute` on KeyboardInterrupt, carrying what was measured so far."""
+    """Raised by `execute` on KeyboardInterrupt (in any pass, the grid's or those before it),
+    carrying what was measured so far."""
 
     def __init__(self, outcome: Outcome):
         super().__init__("interrupted")
@@ -70,10 +74,17 @@ def execute(
     max_batch: int = 64,
     progress: Progress | None = None,
     start_at_layer: bool = True,
+    max_memory: int | str | None = None,
 ) -> Outcome:
-    """Run every row of the plan, `max_batch` rows a forward pass (halved on out-of-memory)."""
+    """Run every row of the plan, `max_batch` rows a forward pass (halved on out-of-memory):
+    the grid's rows, and the source, baseline and `mean:` prompts too. With `max_memory`,
+    rows start at their layer only if the block inputs that needs kept fit in it."""
     with torch.no_grad():
-        return _Runner(plan, start_at_layer).run(max_batch, progress)
+        runner = _Runner(plan, start_at_layer, Budget(max_batch))
+        kept = runner.tail is not None and max_memory is not None
+        if kept and runner.tail_bytes() > parse_bytes(max_memory):
+            runner.tail = None  # full forward passes: the same values, nothing kept
+        return runner.run(progress)
 
 
 @dataclass
@@ -95,6 +106,7 @@ def cell_logits(plan: Plan, rows: list[int]) -> CellLogits:
         raise NbveneError("only a sweep with a metric has logits to show per cell")
     with torch.no_grad():
         runner = _Runner(plan, start_at_layer=False)
+        runner.keep_base_logits = True
         clean_logits = runner.source_run()
         runner.mean_runs()
         runner.baselines(clean_logits)
@@ -112,8 +124,9 @@ def cell_logits(plan: Plan, rows: list[int]) -> CellLogits:
 
 
 class _Runner:
-    def __init__(self, plan: Plan, start_at_layer: bool):
+    def __init__(self, plan: Plan, start_at_layer: bool, budget: Budget | None = None):
         self.plan = plan
+        self.budget = budget or Budget()
         self.model = plan.model
         self.device = device_of(plan.model)
         self.sources = Sources(plan, self.device)
@@ -123,21 +136,24 @@ class _Runner:
             self.tail = Tail(self.model, plan.sites)
         self.call = _caller(self.model)
         self.values: torch.Tensor | None = None
-        self.base_logits: torch.Tensor | None = None  # the corrupted runs' outputs
+        self.base_logits: torch.Tensor | None = None  # the corrupted runs' outputs, if kept
+        self.keep_base_logits = False  # a sweep keeps their metric only: rows, not rows × vocab
         self.keep_logits = False  # `cell_logits` keeps a chunk's logits, not only its metric
         self.kept: torch.Tensor | None = None
 
     # --- the whole run -------------------------------------------------------------------
 
-    def run(self, max_batch: int, progress: Progress | None) -> Outcome:
-        clean_logits = self.source_run()
-        clean_runs(self.plan, self.sources, self.call, self.device)
-        self.mean_runs()
-        clean, corrupted = self.baselines(clean_logits)
-        report = _reporter(progress, lambda: self.outcome(clean, corrupted, done=False))
+    def run(self, progress: Progress | None) -> Outcome:
+        clean = corrupted = None
         try:
-            self.sweep(max_batch, report, clean_logits)
+            clean_logits = self.source_run()
+            clean_runs(self.plan, self.sources, self.call, self.device, budget=self.budget)
+            self.mean_runs()
+            clean, corrupted = self.baselines(clean_logits)
+            report = _reporter(progress, lambda: self.outcome(clean, corrupted, done=False))
+            self.sweep(report, clean_logits)
         except KeyboardInterrupt:
+            # before the grid too: the caller gets an empty (all-NaN) outcome, not a bare stop
             raise Interrupted(self.outcome(clean, corrupted, done=False)) from None
         return self.outcome(clean, corrupted)
 
@@ -147,34 +163,24 @@ class _Runner:
         samples = plan.corrupt.samples if plan.corrupt else 1
         # one corrupted run per (example, noise sample); a row reuses its own
         self.base_rows = [Row(e, (), (), k) for e in range(len(plan.base)) for k in range(samples)]
-        self.base_logits = base_logits = self.baseline()
+        metric = self.baseline(clean_logits)
         if plan.metric is None:
             return None, None
-        reference = self.reference(clean_logits, self.base_rows)
-        corrupted = self.per_example(metric_values(plan.metric, base_logits, reference))
+        corrupted = self.per_example(metric)
         if clean_logits is None:
             return None, corrupted
         clean = metric_values(plan.metric, clean_logits, clean_logits)
         return (clean.expand(len(plan.base)) if len(clean) == 1 else clean), corrupted
 
-    def sweep(self, max_batch: int, progress: Callable[[int, int], None] | None, clean_logits):
-        """Every row, `max_batch` a forward pass (halved on out-of-memory), into self.values."""
+    def sweep(self, progress: Callable[[int, int], None] | None, clean_logits):
+        """Every row, in the budget's chunks, into self.values."""
         rows = self.plan.rows
         order, done = self.order(), 0
-        while done < len(order):
-            indices = order[done : done + max_batch]
-            try:
-                values = self.chunk([rows[i] for i in indices], clean_logits)
-            except torch.OutOfMemoryError:
-                if max_batch == 1:
-                    raise NbveneError(
-                        "out of memory with one row per forward pass",
-                        hint="use a smaller model, shorter prompts or a bigger device",
-                    ) from None
-                max_batch = max(1, max_batch // 2)
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                continue
+
+        def run(indices: list[int]) -> torch.Tensor:
+            return self.chunk([rows[i] for i in indices], clean_logits)
+
+        for indices, values in self.budget.chunks(order, run, "grid"):
             if self.values is None:
                 self.values = torch.full((len(rows), *values.shape[1:]), float("nan"))
             self.values[torch.tensor(indices)] = values
@@ -188,10 +194,23 @@ class _Runner:
         if values is None:
             values = torch.full((len(self.plan.rows),), float("nan"))
         metric = self.plan.metric
-        if metric is not None and metric.normalized and self.plan.collect is None:
+        baselines = clean is not None and corrupted is not None  # None if stopped before them
+        if metric is not None and metric.normalized and self.plan.collect is None and baselines:
             rows = [r.example for r in self.plan.rows]
             values = (values - corrupted[rows].cpu()) / (clean[rows] - corrupted[rows]).cpu()
         return Outcome(values, _cpu(clean), _cpu(corrupted), done)
+
+    def tail_bytes(self) -> int:
+        """What starting rows at their layer keeps: the baseline's input of every block a row
+        starts at, for each (example, noise sample)."""
+        plan = self.plan
+        layers = {self.start(r) for r in plan.rows} - {0}
+        samples = plan.corrupt.samples if plan.corrupt else 1
+        config = getattr(self.model, "config", None)
+        hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 0)
+        dtype = next(self.model.parameters()).element_size()
+        tokens = max(len(p) for p in plan.base)
+        return len(layers) * len(plan.base) * samples * tokens * hidden * dtype
 
     def order(self) -> list[int]:
         """Rows in the order they run: by the layer they start at, so a chunk starts late."""
@@ -227,23 +246,49 @@ class _Runner:
         reads = [op.source == "run" and op.origin is None for op in plan.ops]
         sites = {u.site for r in plan.rows for u in r.units if reads[u.op]}
         rows = [Row(i, (), ()) for i in range(len(plan.source))]
-        with Hooks(self.model) as hooks:
-            shape = (len(rows), max(len(p) for p in plan.source))
-            for site in sites:
-                hooks.at(site, store_edit(site, self.sources.cache, shape))
-            return self.logits(hooks, rows, plan.source, noisy=False)
+        width = max(len(p) for p in plan.source)
+
+        def run(chunk: list[Row]):
+            stored: dict = {}
+            with Hooks(self.model) as hooks:
+                for site in sites:
+                    hooks.at(site, store_edit(site, stored, (len(chunk), width)))
+                return self.logits(hooks, chunk, plan.source, noisy=False, width=width), stored
+
+        return joined(self.budget.chunks(rows, run, "source run"), self.sources.cache)
 
     def mean_runs(self) -> None:
-        self.sources.means = unit_means(self.plan, self.call, self.device)
+        self.sources.means = unit_means(self.plan, self.call, self.device, self.budget)
 
-    def baseline(self) -> torch.Tensor:
-        """The corrupted run (the base, with noise if any): logits, and the block inputs the
-        tail starts from."""
-        with Hooks(self.model) as hooks:
+    def baseline(self, clean_logits) -> torch.Tensor | None:
+        """The corrupted run (the base, with noise if any): its metric per row (None without
+        one), the block inputs the tail starts from, and (if asked) its logits."""
+        plan = self.plan
+        width = max(len(p) for p in plan.base)
+        layers = {self.start(r) for r in plan.rows} - {0}
+
+        def run(chunk: list[Row]):
+            with Hooks(self.model) as hooks:
+                if self.tail is not None:
+                    self.tail.record(hooks, layers)
+                logits = self.logits(hooks, chunk, plan.base, width=width)
             if self.tail is not None:
-                layers = {self.start(r) for r in self.plan.rows} - {0}
-                self.tail.record(hooks, layers)
-            return self.logits(hooks, self.base_rows, self.plan.base)
+                self.tail.commit()
+            metric = None
+            if plan.metric is not None:
+                reference = self.reference(clean_logits, chunk)
+                # a copy: the metric may be a view of the chunk's (rows × vocab) probabilities
+                metric = metric_values(plan.metric, logits, reference).clone()
+            return metric, (logits if self.keep_base_logits else None)
+
+        parts = [out for _, out in self.budget.chunks(self.base_rows, run, "baseline run")]
+        if self.tail is not None and not self.tail.merge():
+            self.tail = None  # the chunks' block inputs do not join: full forward passes
+        if self.keep_base_logits:
+            self.base_logits = torch.cat([logits for _, logits in parts])
+        if plan.metric is None:
+            return None
+        return torch.cat([metric for metric, _ in parts])
 
     # --- patched runs ----------------------------------------------------------------------
 
@@ -276,15 +321,18 @@ class _Runner:
         reference = self.reference(clean_logits, rows)
         return metric_values(plan.metric, logits, reference).float().cpu()
 
-    def run_rows(self, hooks: Hooks, rows: list[Row], prompts: list[Prompt], noisy=True):
-        """The model's forward pass on `prompts` (one per row), with the rows' noise if any."""
-        ids, mask = pad(prompts, self.plan.pad_id, self.device)
+    def run_rows(self, hooks: Hooks, rows: list[Row], prompts: list[Prompt], noisy=True,
+                 width: int = 0):  # fmt: skip
+        """The model's forward pass on `prompts` (one per row, right-padded to at least `width`
+        tokens), with the rows' noise if any."""
+        ids, mask = pad_to(prompts, self.plan.pad_id, self.device, width)
         if self.noise is not None and noisy:
             hooks.on(self.model.get_input_embeddings(), "output",
                      noise_edit(self.plan, rows, self.noise, self.device))  # fmt: skip
         return self.call(ids, mask)
 
-    def logits(self, hooks: Hooks, rows: list[Row], prompts: list[Prompt], noisy=True):
+    def logits(self, hooks: Hooks, rows: list[Row], prompts: list[Prompt], noisy=True,
+               width: int = 0):  # fmt: skip
         """Logits at each row's read position (its last token)."""
         chosen = [prompts[r.example] for r in rows]
         return read_output(
@@ -292,7 +340,7 @@ class _Runner:
             hooks,
             chosen,
             self.device,
-            lambda: self.run_rows(hooks, rows, chosen, noisy),
+            lambda: self.run_rows(hooks, rows, chosen, noisy, width),
         )
 
     def collected(self, found: dict, n: int) -> torch.Tensor:
@@ -320,21 +368,23 @@ def read_output(model: nn.Module, hooks: Hooks, prompts: list[Prompt], device, f
     return logits[torch.arange(n, device=logits.device), at]
 
 
-def unit_means(plan: Plan, call, device) -> dict[tuple[int, Site], torch.Tensor]:
-    """For each `mean:` op, the mean of its sites' units over the real tokens of its prompts."""
+def unit_means(plan: Plan, call, device, budget: Budget | None = None
+               ) -> dict[tuple[int, Site], torch.Tensor]:  # fmt: skip
+    """For each `mean:` op, the mean of its sites' units over the real tokens of its prompts
+    (run in the budget's chunks)."""
     means = {}
+    budget = budget or Budget()
     for index, op in enumerate(plan.ops):
         if op.source != "mean":
             continue
         sites = {u.site for r in plan.rows for u in r.units if u.op == index}
-        ids, mask = pad(list(op.mean_prompts), plan.pad_id, device)
-        acts: dict = {}
-        with Hooks(plan.model) as hooks:
-            for site in sites:
-                hooks.at(site, store_edit(site, acts, mask.shape))
-            call(ids, mask)
+        acts = kept_units(plan.model, list(op.mean_prompts), sites, call, device, budget,
+                          "mean: run", plan.pad_id)  # fmt: skip
+        prompts = list(op.mean_prompts)
+        width = max(len(p) for p in prompts)
+        real = torch.tensor([[t < len(p) for t in range(width)] for p in prompts], device=device)
         for site, act in acts.items():
-            means[index, site] = act[mask.bool()].mean(dim=0)
+            means[index, site] = act[real.to(act.device)].mean(dim=0)
     return means
 
 

@@ -2,7 +2,8 @@
 l, so its forward pass starts from that run's hidden state at block l's input.
 
 The corrupted run records what the model passed to each block (hidden state, mask, position
-embeddings, …); the tail calls blocks l.. with those, then the final norm and the LM head.
+embeddings, …); the tail calls blocks l.. with those, then the final norm and the LM head. A
+corrupted run in several chunks records each, and `merge` joins them into one batch.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class Tail:
         self.head = model.get_output_embeddings()
         self.softcap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
         self.inputs: dict[int, tuple[torch.Tensor, tuple, dict]] = {}
+        self.parts: dict[int, list[tuple[torch.Tensor, tuple, dict]]] = {}
+        self.current: dict[int, tuple[torch.Tensor, tuple, dict]] = {}
 
     @staticmethod
     def supports(model: nn.Module, sites: SiteMap) -> bool:
@@ -43,19 +46,47 @@ class Tail:
         )
 
     def record(self, hooks: Hooks, layers: set[int]) -> None:
-        """Keep the inputs of blocks `layers` during the next forward pass (under `hooks`)."""
+        """Keep the inputs of blocks `layers` during the next forward pass (under `hooks`); they
+        count once `commit` says the pass finished (a pass that ran out of memory is run again,
+        and what it recorded is dropped)."""
+        self.current = {}
         for layer in layers:
             hooks.on_call(self.blocks[layer], self._keeper(layer))
+
+    def commit(self) -> None:
+        """The pass recorded last finished: keep its inputs, after those of earlier chunks."""
+        for layer, found in self.current.items():
+            self.parts.setdefault(layer, []).append(found)
+        self.current = {}
 
     def _keeper(self, layer: int):
         def keep(args, kwargs):
             if args:
-                self.inputs[layer] = (args[0].detach(), args[1:], kwargs)
+                found = (args[0].detach(), args[1:], kwargs)
             else:
                 rest = {k: v for k, v in kwargs.items() if k != "hidden_states"}
-                self.inputs[layer] = (kwargs["hidden_states"].detach(), (), rest)
+                found = (kwargs["hidden_states"].detach(), (), rest)
+            self.current[layer] = found
 
         return keep
+
+    def merge(self) -> bool:
+        """Join the recorded chunks into one batch per layer; False when the chunks' inputs do
+        not join (a mask in one chunk and none in another): the rows then run full forwards."""
+        inputs = {}
+        while self.parts:  # a layer at a time: its chunks are freed before the next is joined
+            layer, parts = self.parts.popitem()
+            rows = [hidden.shape[0] for hidden, _, _ in parts]
+            args = _join([a for _, a, _ in parts], rows)
+            kwargs = _join([k for _, _, k in parts], rows)
+            if args is _UNJOINABLE or kwargs is _UNJOINABLE:
+                self.parts = {}
+                return False
+            hiddens = [h for h, _, _ in parts]
+            del parts  # the chunks' hidden states are now held by `hiddens` alone
+            inputs[layer] = (_cat_freeing(hiddens), args, kwargs)
+        self.inputs = inputs
+        return True
 
     def forward(self, start: int, base_rows: list[int], read: torch.Tensor) -> torch.Tensor:
         """Logits at `read` positions for rows that start at block `start`; `base_rows` index
@@ -74,6 +105,57 @@ class Tail:
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits
+
+
+_UNJOINABLE = object()
+
+
+def _cat_freeing(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """`torch.cat(tensors)`, dropping each part once it is copied: the run's recorded block
+    inputs are not held twice while they are joined."""
+    if len(tensors) == 1:
+        return tensors.pop()
+    first = tensors[0]
+    joined = first.new_empty((sum(t.shape[0] for t in tensors), *first.shape[1:]))
+    del first
+    at = 0
+    while tensors:
+        part = tensors.pop(0)
+        joined[at : at + part.shape[0]] = part
+        at += part.shape[0]
+    return joined
+
+
+def _join(values: list, rows: list[int]):
+    """One value from the same argument of several chunks of `rows` rows each: tensors with a
+    row axis are concatenated, anything else must be the same in every chunk."""
+    first = values[0]
+    if len(values) == 1:
+        return first
+    if isinstance(first, torch.Tensor):
+        if not all(isinstance(v, torch.Tensor) for v in values):
+            return _UNJOINABLE
+        if all(v.dim() >= 2 and v.shape[0] == n for v, n in zip(values, rows, strict=True)):
+            return torch.cat(values)
+        same = all(v.shape == first.shape and torch.equal(v, first) for v in values[1:])
+        return first if same else _UNJOINABLE
+    if isinstance(first, tuple | list):
+        if not all(type(v) is type(first) and len(v) == len(first) for v in values):
+            return _UNJOINABLE
+        joined = [_join([v[i] for v in values], rows) for i in range(len(first))]
+        if any(j is _UNJOINABLE for j in joined):
+            return _UNJOINABLE
+        return type(first)(joined) if type(first) in (tuple, list) else tuple(joined)
+    if isinstance(first, dict):
+        if not all(isinstance(v, dict) and v.keys() == first.keys() for v in values):
+            return _UNJOINABLE
+        joined = {k: _join([v[k] for v in values], rows) for k in first}
+        return _UNJOINABLE if any(j is _UNJOINABLE for j in joined.values()) else joined
+    try:
+        same = all(v is first or bool(v == first) for v in values[1:])
+    except Exception:  # values that do not compare (a cache object, an array)
+        same = False
+    return first if same else _UNJOINABLE
 
 
 def _pick(value, rows: torch.Tensor, recorded: int):

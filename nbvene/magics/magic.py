@@ -194,7 +194,12 @@ class Intervene(Magics):
                           file=sys.stderr)  # fmt: skip
                 shown = knob.generation(knob.start)
         else:
-            shown = generation(steering, steering.rows())
+            try:
+                shown = generation(steering, steering.rows())
+            except nv.GenerationInterrupted as stop:
+                shown = stop.result
+                where = f"stored as {out}" if out else "returned"
+                print(f"interrupted: the text generated so far; {where}", file=sys.stderr)
         if hasattr(shown, "meta"):
             shown.meta["cell"] = f"%%intervene {line}".rstrip() + "\n" + cell
         if out:

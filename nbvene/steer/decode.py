@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from nbvene.engine.hooks import Hooks
+from nbvene.engine.memory import Budget
 from nbvene.engine.run import device_of
 from nbvene.errors import NbveneError
 from nbvene.steer.plan import Steering, Term
@@ -67,69 +68,115 @@ class Steerer:
 @dataclass
 class Decoded:
     """Per row: the generated token ids (up to and including a stop), and why it stopped;
-    `first_logits` are the next-token logits after the prompt (rows, vocab)."""
+    `first_logits` are the next-token logits after the prompt (rows, vocab). `interrupted`:
+    a KeyboardInterrupt stopped the decoding; the ids are those generated so far (the rows it
+    stopped say "interrupted"; rows not started have no ids and NaN logits)."""
 
     ids: list[list[int]]
     stopped: list[str]
-    first_logits: torch.Tensor
+    first_logits: torch.Tensor | None
+    interrupted: bool = False
 
 
-def next_logits(steering: Steering, strengths: torch.Tensor) -> torch.Tensor:
-    """(rows, vocab): the steered prompt's next-token logits, one forward pass for all rows."""
+def next_logits(steering: Steering, strengths: torch.Tensor,
+                budget: Budget | None = None) -> torch.Tensor:  # fmt: skip
+    """(rows, vocab): the steered prompt's next-token logits, in the budget's chunks of rows."""
     model, device = steering.model, device_of(steering.model)
-    ids = torch.tensor([steering.prompt.ids] * len(strengths), device=device)
-    steerer = Steerer(steering, strengths)
-    with torch.no_grad(), Hooks(model) as hooks:
-        steerer.attach(hooks)
-        out = model(input_ids=ids, **_no_cache(model))
-    return _logits(out)[:, -1].float()
+
+    def run(rows: list[int]) -> torch.Tensor:
+        ids = torch.tensor([steering.prompt.ids] * len(rows), device=device)
+        steerer = Steerer(steering, strengths[rows])
+        with torch.no_grad(), Hooks(model) as hooks:
+            steerer.attach(hooks)
+            out = model(input_ids=ids, **_no_cache(model), **_last_only(model))
+        return _logits(out)[:, -1].float()
+
+    budget = budget or Budget(max(1, len(strengths)))
+    parts = [out for _, out in budget.chunks(range(len(strengths)), run, "steered run")]
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
-def decode(steering: Steering, strengths: torch.Tensor, *, use_cache: bool = True) -> Decoded:
-    """Generate for every row at once (all rows share the prompt, so nothing is padded).
+def decode(steering: Steering, strengths: torch.Tensor, *, use_cache: bool = True,
+           budget: Budget | None = None) -> Decoded:  # fmt: skip
+    """Generate for every row, in the budget's chunks of rows (all rows share the prompt, so
+    nothing is padded; a chunk that runs out of memory starts again, halved).
 
     Greedy at temperature 0; otherwise each row samples with its own generator seeded with the
     spec's seed, so a row gives the same text in any batch (and baseline and steered rows share
-    their random draws)."""
+    their random draws). A KeyboardInterrupt returns what was generated so far, marked
+    `interrupted`."""
+    rows = len(strengths)
+    out_ids: list[list[int]] = [[] for _ in range(rows)]
+    stopped = ["not started"] * rows
+    first: list[torch.Tensor | None] = [None] * rows
+    budget = budget or Budget(max(1, rows))
+    interrupted = False
+
+    def run(chunk: list[int]) -> None:
+        _decode_rows(steering, strengths, chunk, out_ids, stopped, first, use_cache)
+
+    try:
+        for _ in budget.chunks(range(rows), run, "generation"):
+            pass
+    except KeyboardInterrupt:
+        interrupted = True
+        stopped = ["interrupted" if s in ("not started", "running") else s for s in stopped]
+    vocab = next((f.shape[-1] for f in first if f is not None), None)
+    logits = None
+    if vocab is not None:  # rows not started (an interrupt) have NaN logits
+        logits = torch.stack([torch.full((vocab,), float("nan")) if f is None else f
+                              for f in first])  # fmt: skip
+    return Decoded(out_ids, stopped, logits, interrupted)
+
+
+def _decode_rows(steering: Steering, strengths: torch.Tensor, chunk: list[int],
+                 out_ids: list[list[int]], stopped: list[str], first: list, use_cache: bool
+                 ) -> None:  # fmt: skip
+    """Decode the rows `chunk` together, writing each row's ids, stop and first logits in
+    place as they come (so an interrupt keeps them)."""
     g = steering.generate
     model, device = steering.model, device_of(steering.model)
-    rows = len(strengths)
     takes = inspect.signature(model.forward).parameters
     use_cache = use_cache and "past_key_values" in takes
-    ids = torch.tensor([steering.prompt.ids] * rows, device=device)
-    generators = [torch.Generator().manual_seed(g.seed) for _ in range(rows)]
+    ids = torch.tensor([steering.prompt.ids] * len(chunk), device=device)
+    generators = [torch.Generator().manual_seed(g.seed) for _ in chunk]
     eos = _eos_ids(steering)
-    out_ids: list[list[int]] = [[] for _ in range(rows)]
-    stopped = ["max_new_tokens"] * rows
-    live = [True] * rows
-    steerer = Steerer(steering, strengths)
-    cache, first = None, None
+    for row in chunk:  # a chunk retried after an out-of-memory starts over
+        out_ids[row].clear()
+        stopped[row], first[row] = "running", None
+    live = [True] * len(chunk)
+    steerer = Steerer(steering, strengths[chunk])
+    cache = None
     with torch.no_grad(), Hooks(model) as hooks:
         steerer.attach(hooks)
         for step in range(g.max_new_tokens):
             if use_cache:
                 feed = ids if step == 0 else ids[:, -1:]
                 steerer.start = 0 if step == 0 else ids.shape[1] - 1
-                out = model(input_ids=feed, past_key_values=cache, use_cache=True)
+                out = model(input_ids=feed, past_key_values=cache, use_cache=True,
+                            **_last_only(model))  # fmt: skip
                 cache = out.past_key_values
             else:
                 steerer.start = 0
-                out = model(input_ids=ids, **_no_cache(model))
+                out = model(input_ids=ids, **_no_cache(model), **_last_only(model))
             logits = _logits(out)[:, -1].float()
-            if first is None:
-                first = logits.cpu()
+            if step == 0:
+                for i, row in enumerate(chunk):
+                    first[row] = logits[i].cpu()
             chosen = _choose(logits, g.temperature, generators)
             ids = torch.cat([ids, chosen.to(device)[:, None]], dim=1)
-            for row in range(rows):
-                if not live[row]:
+            for i, row in enumerate(chunk):
+                if not live[i]:
                     continue
-                out_ids[row].append(int(chosen[row]))
+                out_ids[row].append(int(chosen[i]))
                 reason = _stop(steering, out_ids[row], eos)
                 if reason is not None:
-                    live[row], stopped[row] = False, reason
+                    live[i], stopped[row] = False, reason
             if not any(live):
                 break
-    return Decoded(out_ids, stopped, first)
+    for i, row in enumerate(chunk):
+        if live[i]:
+            stopped[row] = "max_new_tokens"
 
 
 def _choose(logits: torch.Tensor, temperature: float, generators) -> torch.Tensor:
@@ -168,6 +215,13 @@ def _eos_ids(steering: Steering) -> set[int]:
 def _no_cache(model) -> dict:
     takes = inspect.signature(model.forward).parameters
     return {"use_cache": False} if "use_cache" in takes else {}
+
+
+def _last_only(model) -> dict:
+    """The LM head at the last position only, where the model allows it: no (rows × tokens ×
+    vocabulary) logits for a prompt whose next token is all that is read."""
+    takes = inspect.signature(model.forward).parameters
+    return {"logits_to_keep": 1} if "logits_to_keep" in takes else {}
 
 
 def _logits(out) -> torch.Tensor:

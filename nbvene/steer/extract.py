@@ -9,12 +9,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nbvene.engine.edits import store_edit
-from nbvene.engine.hooks import Hooks
 from nbvene.engine.lock import runs_model
-from nbvene.engine.run import device_of
+from nbvene.engine.memory import Budget
+from nbvene.engine.passes import kept_units
+from nbvene.engine.run import _caller, device_of
 from nbvene.errors import NbveneError
-from nbvene.plan.prompts import Prompt, pad, tokenize
+from nbvene.plan.prompts import Prompt, tokenize
 from nbvene.sites import Site, SiteMap
 from nbvene.steer.vector import Vector
 
@@ -33,6 +33,8 @@ def vector(
     method: str = "mean_diff",
     normalize: bool = False,
     sites: SiteMap | dict | None = None,
+    max_batch: int = 64,
+    max_memory: int | str | None = None,
 ) -> Vector:
     """A steering vector at `site` and `layer` from contrasting prompts.
 
@@ -45,7 +47,8 @@ def vector(
     * `diff`: two prompts of equal token length, one vector per position (activation
       addition); it is added at positions 0..k-1 of the steered prompt.
 
-    `normalize=True` gives unit norm (each position's vector, for `diff`).
+    `normalize=True` gives unit norm (each position's vector, for `diff`). The prompts run
+    `max_batch` a forward pass (fewer if `max_memory` says so; halved on out-of-memory).
     """
     if method not in METHODS:
         raise NbveneError(f"unknown method {method!r}", hint="methods: " + ", ".join(METHODS))
@@ -55,11 +58,15 @@ def vector(
     neg = [negative] if isinstance(negative, str) else list(negative)
     if not pos or not neg:
         raise NbveneError("a steering vector needs positive and negative prompts")
+    plus_prompts = [tokenize(tokenizer, p) for p in pos]
+    minus_prompts = [tokenize(tokenizer, n) for n in neg]
+    longest = max(len(p) for p in plus_prompts + minus_prompts)
+    budget = Budget.within(max_batch, max_memory, model, longest)
     if method == "diff":
-        values = _aligned_difference(model, tokenizer, where, pos, neg)
+        values = _aligned_difference(model, where, pos, neg, plus_prompts, minus_prompts, budget)
     else:
-        plus = last_token_units(model, [tokenize(tokenizer, p) for p in pos], where)
-        minus = last_token_units(model, [tokenize(tokenizer, n) for n in neg], where)
+        plus = last_token_units(model, plus_prompts, where, budget)
+        minus = last_token_units(model, minus_prompts, where, budget)
         values = _principal(plus, minus) if method == "pca" else plus.mean(0) - minus.mean(0)
     config = getattr(model, "config", None)
     made = Vector(
@@ -99,28 +106,29 @@ def site_at(sitemap: SiteMap, written: str, layer: int | None) -> Site:
     return sitemap.site(component, layer)
 
 
-def units(model: nn.Module, prompts: list[Prompt], site: Site) -> torch.Tensor:
-    """The site's units for right-padded prompts: (prompts, tokens, d)."""
-    device = device_of(model)
-    ids, mask = pad(prompts, 0, device)  # right padding: the pad id is never read
-    stored: dict = {}
-    with torch.no_grad(), Hooks(model) as hooks:
-        hooks.at(site, store_edit(site, stored, ids.shape))
-        model(input_ids=ids, attention_mask=mask)
+def units(model: nn.Module, prompts: list[Prompt], site: Site,
+          budget: Budget | None = None) -> torch.Tensor:  # fmt: skip
+    """The site's units for right-padded prompts (the pad id is never read): (prompts, tokens,
+    d), in the budget's chunks of prompts."""
+    with torch.no_grad():
+        stored = kept_units(model, prompts, {site}, _caller(model), device_of(model),
+                            budget or Budget(), "steering vector's run")  # fmt: skip
     return stored[site].float()
 
 
-def last_token_units(model: nn.Module, prompts: list[Prompt], site: Site) -> torch.Tensor:
+def last_token_units(model: nn.Module, prompts: list[Prompt], site: Site,
+                     budget: Budget | None = None) -> torch.Tensor:  # fmt: skip
     """(prompts, d): each prompt's units at its last token."""
-    found = units(model, prompts, site)
+    found = units(model, prompts, site, budget)
     last = torch.tensor([len(p) - 1 for p in prompts], device=found.device)
     return found[torch.arange(len(prompts), device=found.device), last]
 
 
-def _aligned_difference(model, tokenizer, site: Site, pos: list[str], neg: list[str]):
+def _aligned_difference(model, site: Site, pos: list[str], neg: list[str], plus_prompts,
+                        minus_prompts, budget: Budget):  # fmt: skip
     if len(pos) != 1 or len(neg) != 1:
         raise NbveneError("diff takes two prompts: one positive, one negative")
-    plus, minus = tokenize(tokenizer, pos[0]), tokenize(tokenizer, neg[0])
+    plus, minus = plus_prompts[0], minus_prompts[0]
     if len(plus) != len(minus):
         raise NbveneError(
             f"diff: {pos[0]!r} is {len(plus)} tokens and {neg[0]!r} is {len(minus)}: they are "
@@ -128,7 +136,7 @@ def _aligned_difference(model, tokenizer, site: Site, pos: list[str], neg: list[
             hint=f"make them the same length in tokens: {list(plus.tokens)} vs "
             f"{list(minus.tokens)} (or use mean_diff of their last tokens)",
         )
-    both = units(model, [plus, minus], site)
+    both = units(model, [plus, minus], site, budget)
     return both[0] - both[1]
 
 

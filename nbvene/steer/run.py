@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from nbvene.engine.lock import runs_model
-from nbvene.errors import NbveneError
+from nbvene.engine.memory import Budget
+from nbvene.errors import GenerationInterrupted, NbveneError
 from nbvene.results import Axis, Result
 from nbvene.spec import Spec, parse
 from nbvene.spec.ast import Generate
@@ -27,6 +28,8 @@ def generate(
     namespace: Mapping | None = None,
     sites: Mapping[str, str] | None = None,
     use_cache: bool = True,
+    max_batch: int = 64,
+    max_memory: int | str | None = None,
 ) -> Generation:
     """Generate from a steering spec: the baseline and every steered row in one batch.
 
@@ -38,9 +41,14 @@ def generate(
 
     A spec without `generate:` generates with the defaults (30 new tokens, greedy) from `base:`.
     `use_cache=False` reruns every position at each step (the same tokens, slower).
+    At most `max_batch` rows decode together (fewer if `max_memory`, bytes or "2GB", says so;
+    halved on out-of-memory). Interrupting raises `nv.GenerationInterrupted`, whose `.result`
+    is the `Generation` so far.
     """
     steering = steer_plan(spec, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
-    return generation(steering, steering.rows(), use_cache=use_cache)
+    tokens = len(steering.prompt) + steering.generate.max_new_tokens
+    budget = Budget.within(max_batch, max_memory, model, tokens, cache=use_cache)
+    return generation(steering, steering.rows(), use_cache=use_cache, budget=budget)
 
 
 def steer_plan(spec: str | Spec, *, model, tokenizer=None, namespace=None, sites=None) -> Steering:
@@ -54,20 +62,25 @@ def steer_plan(spec: str | Spec, *, model, tokenizer=None, namespace=None, sites
 
 
 def generation(
-    steering: Steering, rows: list[tuple[float, ...]], *, use_cache: bool = True
+    steering: Steering,
+    rows: list[tuple[float, ...]],
+    *,
+    use_cache: bool = True,
+    budget: Budget | None = None,
 ) -> Generation:
-    """Decode `rows` (strength tuples; the first should be the baseline) in one batch."""
+    """Decode `rows` (strength tuples; the first should be the baseline) in one batch (or the
+    budget's chunks); on KeyboardInterrupt, `GenerationInterrupted` with the text so far."""
     strengths = torch.tensor(rows, dtype=torch.float32).reshape(len(rows), len(steering.terms))
-    decoded = decode(steering, strengths, use_cache=use_cache)
+    decoded = decode(steering, strengths, use_cache=use_cache, budget=budget)
     tok = steering.tokenizer
     tokens = [[_piece(tok, i) for i in ids] for ids in decoded.ids]
     texts = [_cut(_text(tok, ids), steering.generate.stop) for ids in decoded.ids]
     metric = None
-    if steering.metric is not None:
+    if steering.metric is not None and decoded.first_logits is not None:
         from nbvene.engine.metrics import metric_values
 
         metric = metric_values(steering.metric, decoded.first_logits, None).cpu()
-    return Generation(
+    made = Generation(
         prompt=steering.prompt.text or "",
         labels=row_labels(steering, rows),
         strengths=list(rows),
@@ -81,6 +94,9 @@ def generation(
         logits=decoded.first_logits,
         meta={"model": _model_name(steering.model), "terms": [t.label for t in steering.terms]},
     )
+    if decoded.interrupted:
+        raise GenerationInterrupted(made)
+    return made
 
 
 @runs_model

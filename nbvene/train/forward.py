@@ -12,6 +12,7 @@ import torch
 
 from nbvene.engine.edits import Sources, group_units, store_edit, unit_edit
 from nbvene.engine.hooks import Hooks
+from nbvene.engine.memory import Budget
 from nbvene.engine.multisource import clean_runs, patched_runs
 from nbvene.engine.run import _caller, device_of, read_output, unit_means
 from nbvene.errors import NbveneError
@@ -79,9 +80,11 @@ class Forward:
     """`forward(indices)`: the intervened output of those examples, (len(indices), classes).
 
     With `grad_source`, gradients also flow through the source run (interchange intervention
-    training, when the model itself learns)."""
+    training, when the model itself learns). The examples of one call run in one forward pass
+    (the caller chooses how many, through its `Budget`); the `mean:` runs, made once, run in
+    `budget`'s chunks."""
 
-    def __init__(self, plan: Plan, *, grad_source: bool = False):
+    def __init__(self, plan: Plan, *, grad_source: bool = False, budget: Budget | None = None):
         self.plan = plan
         self.model = plan.model
         self.device = device_of(plan.model)
@@ -89,7 +92,7 @@ class Forward:
         self.grad_source = grad_source
         self.keep: list[Hooks] | None = None
         with torch.no_grad():
-            self.means = unit_means(plan, self.call, self.device)
+            self.means = unit_means(plan, self.call, self.device, budget)
 
     def __len__(self) -> int:
         return len(self.plan.base)

@@ -7,14 +7,17 @@ The model's own weights are frozen (and bitwise unchanged) unless `train_model=T
 from __future__ import annotations
 
 import math
+import signal
+import threading
 from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
 
 from nbvene.engine.lock import runs_model
-from nbvene.errors import NbveneError
+from nbvene.engine.memory import Budget
+from nbvene.errors import NbveneError, TrainingInterrupted
 from nbvene.plan.plan import Plan
 from nbvene.sites import SiteMap
 from nbvene.spec import Spec, parse
@@ -70,6 +73,10 @@ def train(
     with each epoch's record.
     `checkpoint`: gradient checkpointing, for long prompts: the model's blocks keep only their
     inputs and run again in the backward pass (less memory, about a third more time).
+
+    A step that runs out of memory is split in halves whose gradients add up to the same
+    step (a custom `loss` must then be a mean over the batch). Interrupting raises
+    `nv.TrainingInterrupted`, whose `.result` is the `Trained` as of the last finished step.
     """
     if epochs < 0 or batch_size < 1 or not lr > 0:
         raise NbveneError(
@@ -116,16 +123,22 @@ def train(
     frozen = {p: p.requires_grad for p in model.parameters()}
     for p in frozen:
         p.requires_grad_(train_model)
+    stopped, metrics = False, {"iia": math.nan, "loss": math.nan}
     try:
-        run = _Training(plan, labels, modules, loss, train_model, generator, held, checkpoint)
+        budget = Budget(batch_size)
+        run = _Training(plan, labels, modules, loss, train_model, generator, held, checkpoint,
+                        budget)  # fmt: skip
         with checkpointed(model, plan.sites) if checkpoint else nullcontext():
-            run.fit(examples, epochs, lr, batch_size, patience, progress)
-            metrics = run.scores(examples)
+            try:
+                run.fit(examples, epochs, lr, batch_size, patience, progress)
+                metrics = run.scores(examples)
+            except KeyboardInterrupt:  # keep what the finished steps learnt
+                stopped = True
     finally:
         for p, flag in frozen.items():
             p.requires_grad_(flag)
 
-    return Trained(
+    trained = Trained(
         spec=parsed,
         bound=bound,
         modules=modules,
@@ -147,17 +160,23 @@ def train(
             "patience": patience,
             "held_out": held_out if not isinstance(held_out, Mapping) else "given",
             "examples": len(examples),
+            **({"interrupted_after_steps": run.done} if stopped else {}),
         },
     )
+    if stopped:
+        raise TrainingInterrupted(trained)
+    return trained
 
 
 class _Training:
-    def __init__(self, plan, labels, modules, loss, train_model, generator, held, checkpoint):
-        self.forward = Forward(plan, grad_source=train_model)
+    def __init__(self, plan, labels, modules, loss, train_model, generator, held, checkpoint,
+                 budget: Budget):  # fmt: skip
+        self.budget = budget
+        self.forward = Forward(plan, grad_source=train_model, budget=budget)
         self.checkpoint = checkpoint
         self.held = held
         if held is not None:
-            self.held_forward = self.forward if held[0] is plan else Forward(held[0])
+            self.held_forward = self.forward if held[0] is plan else Forward(held[0], budget=budget)
         self.labels = labels
         self.modules = list(modules.values())
         self.loss = loss
@@ -165,6 +184,7 @@ class _Training:
         self.model = plan.model
         self.train_model = train_model
         self.history: list[dict] = []
+        self.done = 0  # optimizer steps finished
 
     def parameters(self) -> list[nn.Parameter]:
         found = {id(p): p for m in self.modules for p in m.parameters() if p.requires_grad}
@@ -175,9 +195,10 @@ class _Training:
     def scores(self, examples) -> dict:
         """IIA and loss on the held-out examples, or on the training ones without them."""
         if self.held is None:
-            return measure(self.forward, examples.tolist(), self.labels, self.loss)
+            return measure(self.forward, examples.tolist(), self.labels, self.loss,
+                           budget=self.budget)  # fmt: skip
         _, indices, labels = self.held
-        return measure(self.held_forward, indices.tolist(), labels, self.loss)
+        return measure(self.held_forward, indices.tolist(), labels, self.loss, budget=self.budget)
 
     def fit(self, examples, epochs, lr, batch_size, patience, progress) -> None:
         with torch.no_grad():  # one pass makes the parameters of interventions built lazily
@@ -194,21 +215,30 @@ class _Training:
         bar = _bar(epochs) if progress is True else None
         curve = LiveCurve(steps, epochs) if progress is True and in_notebook() else None
         best, best_state, waited = math.inf, None, 0
-        done = 0
         try:
             for epoch in range(1, epochs + 1):
                 order = examples[torch.randperm(len(examples), generator=self.generator)]
-                total = 0.0
+                total, seen = 0.0, 0
                 for start in range(0, len(order), batch_size):
                     chosen = order[start : start + batch_size].tolist()
-                    value = self.step(chosen, optimizer)
+                    try:
+                        value = self.gradients(chosen, optimizer)
+                        with _whole():  # applied and counted, or not at all
+                            optimizer.step()
+                            self.done += 1
+                            for m in self.modules:
+                                if hasattr(m, "schedule") and getattr(m, "width", 0) is not None:
+                                    m.schedule(self.done / max(steps, 1))
+                            total += float(value) * len(chosen)
+                            seen += len(chosen)
+                    except KeyboardInterrupt:
+                        if seen:  # the unfinished epoch's finished steps stay on the curve
+                            self.history.append(
+                                {"epoch": epoch, "loss": total / seen, "interrupted": True}
+                            )
+                        raise
                     if curve is not None:
-                        curve.step(float(value.detach()))
-                    done += 1
-                    for m in self.modules:
-                        if hasattr(m, "schedule") and getattr(m, "width", 0) is not None:
-                            m.schedule(done / max(steps, 1))
-                    total += float(value.detach()) * len(chosen)
+                        curve.step(float(value))
                 record = {"epoch": epoch, "loss": total / len(order)}
                 if self.held is not None:
                     scores = self.scores(examples)
@@ -236,18 +266,28 @@ class _Training:
             if curve is not None:
                 curve.close()
 
-    def step(self, chosen: list[int], optimizer) -> torch.Tensor:
-        """One optimizer step on the examples `chosen`; the loss before it."""
-        # under checkpointing the blocks run again in backward(), with the hooks still on
-        with self.forward.kept() if self.checkpoint else nullcontext():
-            outputs = self.forward(chosen)
-            value = objective(outputs, self.labels[chosen], self.loss)
-            extra = [m.penalty() for m in self.modules if hasattr(m, "penalty")]
-            full = value + sum(p for p in extra if p is not None)
+    def gradients(self, chosen: list[int], optimizer) -> torch.Tensor:
+        """The gradients of one step on the examples `chosen` (in the parameters' `.grad`), and
+        the loss. Made in parts of the budget's size whose gradients add up to the whole
+        batch's (halved on out-of-memory: the step then starts over)."""
+
+        def gradients(size: int) -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
-            full.backward()
-        optimizer.step()
-        return value
+            value = torch.zeros(())
+            for start in range(0, len(chosen), size):
+                part = chosen[start : start + size]
+                weight = len(part) / len(chosen)  # 1.0 (exactly) for a step in one part
+                # under checkpointing the blocks run again in backward(), with the hooks on
+                with self.forward.kept() if self.checkpoint else nullcontext():
+                    outputs = self.forward(part)
+                    loss = objective(outputs, self.labels[part], self.loss)
+                    extra = [m.penalty() for m in self.modules if hasattr(m, "penalty")]
+                    full = loss + sum(p for p in extra if p is not None)
+                    (full * weight if weight != 1 else full).backward()
+                value = value + loss.detach().float().cpu() * weight
+            return value
+
+        return self.budget.run(gradients, "training step")
 
     def state(self) -> list[dict]:
         states = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in self.modules]
@@ -272,14 +312,14 @@ def objective(outputs: torch.Tensor, labels: torch.Tensor, loss: Loss | None) ->
 
 
 def measure(forward: Forward, indices: list[int], labels: torch.Tensor, loss: Loss | None,
-            batch_size: int = 256) -> dict:  # fmt: skip
-    """Interchange intervention accuracy and mean loss over `indices`, without gradients."""
+            batch_size: int = 256, budget: Budget | None = None) -> dict:  # fmt: skip
+    """Interchange intervention accuracy and mean loss over `indices`, without gradients, in
+    the budget's chunks (`batch_size` examples a chunk without one)."""
     hits, total, count = 0, 0.0, 0
     classes = not labels.is_floating_point() and labels.dim() == 1
+    budget = budget or Budget(batch_size)
     with torch.no_grad():
-        for start in range(0, len(indices), batch_size):
-            chosen = indices[start : start + batch_size]
-            outputs = forward(chosen)
+        for chosen, outputs in budget.chunks(indices, forward, "evaluation"):
             wanted = labels[chosen].to(outputs.device)
             total += float(objective(outputs, wanted, loss)) * len(chosen)
             if classes:
@@ -335,6 +375,23 @@ def _token(tokenizer, text: str, error) -> int:
         raise error(f"the label {text!r} is {len(ids)} tokens for this tokenizer",
                     hint='a label is one token, often with a leading space: " Paris"')  # fmt: skip
     return ids[0]
+
+
+@contextmanager
+def _whole():
+    """Hold Ctrl-C until the block ends (an optimizer step half applied is no state to keep);
+    a KeyboardInterrupt raised in the block itself (by a hook) still comes out at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread; other threads are not interrupted
+        return
+    caught: list = []
+    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(*caught[0])
 
 
 class _bar:

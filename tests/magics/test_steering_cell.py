@@ -82,3 +82,23 @@ def test_steering_spec_errors_are_short(shell, cell, v):
     ran = cell('%%intervene model\nsteer: block_output layer=9 by {v}\ngenerate: "x"\n')
     assert ran.error is not None
     assert "layer 9 is out of range" in str(ran.error)
+
+
+def test_an_interrupted_generate_cell_keeps_the_text_so_far(shell, cell, v):
+    model = shell.user_ns["model"]
+    calls = []
+
+    def stop_at_third_step(module, args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    handle = model.get_output_embeddings().register_forward_pre_hook(stop_at_third_step)
+    try:
+        ran = cell("%%intervene model -o gen\n" + GENERATE)
+    finally:
+        handle.remove()
+    assert ran.error is None, ran.err
+    assert "interrupted: the text generated so far; stored as gen" in ran.err
+    gen = shell.user_ns["gen"]
+    assert [len(ids) for ids in gen.ids] == [2, 2] and gen.stopped == ["interrupted"] * 2
