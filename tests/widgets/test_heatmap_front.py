@@ -25,8 +25,13 @@ def rgb(hex_colour: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def res():
-    model, tok = nv.models.tiny("gpt2")
+def tiny():
+    return nv.models.tiny("gpt2")  # kept alive here: a Result holds its model only weakly
+
+
+@pytest.fixture(scope="module")
+def res(tiny):
+    model, tok = tiny
     return nv.run(
         'base: "The <script>x</script> <img src=x onerror=window.pwned=1> is in"\n'
         'corrupt: noise 3σ on "The"\nrestore: block_output layer=* pos=*\nmetric: p(" Paris")',
