@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -54,6 +55,19 @@ def resolve(
     return _Resolver(spec, model, tokenizer, dict(namespace or {}), sites).plan()
 
 
+def error_at(
+    spec: Spec, message: str, line: int, hint: str | None = None, token: str | None = None
+) -> NbveneError:
+    """An error on a spec line, the caret under `token` (else under the line's first word)."""
+    text = spec.line_text(line)
+    column = None
+    if token is not None and token in text:
+        column = text.index(token)
+    elif text:
+        column = len(text) - len(text.lstrip())
+    return NbveneError(message, line=line, text=text or None, column=column, hint=hint)
+
+
 @dataclass(frozen=True)
 class _Statement:
     """A spec statement bound to the model: its op, component and per-axis selectors."""
@@ -73,13 +87,7 @@ class _Resolver:
     # --- errors -------------------------------------------------------------------------
 
     def error(self, message: str, line: int, hint: str | None = None, token: str | None = None):
-        text = self.spec.line_text(line)
-        column = None
-        if token is not None and token in text:
-            column = text.index(token)
-        elif text:
-            column = len(text) - len(text.lstrip())
-        return NbveneError(message, line=line, text=text or None, column=column, hint=hint)
+        return error_at(self.spec, message, line, hint, token)
 
     def placed(self, e: NbveneError, line: int, token: str | None = None) -> NbveneError:
         if e.line is not None:
@@ -224,6 +232,7 @@ class _Resolver:
         comes after the runs patched into it (`into`), with no cycle."""
         spec = self.spec
         if not spec.sources:
+            self.check_source_names({})
             return {}
         if spec.corrupt is not None:
             raise self.error(
@@ -241,16 +250,8 @@ class _Resolver:
                     hint="give one source prompt, or one per base prompt",
                 )
             found[s.name] = prompts
+        self.check_source_names(found)
         for stmt in spec.interventions:
-            for key in ("from", "into"):
-                name = stmt.source if key == "from" else stmt.into
-                if name is not None and name not in found:
-                    raise self.error(
-                        f"no source is named {name!r}",
-                        stmt.line,
-                        hint=did_you_mean(name, found) or "sources: " + ", ".join(found),
-                        token=f"{key} {name}",
-                    )
             reads = stmt.verb in ("patch", "restore") or (
                 stmt.verb in ("add", "subtract") and stmt.by is None and stmt.via is None
             )
@@ -273,6 +274,21 @@ class _Resolver:
                     token=s.name,
                 )
         return {name: found[name] for name in self._run_order([s.name for s in spec.sources])}
+
+    def check_source_names(self, found: Mapping[str, list[Prompt]]) -> None:
+        """Every `from s1` / `into s1` names a `source s1:` line."""
+        for stmt in self.spec.interventions:
+            for key in ("from", "into"):
+                name = stmt.source if key == "from" else stmt.into
+                if name is not None and name not in found:
+                    raise self.error(
+                        f"no source is named {name!r}",
+                        stmt.line,
+                        hint=did_you_mean(name, found)
+                        or ("sources: " + ", ".join(found) if found else None)
+                        or f'add a line: source {name}: "..."',
+                        token=f"{key} {name}",
+                    )
 
     def _run_order(self, names: list[str]) -> list[str]:
         """Named sources in an order where every `from a into b` runs a before b."""
@@ -315,6 +331,13 @@ class _Resolver:
         if c is None:
             return None
         subject = c.subject.value if isinstance(c.subject, Text) else self.lookup(c.subject, c.line)
+        if not isinstance(subject, str):
+            raise self.error(
+                f"{{{c.subject.name}}} must be the subject's text, got {type(subject).__name__}",
+                c.line,
+                hint='noise goes on the tokens of a text in the prompt: on "Eiffel Tower"',
+                token="{" + c.subject.name + "}",
+            )
         positions = [tuple(self.find(prompt, subject, c.line)) for prompt in base]
         std = c.scale
         if c.relative:
@@ -492,14 +515,16 @@ class _Resolver:
                         hint=f"one {axis}= axis is shared by all statements that sweep it",
                     )
             if axis == "layer":
-                wanted = self.ints(first, axis, first_stmt.spec.line)
-                layers = [self.layer(v, first_stmt.spec) for v in wanted]
+                layer_of = functools.partial(self.layer, stmt=first_stmt.spec)
+                wanted = self.ints(first, axis, first_stmt.spec.line, check=layer_of)
+                layers = [layer_of(v) for v in wanted]
                 values["layer"] = layers
                 axes.append(Axis("layer", tuple(layers)))
             elif axis == "head":
                 # one head axis for all statements that sweep it: in range for each of them
-                wanted = self.ints(first, axis, first_stmt.spec.line, first_stmt.heads)
-                heads = [self.head(h, first_stmt) for h in wanted]
+                head_of = functools.partial(self.head, s=first_stmt)
+                wanted = self.ints(first, axis, first_stmt.spec.line, first_stmt.heads, head_of)
+                heads = [head_of(h) for h in wanted]
                 for other, _ in swept[1:]:
                     for h in wanted:
                         self.head(h, other)
@@ -512,8 +537,11 @@ class _Resolver:
                 axes.append(Axis("pos", labels, tuple(per_example[0])))
         return axes, values
 
-    def ints(self, selector, axis: str, line: int, heads: int | None = None) -> list[int]:
-        """The integers a swept layer/head/pos selector stands for."""
+    def ints(
+        self, selector, axis: str, line: int, heads: int | None = None, check=None
+    ) -> list[int]:
+        """The integers a swept layer/head/pos selector stands for; `check` raises on a range
+        end out of bounds, before the range is laid out."""
         if isinstance(selector, All):
             return list(range(self.sites.n_layers if axis == "layer" else heads))
         if isinstance(selector, Span):
@@ -524,6 +552,9 @@ class _Resolver:
                     hint="ranges include both ends and go upwards: 3..5 is 3, 4, 5",
                     token=f"{selector.start}..{selector.stop}",
                 )
+            if check is not None:
+                check(selector.start)
+                check(selector.stop)
             return list(range(selector.start, selector.stop + 1))
         return list(selector.items)
 
@@ -567,7 +598,12 @@ class _Resolver:
                     token="pos=",
                 )
             return [list(range(len(p))) for p in base]
-        wanted = self.ints(selector, "pos", stmt.line)
+
+        def check(end: int) -> None:
+            for p in base:
+                self.position(Index(end), p, stmt)
+
+        wanted = self.ints(selector, "pos", stmt.line, check=check)
         return [[self.position(Index(i), p, stmt) for i in wanted] for p in base]
 
     def position(self, selector, prompt: Prompt, stmt: Intervention) -> int:
@@ -692,6 +728,14 @@ class _Resolver:
             layers = [k for c in layers for k in range(max(0, c - w // 2), min(n, c - (-w // 2)))]
         # positions
         if isinstance(pos_sel, Mapped):
+            if src is None:
+                raise self.error(
+                    f"pos=a->b maps base positions to source positions, and {stmt.verb}: "
+                    "reads no source here",
+                    stmt.line,
+                    hint="add a source: line, or give one position: pos=a",
+                    token="->",
+                )
             base_pos = [self.fixed_positions(pos_sel.base, prompt, example, stmt)[-1]]
             source_pos = [self.fixed_positions(pos_sel.source, src, example, stmt)[-1]]
         else:
