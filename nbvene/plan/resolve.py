@@ -540,8 +540,8 @@ class _Resolver:
     def ints(
         self, selector, axis: str, line: int, heads: int | None = None, check=None
     ) -> list[int]:
-        """The integers a swept layer/head/pos selector stands for; `check` raises on a range
-        end out of bounds, before the range is laid out."""
+        """The integers a swept layer/head/pos selector stands for; `check` raises on the first
+        value of a range out of bounds, as the range is laid out."""
         if isinstance(selector, All):
             return list(range(self.sites.n_layers if axis == "layer" else heads))
         if isinstance(selector, Span):
@@ -552,10 +552,12 @@ class _Resolver:
                     hint="ranges include both ends and go upwards: 3..5 is 3, 4, 5",
                     token=f"{selector.start}..{selector.stop}",
                 )
-            if check is not None:
-                check(selector.start)
-                check(selector.stop)
-            return list(range(selector.start, selector.stop + 1))
+            values = []
+            for value in range(selector.start, selector.stop + 1):
+                if check is not None:
+                    check(value)  # stops a range such as 0..10**18 at the first bad value
+                values.append(value)
+            return values
         return list(selector.items)
 
     def layer(self, value: int, stmt: Intervention) -> int:
@@ -599,9 +601,9 @@ class _Resolver:
                 )
             return [list(range(len(p))) for p in base]
 
-        def check(end: int) -> None:
+        def check(value: int) -> None:
             for p in base:
-                self.position(Index(end), p, stmt)
+                self.position(Index(value), p, stmt)
 
         wanted = self.ints(selector, "pos", stmt.line, check=check)
         return [[self.position(Index(i), p, stmt) for i in wanted] for p in base]
