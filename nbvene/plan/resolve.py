@@ -12,6 +12,7 @@ from torch import nn
 
 from nbvene import interventions as iv
 from nbvene.errors import NbveneError, did_you_mean
+from nbvene.plan import limits
 from nbvene.plan.plan import Axis, CorruptPlan, MetricPlan, Op, Plan, Row, Unit
 from nbvene.plan.prompts import Prompt, from_ids, from_values, tokenize
 from nbvene.sites import Component, SiteMap
@@ -174,13 +175,38 @@ class _Resolver:
         return self.namespace[var.name]
 
     def prompts(self, prompts, line: int) -> list[Prompt]:
+        """The prompts of a base:, source: or over= value, each checked to fit the model."""
+        found = self.read_prompts(prompts, line)
+        for prompt in found:
+            self.fits(prompt, line)
+        return found
+
+    def fits(self, prompt: Prompt, line: int, new_tokens: int = 0) -> None:
+        """A prompt (and the tokens generated after it) fits the model's context window."""
+        window = limits.context(self.model)
+        if window is not None and len(prompt) + new_tokens > window:
+            more = f" and {new_tokens} new tokens" if new_tokens else ""
+            raise self.error(
+                f"the prompt has {len(prompt)} tokens{more}, and the model takes at most {window}",
+                line,
+                hint="shorten the prompt" + (" or max_new_tokens=" if new_tokens else ""),
+            )
+
+    def read_prompts(self, prompts, line: int) -> list[Prompt]:
         if isinstance(prompts, Batch):
-            return [p for item in prompts.items for p in self.prompts(item, line)]
+            return [p for item in prompts.items for p in self.read_prompts(item, line)]
         if isinstance(prompts, Text):
             return [self.prompt(prompts.value, line)]
         value = self.lookup(prompts, line)
         if isinstance(value, str):
             return [self.prompt(value, line)]
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and self.takes_ids:
+            raise self.error(
+                f"{{{prompts.name}}} holds {value.dtype} numbers, and the model takes token ids",
+                line,
+                hint=f"give token ids as an integer tensor: {prompts.name}.long(), or text",
+                token="{" + prompts.name + "}",
+            )
         if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dim() <= 3:
             # inputs of a model that takes vectors: (features,), (batch, features) or
             # (batch, seq, features); a (batch, features) row is one position
@@ -193,6 +219,7 @@ class _Resolver:
                     line,
                 )
             rows = value.unsqueeze(0) if value.dim() == 1 else value
+            self.check_ids(value, prompts.name, line)
             return [from_ids(r, self.tokenizer) for r in rows]
         if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
             return [self.prompt(v, line) for v in value]
@@ -201,6 +228,29 @@ class _Resolver:
             f"got {type(value).__name__}",
             line,
         )
+
+    @property
+    def takes_ids(self) -> bool:
+        return limits.vocabulary(self.model) is not None
+
+    def check_ids(self, ids: torch.Tensor, name: str, line: int) -> None:
+        """Token ids given as a tensor: one or two axes, each id in the model's vocabulary."""
+        vocabulary = limits.vocabulary(self.model)
+        bad = None
+        if ids.dim() not in (1, 2) or ids.numel() == 0:
+            bad = f"{{{name}}} has shape {tuple(ids.shape)}"
+        elif ids.min() < 0:
+            bad = f"{{{name}}} holds the token id {int(ids.min())}"
+        elif vocabulary is not None and ids.max() >= vocabulary:
+            bad = f"{{{name}}} holds the token id {int(ids.max())}"
+        if bad is not None:
+            upper = f"0..{vocabulary - 1}" if vocabulary is not None else "0 or more"
+            raise self.error(
+                f"{bad}; token ids go {upper}",
+                line,
+                hint="give (tokens,) or (examples, tokens) ids in the model's vocabulary",
+                token="{" + name + "}",
+            )
 
     def prompt(self, text: str, line: int) -> Prompt:
         try:
@@ -340,6 +390,14 @@ class _Resolver:
             )
         positions = [tuple(self.find(prompt, subject, c.line)) for prompt in base]
         std = c.scale
+        if c.scale < 0 or not self.takes_ids:
+            raise self.error(
+                f"noise {c.scale:g}: a scale of 0 or more, on the token embeddings"
+                if c.scale < 0
+                else "corrupt: adds noise to token embeddings, and the model has none",
+                c.line,
+                hint='write e.g. corrupt: noise 3σ on "subject"',
+            )
         if c.relative:
             embeddings = self.model.get_input_embeddings()
             std = c.scale * float(embeddings.weight.detach().float().std())
@@ -366,7 +424,7 @@ class _Resolver:
 
     def token_id(self, text: str | int, line: int) -> int:
         if isinstance(text, int):
-            return text
+            return self.output_id(text, line)
         if self.tokenizer is None:
             raise self.error(
                 f"the metric token {text!r} needs a tokenizer",
@@ -384,7 +442,20 @@ class _Resolver:
                 'often with a leading space, e.g. " Paris"',
                 token=f'"{text}"',
             )
-        return ids[0]
+        return self.output_id(ids[0], line)
+
+    def output_id(self, index: int, line: int) -> int:
+        """A metric's token id (or class index): one of the scores the model outputs."""
+        size = limits.outputs(self.model)
+        if index < 0 or (size is not None and index >= size):
+            upper = f"0..{size - 1}" if size is not None else "0 or more"
+            raise self.error(
+                f"the metric reads output {index}, and the model's outputs go {upper}",
+                line,
+                hint='name a token id in the vocabulary, or the token\'s text: p(" Paris")',
+                token=str(index),
+            )
+        return index
 
     # --- statements ----------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from nbvene.errors import NbveneError
+from nbvene.plan import limits
+from nbvene.plan.resolve import error_at
 from nbvene.results import Axis, Result
 from nbvene.spec import Spec, parse
 from nbvene.spec.ast import Generate
@@ -48,6 +50,18 @@ def steer_plan(spec: str | Spec, *, model, tokenizer=None, namespace=None, sites
     steering = bind(parsed, model, tokenizer, namespace, sites)
     if steering.generate is None:
         steering.generate = Generate()
+    window = limits.context(model)
+    new_tokens = steering.generate.max_new_tokens
+    if window is not None and len(steering.prompt) + new_tokens > window:
+        raise error_at(
+            parsed,
+            f"the prompt has {len(steering.prompt)} tokens, and {new_tokens} new ones would "
+            f"take it past the {window} positions the model takes",
+            parsed.generate.line if parsed.generate is not None else parsed.lines.get("base", 0),
+            hint=f"ask for max_new_tokens={max(1, window - len(steering.prompt))} or fewer, "
+            "or shorten the prompt",
+            token="max_new_tokens",
+        )
     return steering
 
 
