@@ -13,6 +13,7 @@ from nbvene.engine.memory import rows_within
 from nbvene.engine.run import Interrupted, Outcome, Progress, device_of, execute
 from nbvene.errors import NbveneError, SweepInterrupted
 from nbvene.plan import Plan, resolve
+from nbvene.plan.limits import MAX_CELLS
 from nbvene.results import Axis, Result
 from nbvene.sites import SiteMap
 from nbvene.spec import Spec, is_steering, parse
@@ -25,8 +26,13 @@ def plan(
     tokenizer=None,
     namespace: Mapping | None = None,
     sites: Mapping[str, str] | SiteMap | None = None,
+    max_cells: int = MAX_CELLS,
 ) -> Plan:
-    """Parse and check a spec against a model without running anything (a dry run)."""
+    """Parse and check a spec against a model without running anything (a dry run).
+
+    A plan of more than `max_cells` patched runs (examples × grid cells × noise samples) is
+    refused before anything is laid out; `print(plan.describe())` shows the grid, the forward
+    passes, and the memory and arithmetic they take."""
     if not isinstance(model, nn.Module):
         raise NbveneError(
             f"model must be a torch.nn.Module, got {type(model).__name__}",
@@ -38,7 +44,7 @@ def plan(
             "nv.plan binds patching specs; this is a steering spec",
             hint="run it with nv.run (a metric) or nv.generate (text)",
         )
-    return resolve(parsed, model, tokenizer, namespace, sites)
+    return resolve(parsed, model, tokenizer, namespace, sites, max_cells)
 
 
 def run(
@@ -53,6 +59,7 @@ def run(
     progress: Progress | None = None,
     start_at_layer: bool = True,
     live: bool = False,
+    max_cells: int = MAX_CELLS,
 ) -> Result:
     """Run a spec on a model and return a labelled `Result`.
 
@@ -76,7 +83,8 @@ def run(
     button) and then becomes the Result's display; a run with no metric or no swept axis runs
     as usual. With `start_at_layer`, a cell patched at layer l reuses the unpatched run below
     l (Llama-family, GPT-2, GPT-NeoX). Interrupting (or Stop) raises `nv.SweepInterrupted`,
-    whose `.result` holds the finished cells.
+    whose `.result` holds the finished cells. A sweep of more than `max_cells` patched runs
+    (default 1,000,000) is refused before it starts, with the number it would take.
 
     A steering spec (`steer:`, `by mean_diff(...)`, a slider or a strength sweep) gives the
     metric on the steered forward pass of `base:` (see docs/steering.md; `nv.generate` makes
@@ -87,7 +95,10 @@ def run(
         from nbvene.steer import measure
 
         return measure(parsed, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
-    p = plan(parsed, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
+    p = plan(
+        parsed, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites,
+        max_cells=max_cells,
+    )  # fmt: skip
     if p.estimate == "attribution":  # one forward and backward pass: no chunks, no progress
         from nbvene.engine.attribution import estimate
 

@@ -415,48 +415,15 @@ class Intervene(Magics):
 
 
 def dry_run(plan, model_name: str, *, max_batch: int, max_memory=None) -> str:
-    """The plan, and what running it takes: forward passes and activation memory."""
-    from nbvene.engine.memory import row_bytes, rows_within
-
-    rows = len(plan.rows)
-    per_pass = min(max_batch, rows_within(plan, max_memory)) if max_memory else max_batch
-    chunks = math.ceil(rows / per_pass) if rows else 0
-    before = []
-    if plan.source is not None:
-        before.append("1 clean")
-    means = sum(op.source == "mean" for op in plan.ops)
-    if means:
-        before.append(f"{means} mean")
-    serial = len(plan.serial())  # named sources patched `into` run before each chunk
-    if len(plan.named) > serial:
-        before.append(f"{len(plan.named) - serial} named source")
-    before.append("1 unpatched")
-    passes = len(before) + chunks * (1 + serial)
-    rows_a_pass = min(per_pass, max(rows, 1))
-    activations = row_bytes(plan) * rows_a_pass
-    weights = sum(p.numel() * p.element_size() for p in plan.model.parameters())
+    """The plan, and what running it takes: forward passes, activation memory, arithmetic."""
     sites = plan.sites
     layers = f", {sites.n_layers} layers" if sites.n_layers else ""
     return "\n".join(
         [
             f"dry run on {model_name} ({sites.family_name}{layers}): nothing was run",
-            plan.describe(),
-            f"forward passes: {passes} ({' + '.join(before)} + {chunks} of up to "
-            f"{per_pass} patched rows"
-            + (f", each after {serial} serial source" if serial else "")
-            + ")",
-            f"memory: about {_size(activations)} of activations a pass "
-            f"({rows_a_pass} rows), besides the model's {_size(weights)}",
+            plan.describe(max_batch=max_batch, max_memory=max_memory),
         ]
     )
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"  # pragma: no cover
 
 
 def _interrupted(result, name: str | None) -> str:

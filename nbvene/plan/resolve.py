@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -51,9 +52,11 @@ def resolve(
     tokenizer=None,
     namespace: Mapping | None = None,
     sites: SiteMap | Mapping[str, str] | None = None,
+    max_cells: int = limits.MAX_CELLS,
 ) -> Plan:
-    """Bind a spec to a model, checking everything: sites, selectors, prompts, metric."""
-    return _Resolver(spec, model, tokenizer, dict(namespace or {}), sites).plan()
+    """Bind a spec to a model, checking everything: sites, selectors, prompts, metric, and
+    that it lays out at most `max_cells` patched runs."""
+    return _Resolver(spec, model, tokenizer, dict(namespace or {}), sites, max_cells).plan()
 
 
 def error_at(
@@ -80,8 +83,9 @@ class _Statement:
 
 
 class _Resolver:
-    def __init__(self, spec, model, tokenizer, namespace, sites):
+    def __init__(self, spec, model, tokenizer, namespace, sites, max_cells=limits.MAX_CELLS):
         self.spec, self.model, self.tokenizer, self.namespace = spec, model, tokenizer, namespace
+        self.max_cells = max_cells
         self.sites = sites if isinstance(sites, SiteMap) else SiteMap(model, sites)
         self.named: dict[str, list[Prompt]] = {}
 
@@ -745,6 +749,8 @@ class _Resolver:
     def rows(self, statements, axes, values, base, source, corrupt) -> list[Row]:
         grid = [a for a in axes if a.name != "example"]
         samples = corrupt.samples if corrupt is not None else 1
+        cells = math.prod(len(a.labels) for a in grid)
+        self.check_size(statements, len(base), cells, samples)
         rows = []
         for example, prompt in enumerate(base):
             src = source[example if len(source) > 1 else 0] if source is not None else None
@@ -759,6 +765,25 @@ class _Resolver:
                 rows.extend(Row(example, full, units, k) for k in range(samples))
         self.check_collect(statements, rows)
         return rows
+
+    def check_size(self, statements, examples: int, cells: int, samples: int) -> None:
+        """examples × grid cells × noise samples patched runs, within `max_cells`."""
+        total = examples * cells * samples
+        if total <= self.max_cells:
+            return
+        if samples > 1:
+            line, token = self.spec.corrupt.line, "samples="
+        else:
+            swept = [s for s in statements if any(is_swept(sel) for _, sel in s.spec.where)]
+            line, token = (swept or statements)[0].spec.line, None
+        raise self.error(
+            f"the plan takes {total:,} patched runs ({examples:,} examples × {cells:,} grid "
+            f"cells × {samples:,} samples), more than max_cells={self.max_cells:,}",
+            line,
+            hint="sweep fewer layers, positions, heads or samples; or raise the limit: "
+            f"nv.run(..., max_cells={total}) (or nv.plan)",
+            token=token,
+        )
 
     def check_collect(self, statements, rows: list[Row]) -> None:
         """Collected units stack into one tensor: every row must collect as many positions."""
