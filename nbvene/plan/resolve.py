@@ -776,9 +776,12 @@ class _Resolver:
         else:
             swept = [s for s in statements if any(is_swept(sel) for _, sel in s.spec.where)]
             line, token = (swept or statements)[0].spec.line, None
+        factors = [f"{examples:,} examples"] if examples > 1 else []
+        factors.append(f"{cells:,} grid cells")
+        factors += [f"{samples:,} noise samples"] if samples > 1 else []
         raise self.error(
-            f"the plan takes {total:,} patched runs ({examples:,} examples × {cells:,} grid "
-            f"cells × {samples:,} samples), more than max_cells={self.max_cells:,}",
+            f"the plan takes {total:,} patched runs ({' × '.join(factors)}), more than "
+            f"max_cells={self.max_cells:,}",
             line,
             hint="sweep fewer layers, positions, heads or samples; or raise the limit: "
             f"nv.run(..., max_cells={total}) (or nv.plan)",
