@@ -8,6 +8,7 @@ from collections import defaultdict
 import torch
 
 from nbvene import interventions as iv
+from nbvene.errors import UserCodeError
 from nbvene.plan.plan import Op, Plan, Row, Unit
 from nbvene.plan.resolve import error_at
 from nbvene.sites import Site
@@ -126,13 +127,10 @@ def _applied(plan: Plan, op: Op, base: torch.Tensor, source, per_example: dict) 
     try:
         new = op.module(base, source, **per_example)
     except Exception as e:  # the user's code: any error, placed on the line that calls it
-        raise error_at(
-            plan.spec,
-            f"via: {shown} raised {type(e).__name__}: {e}",
-            op.line,
-            hint="its own error, with the traceback into your code, is this one's __cause__",
-            token="via",
-        ) from e
+        placed = error_at(plan.spec, f"via: {shown} raised {type(e).__name__}: {e}", op.line,
+                          token="via")  # fmt: skip
+        raise UserCodeError(placed.message, line=placed.line, text=placed.text,
+                            column=placed.column) from e  # fmt: skip
     if not isinstance(new, torch.Tensor) or new.numel() != base.numel():
         got = f"shape {tuple(new.shape)}" if isinstance(new, torch.Tensor) else repr(new)[:40]
         raise error_at(

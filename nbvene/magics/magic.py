@@ -14,11 +14,12 @@ from torch import nn
 from traitlets import Bool, Int, TraitError, Unicode, Union
 
 import nbvene as nv
-from nbvene.errors import NbveneError, did_you_mean
+from nbvene.errors import NbveneError, UserCodeError, did_you_mean
 from nbvene.magics.cell import Body, CellError, Options, parse_line, python_code
 from nbvene.magics.complete import COMMANDS, Context, fits
 from nbvene.magics.defaults import Defaults
 from nbvene.magics.reference import SiteTable, help_text
+from nbvene.plan.limits import MAX_CELLS
 from nbvene.spec import KEYWORDS, is_steering
 from nbvene.widgets.display import can_display
 
@@ -45,6 +46,9 @@ class Intervene(Magics):
         default_value=None,
         allow_none=True,
         help='Activation memory a forward pass may use, e.g. "2GB"; caps max_batch.',
+    ).tag(config=True)
+    max_cells = Int(
+        MAX_CELLS, help="The most patched runs a plan may take (nv.run's max_cells)."
     ).tag(config=True)
     device = Unicode(
         None, allow_none=True, help="Move the model to this device before a run (cuda, mps)."
@@ -99,6 +103,7 @@ class Intervene(Magics):
           --device DEVICE       move the model to DEVICE first (cpu, cuda, cuda:1, mps)
           --max-batch N         grid cells per forward pass (%config Intervene.max_batch)
           --max-memory SIZE     activation memory a pass may use, e.g. 2GB
+          --max-cells N         refuse plans of more patched runs (default 1,000,000)
           --sites NAME          a dict naming components of any nn.Module by module path
           --dry-run             check the spec and show the plan: grid, forward passes and
                                 memory; run nothing
@@ -124,6 +129,7 @@ class Intervene(Magics):
         sites = self._variable(options.sites, "mapping") if options.sites else None
         max_batch = options.max_batch or self.max_batch
         max_memory = options.max_memory or self.max_memory
+        max_cells = options.max_cells or self.max_cells
         device = options.device or self.device
         kwargs = {
             "model": model,
@@ -137,7 +143,8 @@ class Intervene(Magics):
             code = python_code(
                 body.spec, spec, model=model_name, tokenizer=tokenizer_name,
                 out=out, device=device, max_batch=max_batch, max_memory=max_memory,
-                sites=options.sites, function="generate" if generates else "run",
+                max_cells=max_cells, sites=options.sites,
+                function="generate" if generates else "run",
             )  # fmt: skip
             print(code)
         if generates:
@@ -147,7 +154,7 @@ class Intervene(Magics):
                 return self._generate(spec, kwargs, options, out, line, cell)
         with _tokenizer_hint(tokenizer is None, model_name):
             if options.dry_run:
-                plan = nv.plan(body.spec, **kwargs)
+                plan = nv.plan(body.spec, max_cells=max_cells, **kwargs)
                 print(dry_run(plan, model_name, max_batch=max_batch, max_memory=max_memory))
                 return None
             if device:
@@ -155,7 +162,7 @@ class Intervene(Magics):
             live = self.live and not options.no_display and can_display()
             try:
                 result = nv.run(
-                    body.spec, max_batch=max_batch, max_memory=max_memory,
+                    body.spec, max_batch=max_batch, max_memory=max_memory, max_cells=max_cells,
                     start_at_layer=self.start_at_layer, live=live, **kwargs,
                 )  # fmt: skip
             except nv.SweepInterrupted as stop:
@@ -209,6 +216,8 @@ class Intervene(Magics):
         model or the user's own code, pass through with their traceback."""
         try:
             yield
+        except UserCodeError:
+            raise  # its traceback runs into the user's own function
         except NbveneError as e:
             if debug:
                 raise
