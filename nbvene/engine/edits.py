@@ -8,7 +8,7 @@ from collections import defaultdict
 import torch
 
 from nbvene import interventions as iv
-from nbvene.errors import UserCodeError
+from nbvene.errors import NbveneError, UserCodeError
 from nbvene.plan.plan import Op, Plan, Row, Unit
 from nbvene.plan.resolve import error_at
 from nbvene.sites import Site
@@ -121,7 +121,11 @@ def _applied(plan: Plan, op: Op, base: torch.Tensor, source, per_example: dict) 
     """The op's new units. A user's own intervention (`via {f}`) that fails, or gives back
     something other than one value per unit, is reported on its spec line."""
     if not _users(op.module):
-        return op.module(base, source, **per_example)
+        try:
+            return op.module(base, source, **per_example)
+        except NbveneError as e:  # e.g. rotated(k=...) finds the site's width only now
+            placed = error_at(plan.spec, e.message, op.line, token="via")
+            raise e.at(placed.line, placed.text, placed.column) from None
     name = getattr(op.module, "fn", op.module)
     shown = getattr(name, "__name__", type(name).__name__)
     try:

@@ -210,3 +210,9 @@ def test_max_new_tokens_past_the_context_window(gpt2):
 def test_a_strength_sweep_of_too_many_values(gpt2):
     spec = f'base: "{BASE}"\nsteer: block_output layer=0 by {{v}} * 0..1000000 step 1\nmetric: kl'
     on_line(error_of(nv.run, spec, gpt2, v=torch.zeros(64)), 2, "more than 10,000")
+
+
+def test_a_built_in_intervention_that_finds_the_width_only_when_run(gpt2):
+    e = error_of(nv.run, PATCH.replace("{f}", "rotated(k=100000)") + "metric: kl", gpt2)
+    on_line(e, 3, "k=100000 is more than the 64 units")
+    assert e.column == e.text.index("via")
