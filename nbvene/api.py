@@ -38,6 +38,11 @@ def plan(
             f"model must be a torch.nn.Module, got {type(model).__name__}",
             hint="load one with nv.models.load() or transformers' from_pretrained",
         )
+    if not isinstance(max_cells, int) or max_cells < 1:
+        raise NbveneError(
+            f"max_cells must be a whole number, at least 1; got {max_cells!r}",
+            hint=f"the default is {MAX_CELLS:,}; raise it for a larger sweep",
+        )
     parsed = parse(spec) if isinstance(spec, str) else spec
     if is_steering(parsed):
         raise NbveneError(

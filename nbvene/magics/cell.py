@@ -128,8 +128,11 @@ def parse_line(line: str) -> tuple[Options, str | None]:
         raise NbveneError(
             f"%%intervene: two tokenizers ({found.tokenizer!r} and {found.tokenizer_option!r})",
         )
-    if found.max_batch is not None and found.max_batch < 1:
-        raise NbveneError(f"--max-batch must be at least 1, got {found.max_batch}")
+    for option in ("max_batch", "max_cells"):
+        value = getattr(found, option)
+        if value is not None and value < 1:
+            flag = "--" + option.replace("_", "-")
+            raise NbveneError(f"{flag} must be at least 1, got {value}")
     for option in (found.out, name):
         if option is not None and not option.isidentifier():
             raise NbveneError(f"%%intervene: {option!r} is not a variable name")

@@ -315,6 +315,11 @@ class Intervene(Magics):
             "mps": getattr(torch.backends, "mps", None) is not None
             and torch.backends.mps.is_available(),
         }
+        if target.type == "meta":
+            raise NbveneError(
+                "--device meta holds no weights: moving the model there would lose them",
+                hint="use --device cpu, cuda or mps",
+            )
         if not available.get(target.type, True):
             raise NbveneError(
                 f"device {device!r} is not available on this machine",

@@ -216,3 +216,10 @@ def test_a_built_in_intervention_that_finds_the_width_only_when_run(gpt2):
     e = error_of(nv.run, PATCH.replace("{f}", "rotated(k=100000)") + "metric: kl", gpt2)
     on_line(e, 3, "k=100000 is more than the 64 units")
     assert e.column == e.text.index("via")
+
+
+@pytest.mark.parametrize("limit", [0, -1, 2.5])
+def test_max_cells_is_a_whole_number_of_at_least_one(gpt2, limit):
+    model, tok = gpt2
+    with pytest.raises(nv.NbveneError, match="max_cells must be"):
+        nv.run(ZERO, model=model, tokenizer=tok, max_cells=limit)

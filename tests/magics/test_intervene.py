@@ -272,3 +272,12 @@ def test_max_cells_reaches_nv_run_and_the_dry_run(cell, patch_spec):
     )
     shown = cell("%%intervene model --show-code --max-cells 7\n" + patch_spec).out
     assert "max_cells=7" in shown
+
+
+def test_the_meta_device_and_no_cells_are_refused(cell, patch_spec, tiny):
+    assert "holds no weights" in cell("%%intervene model --device meta\n" + patch_spec).out
+    assert next(tiny[0].parameters()).device.type == "cpu"
+    assert (
+        "--max-cells must be at least 1"
+        in cell("%%intervene model --max-cells 0\n" + patch_spec).out
+    )
