@@ -40,10 +40,10 @@ def plan(
         )
     if not isinstance(max_cells, int) or max_cells < 1:
         raise NbveneError(
-            f"max_cells must be a whole number, at least 1; got {max_cells!r}",
-            hint=f"the default is {MAX_CELLS:,}; raise it for a larger sweep",
+            f"max_cells must be at least 1, got {max_cells!r}",
+            hint=f"a whole number of patched runs; the default is {MAX_CELLS:,}",
         )
-    parsed = parse(spec) if isinstance(spec, str) else spec
+    parsed = parse(spec)
     if is_steering(parsed):
         raise NbveneError(
             "nv.plan binds patching specs; this is a steering spec",
@@ -95,7 +95,7 @@ def run(
     metric on the steered forward pass of `base:` (see docs/steering.md; `nv.generate` makes
     text).
     """
-    parsed = parse(spec) if isinstance(spec, str) else spec
+    parsed = parse(spec)
     if is_steering(parsed):
         from nbvene.steer import measure
 
@@ -108,8 +108,15 @@ def run(
         from nbvene.engine.attribution import estimate
 
         return _result(p, estimate(p))
-    if max_batch < 1:
-        raise NbveneError(f"max_batch must be at least 1, got {max_batch}")
+    if not isinstance(max_batch, int) or max_batch < 1:
+        raise NbveneError(
+            f"max_batch must be at least 1, got {max_batch!r}",
+            hint="a whole number of grid cells per forward pass",
+        )
+    if progress is not None and not callable(progress):
+        raise NbveneError(
+            f"progress must be a function progress(done, total), got {type(progress).__name__}"
+        )
     if max_memory is not None:
         max_batch = min(max_batch, rows_within(p, max_memory))
     if live and _drawable(p):

@@ -56,7 +56,7 @@ def resolve(
 ) -> Plan:
     """Bind a spec to a model, checking everything: sites, selectors, prompts, metric, and
     that it lays out at most `max_cells` patched runs."""
-    return _Resolver(spec, model, tokenizer, dict(namespace or {}), sites, max_cells).plan()
+    return _Resolver(spec, model, tokenizer, namespace, sites, max_cells).plan()
 
 
 def error_at(
@@ -82,9 +82,30 @@ class _Statement:
     heads: int | None
 
 
+def _check_arguments(tokenizer, namespace, sites) -> None:
+    """The keyword arguments that come with a spec are of the kinds they must be."""
+    if tokenizer is not None and not callable(tokenizer):
+        raise NbveneError(
+            f"tokenizer must be a tokenizer, got {type(tokenizer).__name__}",
+            hint="pass the model's own, e.g. AutoTokenizer.from_pretrained(...), or None",
+        )
+    if namespace is not None and not isinstance(namespace, Mapping):
+        raise NbveneError(
+            f"namespace must map names to values, got {type(namespace).__name__}",
+            hint="pass namespace={'prompts': prompts}, or namespace=globals()",
+        )
+    if sites is not None and not isinstance(sites, SiteMap | Mapping):
+        raise NbveneError(
+            f"sites must map component names to module paths, got {type(sites).__name__}",
+            hint='pass e.g. sites={"block_output": "blocks[{layer}].output"}',
+        )
+
+
 class _Resolver:
     def __init__(self, spec, model, tokenizer, namespace, sites, max_cells=limits.MAX_CELLS):
-        self.spec, self.model, self.tokenizer, self.namespace = spec, model, tokenizer, namespace
+        _check_arguments(tokenizer, namespace, sites)
+        self.spec, self.model, self.tokenizer = spec, model, tokenizer
+        self.namespace = dict(namespace or {})
         self.max_cells = max_cells
         self.sites = sites if isinstance(sites, SiteMap) else SiteMap(model, sites)
         self.named: dict[str, list[Prompt]] = {}

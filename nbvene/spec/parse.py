@@ -145,13 +145,20 @@ def _string(line: _Line, token: Token) -> str:
     return value
 
 
-def parse(text: str) -> Spec:
-    """Parse spec text into a `Spec`.
+def parse(text: str | Spec) -> Spec:
+    """Parse spec text into a `Spec` (a `Spec` is returned as it is).
 
     >>> spec = parse('base: "The Eiffel Tower is in"\\npatch: block_output layer=* pos=-1')
     >>> spec.interventions[0].verb
     'patch'
     """
+    if isinstance(text, Spec):
+        return text
+    if not isinstance(text, str):
+        raise NbveneError(
+            f"a spec is text (or an nv.Spec), got {type(text).__name__}",
+            hint="write e.g. nv.run('base: \"...\"\\npatch: ...', model=...)",
+        )
     fields: dict = {"interventions": [], "sources": []}
     lines: dict[str, int] = {}
     for number, raw in enumerate(text.splitlines(), start=1):

@@ -13,6 +13,7 @@ from nbvene.engine.edits import store_edit
 from nbvene.engine.hooks import Hooks
 from nbvene.engine.run import device_of
 from nbvene.errors import NbveneError
+from nbvene.plan import limits
 from nbvene.plan.prompts import Prompt, pad, tokenize
 from nbvene.sites import Site, SiteMap
 from nbvene.steer.vector import Vector
@@ -56,8 +57,8 @@ def vector(
     if method == "diff":
         values = _aligned_difference(model, tokenizer, where, pos, neg)
     else:
-        plus = last_token_units(model, [tokenize(tokenizer, p) for p in pos], where)
-        minus = last_token_units(model, [tokenize(tokenizer, n) for n in neg], where)
+        plus = last_token_units(model, [_fitting(model, tokenizer, p) for p in pos], where)
+        minus = last_token_units(model, [_fitting(model, tokenizer, n) for n in neg], where)
         values = _principal(plus, minus) if method == "pca" else plus.mean(0) - minus.mean(0)
     config = getattr(model, "config", None)
     made = Vector(
@@ -115,10 +116,23 @@ def last_token_units(model: nn.Module, prompts: list[Prompt], site: Site) -> tor
     return found[torch.arange(len(prompts), device=found.device), last]
 
 
+def _fitting(model: nn.Module, tokenizer, text: str) -> Prompt:
+    """A prompt of the vector, tokenised and checked to fit the model's context window."""
+    prompt = tokenize(tokenizer, text)
+    window = limits.context(model)
+    if window is not None and len(prompt) > window:
+        raise NbveneError(
+            f"the prompt {text[:40]!r}… has {len(prompt)} tokens, and the model takes at most "
+            f"{window}",
+            hint="shorten the prompts the vector is made from",
+        )
+    return prompt
+
+
 def _aligned_difference(model, tokenizer, site: Site, pos: list[str], neg: list[str]):
     if len(pos) != 1 or len(neg) != 1:
         raise NbveneError("diff takes two prompts: one positive, one negative")
-    plus, minus = tokenize(tokenizer, pos[0]), tokenize(tokenizer, neg[0])
+    plus, minus = _fitting(model, tokenizer, pos[0]), _fitting(model, tokenizer, neg[0])
     if len(plus) != len(minus):
         raise NbveneError(
             f"diff: {pos[0]!r} is {len(plus)} tokens and {neg[0]!r} is {len(minus)}: they are "

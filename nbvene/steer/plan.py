@@ -131,7 +131,7 @@ def bind(
             f"model must be a torch.nn.Module, got {type(model).__name__}",
             hint="load one with nv.models.load() or transformers' from_pretrained",
         )
-    r = _Resolver(spec, model, tokenizer, dict(namespace or {}), sites)
+    r = _Resolver(spec, model, tokenizer, namespace, sites)
     for keyword in ("source", "corrupt", "label"):
         if getattr(spec, keyword) is not None:
             raise r.error(

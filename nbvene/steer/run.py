@@ -46,7 +46,7 @@ def generate(
 def steer_plan(spec: str | Spec, *, model, tokenizer=None, namespace=None, sites=None) -> Steering:
     """The steering spec bound to the model (its vectors made); a spec without `generate:`
     gets the default one."""
-    parsed = parse(spec) if isinstance(spec, str) else spec
+    parsed = parse(spec)
     steering = bind(parsed, model, tokenizer, namespace, sites)
     if steering.generate is None:
         steering.generate = Generate()
@@ -106,7 +106,7 @@ def measure(
     """The metric on the steered forward pass of the prompt: a scalar, or one value per
     strength of a sweep (`* 0..8 step 2`: an axis named `strength`). The unsteered run's value
     is `res.corrupted` (the base run without intervention, as for patching)."""
-    parsed = parse(spec) if isinstance(spec, str) else spec
+    parsed = parse(spec)
     steering = bind(parsed, model, tokenizer, namespace, sites)
     if steering.metric is None:
         raise NbveneError(

@@ -223,3 +223,31 @@ def test_max_cells_is_a_whole_number_of_at_least_one(gpt2, limit):
     model, tok = gpt2
     with pytest.raises(nv.NbveneError, match="max_cells must be"):
         nv.run(ZERO, model=model, tokenizer=tok, max_cells=limit)
+
+
+# --- the keyword arguments -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "spec", "arguments", "words"),
+    [
+        (nv.run, 123, {}, "a spec is text"),
+        (nv.plan, b"base", {}, "a spec is text"),
+        (nv.generate, None, {}, "a spec is text"),
+        (nv.run, ZERO, {"tokenizer": "tok"}, "tokenizer must be a tokenizer"),
+        (nv.run, ZERO, {"namespace": [1, 2]}, "namespace must map names"),
+        (nv.run, ZERO, {"sites": 5}, "sites must map component names"),
+        (nv.run, ZERO, {"max_batch": "a"}, "max_batch must be at least 1"),
+        (nv.run, ZERO, {"progress": 5}, "progress must be a function"),
+    ],
+)
+def test_arguments_of_the_wrong_kind(gpt2, call, spec, arguments, words):
+    model, tok = gpt2
+    with pytest.raises(nv.NbveneError, match=words):
+        call(spec, model=model, **{"tokenizer": tok, **arguments})
+
+
+def test_a_vector_made_from_prompts_too_long_for_the_model(gpt2):
+    spec = 'steer: block_output layer=0 by mean_diff({a}, {b}) * 2\ngenerate: "I think"'
+    e = error_of(nv.generate, spec, gpt2, a=["word " * 200], b=["x"])
+    on_line(e, 1, "the model takes at most 128")
