@@ -44,11 +44,6 @@ def plan(
             hint=f"a whole number of patched runs; the default is {MAX_CELLS:,}",
         )
     parsed = parse(spec)
-    if is_steering(parsed):
-        raise NbveneError(
-            "nv.plan binds patching specs; this is a steering spec",
-            hint="run it with nv.run (a metric) or nv.generate (text)",
-        )
     return resolve(parsed, model, tokenizer, namespace, sites, max_cells)
 
 

@@ -31,6 +31,7 @@ from nbvene.spec import (
     Text,
     TokenText,
     Var,
+    is_steering,
     is_swept,
     selector_text,
 )
@@ -124,6 +125,11 @@ class _Resolver:
 
     def plan(self) -> Plan:
         spec = self.spec
+        if is_steering(spec):
+            raise NbveneError(
+                "this is a steering spec: it binds with nv.run (a metric) or nv.generate (text)",
+                hint="nv.plan and nv.train take patching specs (patch:, restore:, zero:, ...)",
+            )
         if spec.base is None:
             raise NbveneError(
                 "the spec has no base: statement",

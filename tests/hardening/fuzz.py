@@ -181,15 +181,37 @@ EDITS = 9
 """How many kinds of edit `mutate` knows."""
 
 
+TRAIN = """base:   {base}
+source: {source}
+patch:  block_output layer=1 pos=-1 via low_rank_rotated(k=8)
+label:  {label}"""
+"""The language-model example of docs/training.md, seed of the nv.train fuzz."""
+
+NAMES = [" Paris", " Rome", " Mary", " John"]
+
+
+def train_namespace() -> dict:
+    return {
+        **namespace(),
+        "base": [f"I think of{n} and" for n in NAMES],
+        "source": [f"I think of{n} and" for n in reversed(NAMES)],
+        "label": list(reversed(NAMES)),
+    }
+
+
 def attempt(entry: str, text: str, model, tok, **options):
-    """Hand the spec to nv.run / nv.plan / nv.generate; the error it raised, or None."""
+    """Hand the spec to nv.run / nv.plan / nv.generate / nv.train; the error it raised, or
+    None."""
     import nbvene as nv
 
-    call = {"run": nv.run, "plan": nv.plan, "generate": nv.generate}[entry]
+    call = {"run": nv.run, "plan": nv.plan, "generate": nv.generate, "train": nv.train}[entry]
+    values = train_namespace() if entry == "train" else namespace()
     if entry == "generate":
         options = {}
+    if entry == "train":
+        options = {"epochs": 1, "batch_size": 4, "held_out": None, "progress": False}
     try:
-        call(text, model=model, tokenizer=tok, namespace=namespace(), **options)
+        call(text, model=model, tokenizer=tok, namespace=values, **options)
     except Exception as e:  # the caller sorts the errors
         return e
     return None

@@ -251,3 +251,10 @@ def test_a_vector_made_from_prompts_too_long_for_the_model(gpt2):
     spec = 'steer: block_output layer=0 by mean_diff({a}, {b}) * 2\ngenerate: "I think"'
     e = error_of(nv.generate, spec, gpt2, a=["word " * 200], b=["x"])
     on_line(e, 1, "the model takes at most 128")
+
+
+@pytest.mark.parametrize("call", [nv.plan, nv.train])
+def test_a_steering_spec_where_a_patching_spec_belongs(gpt2, call):
+    spec = f'base: "{BASE}"\nsteer: block_output layer=0 by {{v}} * 2\nmetric: p(" Paris")'
+    e = error_of(call, spec, gpt2, v=torch.zeros(64))
+    assert "this is a steering spec" in e.message

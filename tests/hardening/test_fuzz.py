@@ -61,6 +61,24 @@ def test_a_mutated_spec_runs_or_raises_an_nbvene_error(seed, changes, family):
     assert all(torch.equal(after[k], v) for k, v in BEFORE[family].items())
 
 
+@settings(
+    max_examples=max(50, EXAMPLES // 20),
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(changes=st.lists(edits, min_size=1, max_size=3), family=st.sampled_from(sorted(MODELS)))
+def test_a_mutated_training_spec_trains_or_raises_an_nbvene_error(changes, family):
+    model, tok = MODELS[family]
+    error = fuzz.attempt("train", fuzz.mutate(fuzz.TRAIN, changes), model, tok)
+    if error is not None and not isinstance(error, nv.NbveneError):
+        raise error
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in BEFORE[family].items())
+
+
 @pytest.mark.parametrize("line", fuzz.LINES)
 def test_every_hostile_line_runs_or_raises_an_nbvene_error(line):
     model, tok = MODELS["gpt2"]
