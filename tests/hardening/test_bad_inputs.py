@@ -255,6 +255,6 @@ def test_a_vector_made_from_prompts_too_long_for_the_model(gpt2):
 
 @pytest.mark.parametrize("call", [nv.plan, nv.train])
 def test_a_steering_spec_where_a_patching_spec_belongs(gpt2, call):
-    spec = f'base: "{BASE}"\nsteer: block_output layer=0 by {{v}} * 2\nmetric: p(" Paris")'
-    e = error_of(call, spec, gpt2, v=torch.zeros(64))
+    spec = f'base: "{BASE}"\nsteer: block_output layer=0 by {{v}} * 2\nlabel: {{label}}'
+    e = error_of(call, spec, gpt2, v=torch.zeros(64), label=[" Paris"])
     assert "this is a steering spec" in e.message
