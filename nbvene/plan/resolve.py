@@ -212,15 +212,14 @@ class _Resolver:
             self.fits(prompt, line)
         return found
 
-    def fits(self, prompt: Prompt, line: int, new_tokens: int = 0) -> None:
-        """A prompt (and the tokens generated after it) fits the model's context window."""
+    def fits(self, prompt: Prompt, line: int) -> None:
+        """A prompt fits the model's context window."""
         window = limits.context(self.model)
-        if window is not None and len(prompt) + new_tokens > window:
-            more = f" and {new_tokens} new tokens" if new_tokens else ""
+        if window is not None and len(prompt) > window:
             raise self.error(
-                f"the prompt has {len(prompt)} tokens{more}, and the model takes at most {window}",
+                f"the prompt has {len(prompt)} tokens, and the model takes at most {window}",
                 line,
-                hint="shorten the prompt" + (" or max_new_tokens=" if new_tokens else ""),
+                hint="shorten the prompt",
             )
 
     def read_prompts(self, prompts, line: int) -> list[Prompt]:
