@@ -723,13 +723,25 @@ def _stops(line: _Line) -> tuple[str, ...]:
     """`"\\n"` or `["\\n", "."]`: strings that end a generated text."""
     if line.at("["):
         line.take()
-        items = [_text(line, "a stop string")]
+        items = [_stop(line)]
         while line.at(","):
             line.take()
-            items.append(_text(line, "a stop string"))
+            items.append(_stop(line))
         line.expect("]", "',' or ']'")
         return tuple(items)
-    return (_text(line, "a stop string"),)
+    return (_stop(line),)
+
+
+def _stop(line: _Line) -> str:
+    column = line.peek().column
+    text = _text(line, "a stop string")
+    if not text:
+        raise line.error(
+            'stop="" would end every text before its first token',
+            column,
+            hint='give the text that ends a generation, e.g. stop="\\n"',
+        )
+    return text
 
 
 def _text(line: _Line, what: str) -> str:

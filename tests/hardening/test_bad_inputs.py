@@ -258,3 +258,8 @@ def test_a_steering_spec_where_a_patching_spec_belongs(gpt2, call):
     spec = f'base: "{BASE}"\nsteer: block_output layer=0 by {{v}} * 2\nlabel: {{label}}'
     e = error_of(call, spec, gpt2, v=torch.zeros(64), label=[" Paris"])
     assert "this is a steering spec" in e.message
+
+
+def test_an_empty_stop_string_is_refused_not_an_empty_text(gpt2):
+    spec = 'steer: block_output layer=0 by {v} * 2\ngenerate: "I think" stop=""'
+    on_line(error_of(nv.generate, spec, gpt2, v=torch.zeros(64)), 2, 'stop=""')
