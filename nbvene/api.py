@@ -15,6 +15,7 @@ from nbvene.engine.rerun import Rerun
 from nbvene.engine.run import Interrupted, Outcome, Progress, device_of, execute
 from nbvene.errors import NbveneError, SweepInterrupted
 from nbvene.plan import Plan, resolve
+from nbvene.plan.limits import MAX_CELLS
 from nbvene.results import Axis, Result
 from nbvene.sites import SiteMap
 from nbvene.spec import Spec, is_steering, parse
@@ -27,20 +28,25 @@ def plan(
     tokenizer=None,
     namespace: Mapping | None = None,
     sites: Mapping[str, str] | SiteMap | None = None,
+    max_cells: int = MAX_CELLS,
 ) -> Plan:
-    """Parse and check a spec against a model without running anything (a dry run)."""
+    """Parse and check a spec against a model without running anything (a dry run).
+
+    A plan of more than `max_cells` patched runs (examples × grid cells × noise samples) is
+    refused before anything is laid out; `print(plan.describe())` shows the grid, the forward
+    passes, and the memory and arithmetic they take."""
     if not isinstance(model, nn.Module):
         raise NbveneError(
             f"model must be a torch.nn.Module, got {type(model).__name__}",
             hint="load one with nv.models.load() or transformers' from_pretrained",
         )
-    parsed = parse(spec) if isinstance(spec, str) else spec
-    if is_steering(parsed):
+    if not isinstance(max_cells, int) or max_cells < 1:
         raise NbveneError(
-            "nv.plan binds patching specs; this is a steering spec",
-            hint="run it with nv.run (a metric) or nv.generate (text)",
+            f"max_cells must be at least 1, got {max_cells!r}",
+            hint=f"a whole number of patched runs; the default is {MAX_CELLS:,}",
         )
-    return resolve(parsed, model, tokenizer, namespace, sites)
+    parsed = parse(spec)
+    return resolve(parsed, model, tokenizer, namespace, sites, max_cells)
 
 
 @runs_model
@@ -56,6 +62,7 @@ def run(
     progress: Progress | None = None,
     start_at_layer: bool = True,
     live: bool = False,
+    max_cells: int = MAX_CELLS,
 ) -> Result:
     """Run a spec on a model and return a labelled `Result`.
 
@@ -82,19 +89,31 @@ def run(
     at layer l reuses the unpatched run below l (Llama-family, GPT-2, GPT-NeoX). Interrupting
     (or Stop) raises `nv.SweepInterrupted`, whose `.result` holds the finished cells (all NaN
     if it came before the grid).
+    A sweep of more than `max_cells` patched runs (default 1,000,000) is refused before it
+    starts, with the number it would take.
 
     A steering spec (`steer:`, `by mean_diff(...)`, a slider or a strength sweep) gives the
     metric on the steered forward pass of `base:` (see docs/steering.md; `nv.generate` makes
     text).
     """
-    parsed = parse(spec) if isinstance(spec, str) else spec
+    parsed = parse(spec)
     if is_steering(parsed):
         from nbvene.steer import measure
 
         return measure(parsed, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
-    p = plan(parsed, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
-    if max_batch < 1:
-        raise NbveneError(f"max_batch must be at least 1, got {max_batch}")
+    p = plan(
+        parsed, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites,
+        max_cells=max_cells,
+    )  # fmt: skip
+    if not isinstance(max_batch, int) or max_batch < 1:
+        raise NbveneError(
+            f"max_batch must be at least 1, got {max_batch!r}",
+            hint="a whole number of grid cells per forward pass",
+        )
+    if progress is not None and not callable(progress):
+        raise NbveneError(
+            f"progress must be a function progress(done, total), got {type(progress).__name__}"
+        )
     if p.estimate == "attribution":  # one forward and backward pass: no progress
         from nbvene.engine.attribution import estimate
 

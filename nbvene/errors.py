@@ -46,6 +46,11 @@ class NbveneError(ValueError):
         return NbveneError(self.message, line=line, text=text, column=column, hint=self.hint)
 
 
+class UserCodeError(NbveneError):
+    """The user's own code (`via {f}`) failed: placed on its spec line, the original error is
+    its `__cause__`, and a notebook shows the traceback into the user's code."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """A 'did you mean' hint for a misspelt word, or None when nothing is close."""
     close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)

@@ -7,8 +7,10 @@ from collections import defaultdict
 
 import torch
 
-from nbvene.errors import NbveneError
+from nbvene import interventions as iv
+from nbvene.errors import NbveneError, UserCodeError
 from nbvene.plan.plan import Op, Plan, Row, Unit
+from nbvene.plan.resolve import error_at
 from nbvene.sites import Site
 
 
@@ -90,7 +92,8 @@ def unit_edit(plan: Plan, sources: Sources, site: Site, op_index: int, members, 
                 found[i] = chosen[[k for k, r in enumerate(row_idx) if r == i]]
             return None
         base = chosen.flatten(1)
-        new = op.module(base, None if source is None else _like(source, base, op), **per_example)
+        given = None if source is None else _like(plan, source, base, op)
+        new = _applied(plan, op, base, given, per_example)
         units = units.index_put(index, new.reshape(chosen.shape).to(units.dtype))
         out = site.view.write(x, units)
         return out.flatten(0, 1) if out.shape != raw.shape else out
@@ -98,18 +101,56 @@ def unit_edit(plan: Plan, sources: Sources, site: Site, op_index: int, members, 
     return edit
 
 
-def _like(source: torch.Tensor, base: torch.Tensor, op: Op) -> torch.Tensor:
+def _like(plan: Plan, source: torch.Tensor, base: torch.Tensor, op: Op) -> torch.Tensor:
     """The source shaped as the (n, d) base units: per unit, or one vector for all."""
     source = source.to(base.device, base.dtype)
     if source.numel() == base.shape[1]:
         return source.reshape(1, -1).expand_as(base)
     if source.numel() != base.numel():
-        raise NbveneError(
+        raise error_at(
+            plan.spec,
             f"the vector has {source.numel()} numbers, and each unit here has {base.shape[1]}",
-            line=op.line,
+            op.line,
             hint="make the vector at the same site (and head) it is added to",
+            token="by",
         )
     return source.reshape(base.shape)
+
+
+def _applied(plan: Plan, op: Op, base: torch.Tensor, source, per_example: dict) -> torch.Tensor:
+    """The op's new units. A user's own intervention (`via {f}`) that fails, or gives back
+    something other than one value per unit, is reported on its spec line."""
+    if not _users(op.module):
+        try:
+            return op.module(base, source, **per_example)
+        except NbveneError as e:  # e.g. rotated(k=...) finds the site's width only now
+            placed = error_at(plan.spec, e.message, op.line, token="via")
+            raise e.at(placed.line, placed.text, placed.column) from None
+    name = getattr(op.module, "fn", op.module)
+    shown = getattr(name, "__name__", type(name).__name__)
+    try:
+        new = op.module(base, source, **per_example)
+    except Exception as e:  # the user's code: any error, placed on the line that calls it
+        placed = error_at(plan.spec, f"via: {shown} raised {type(e).__name__}: {e}", op.line,
+                          token="via")  # fmt: skip
+        raise UserCodeError(placed.message, line=placed.line, text=placed.text,
+                            column=placed.column) from e  # fmt: skip
+    if not isinstance(new, torch.Tensor) or new.numel() != base.numel():
+        got = f"shape {tuple(new.shape)}" if isinstance(new, torch.Tensor) else repr(new)[:40]
+        raise error_at(
+            plan.spec,
+            f"via: {shown} gave back {got}, and it must give one value per unit: "
+            f"shape {tuple(base.shape)}, like base",
+            op.line,
+            hint="an intervention takes (base, source) of shape (n, d) and returns (n, d)",
+            token="via",
+        )
+    return new
+
+
+def _users(module) -> bool:
+    """Whether an op runs the user's code: a function, or a module nbvene does not define."""
+    return isinstance(module, iv.Function) or not type(module).__module__.startswith("nbvene.")
 
 
 def _unflatten(raw: torch.Tensor, shape) -> torch.Tensor:

@@ -10,6 +10,7 @@ import shlex
 from dataclasses import dataclass
 
 from nbvene.errors import NbveneError, did_you_mean
+from nbvene.plan.limits import MAX_CELLS
 from nbvene.spec import SelectorVar, Spec, Var
 
 _CAPTURE = re.compile(r"^\s*([A-Za-z_]\w*)\s*<<\s*")
@@ -50,6 +51,7 @@ class Options:
     device: str | None = None
     max_batch: int | None = None
     max_memory: str | None = None
+    max_cells: int | None = None
     sites: str | None = None
     dry_run: bool = False
     show_code: bool = False
@@ -83,6 +85,7 @@ def _parser() -> _Parser:
     p.add_argument("--device", help="move the model there first (cpu, cuda, cuda:1, mps)")
     p.add_argument("--max-batch", type=int, metavar="N", help="grid cells per forward pass")
     p.add_argument("--max-memory", metavar="SIZE", help='activation memory a pass, e.g. "2GB"')
+    p.add_argument("--max-cells", type=int, metavar="N", help="refuse plans of more patched runs")
     p.add_argument("--sites", metavar="NAME", help="a dict of component → module path")
     p.add_argument("--dry-run", action="store_true", help="check and show the plan; run nothing")
     p.add_argument("--show-code", action="store_true", help="print the equivalent nv.run call")
@@ -125,8 +128,11 @@ def parse_line(line: str) -> tuple[Options, str | None]:
         raise NbveneError(
             f"%%intervene: two tokenizers ({found.tokenizer!r} and {found.tokenizer_option!r})",
         )
-    if found.max_batch is not None and found.max_batch < 1:
-        raise NbveneError(f"--max-batch must be at least 1, got {found.max_batch}")
+    for option in ("max_batch", "max_cells"):
+        value = getattr(found, option)
+        if value is not None and value < 1:
+            flag = "--" + option.replace("_", "-")
+            raise NbveneError(f"{flag} must be at least 1, got {value}")
     for option in (found.out, name):
         if option is not None and not option.isidentifier():
             raise NbveneError(f"%%intervene: {option!r} is not a variable name")
@@ -137,6 +143,7 @@ def parse_line(line: str) -> tuple[Options, str | None]:
         device=found.device,
         max_batch=found.max_batch,
         max_memory=found.max_memory,
+        max_cells=found.max_cells,
         sites=found.sites,
         dry_run=found.dry_run,
         show_code=found.show_code,
@@ -216,6 +223,7 @@ def python_code(
     device: str | None = None,
     max_batch: int = 64,
     max_memory: int | str | None = None,
+    max_cells: int = MAX_CELLS,
     sites: str | None = None,
     function: str = "run",
 ) -> str:
@@ -236,6 +244,8 @@ def python_code(
         args.append(f"max_batch={max_batch}")
     if max_memory is not None and function == "run":
         args.append(f"max_memory={max_memory!r}")
+    if max_cells != MAX_CELLS and function == "run":
+        args.append(f"max_cells={max_cells}")
     lines = ["import nbvene as nv", ""]
     if device:
         lines.append(f"{model}.to({device!r})")

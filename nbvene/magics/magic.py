@@ -15,11 +15,12 @@ from torch import nn
 from traitlets import Bool, Int, TraitError, Unicode, Union
 
 import nbvene as nv
-from nbvene.errors import NbveneError, did_you_mean
+from nbvene.errors import NbveneError, UserCodeError, did_you_mean
 from nbvene.magics.cell import Body, CellError, Options, parse_line, python_code
 from nbvene.magics.complete import COMMANDS, Context, fits
 from nbvene.magics.defaults import Defaults
 from nbvene.magics.reference import SiteTable, help_text
+from nbvene.plan.limits import MAX_CELLS
 from nbvene.spec import KEYWORDS, is_steering
 from nbvene.widgets.display import can_display
 
@@ -46,6 +47,9 @@ class Intervene(Magics):
         default_value=None,
         allow_none=True,
         help='Activation memory a forward pass may use, e.g. "2GB"; caps max_batch.',
+    ).tag(config=True)
+    max_cells = Int(
+        MAX_CELLS, help="The most patched runs a plan may take (nv.run's max_cells)."
     ).tag(config=True)
     device = Unicode(
         None, allow_none=True, help="Move the model to this device before a run (cuda, mps)."
@@ -100,6 +104,7 @@ class Intervene(Magics):
           --device DEVICE       move the model to DEVICE first (cpu, cuda, cuda:1, mps)
           --max-batch N         grid cells per forward pass (%config Intervene.max_batch)
           --max-memory SIZE     activation memory a pass may use, e.g. 2GB
+          --max-cells N         refuse plans of more patched runs (default 1,000,000)
           --sites NAME          a dict naming components of any nn.Module by module path
           --dry-run             check the spec and show the plan: grid, forward passes and
                                 memory; run nothing
@@ -125,6 +130,7 @@ class Intervene(Magics):
         sites = self._variable(options.sites, "mapping") if options.sites else None
         max_batch = options.max_batch or self.max_batch
         max_memory = options.max_memory or self.max_memory
+        max_cells = options.max_cells or self.max_cells
         device = options.device or self.device
         kwargs = {
             "model": model,
@@ -138,7 +144,8 @@ class Intervene(Magics):
             code = python_code(
                 body.spec, spec, model=model_name, tokenizer=tokenizer_name,
                 out=out, device=device, max_batch=max_batch, max_memory=max_memory,
-                sites=options.sites, function="generate" if generates else "run",
+                max_cells=max_cells, sites=options.sites,
+                function="generate" if generates else "run",
             )  # fmt: skip
             print(code)
         if generates:
@@ -148,7 +155,7 @@ class Intervene(Magics):
                 return self._generate(spec, kwargs, options, out, line, cell)
         with _tokenizer_hint(tokenizer is None, model_name):
             if options.dry_run:
-                plan = nv.plan(body.spec, **kwargs)
+                plan = nv.plan(body.spec, max_cells=max_cells, **kwargs)
                 print(dry_run(plan, model_name, max_batch=max_batch, max_memory=max_memory))
                 return None
             if device:
@@ -156,7 +163,7 @@ class Intervene(Magics):
             live = self.live and not options.no_display and can_display()
             try:
                 result = nv.run(
-                    body.spec, max_batch=max_batch, max_memory=max_memory,
+                    body.spec, max_batch=max_batch, max_memory=max_memory, max_cells=max_cells,
                     start_at_layer=self.start_at_layer, live=live, **kwargs,
                 )  # fmt: skip
             except nv.SweepInterrupted as stop:
@@ -215,6 +222,8 @@ class Intervene(Magics):
         model or the user's own code, pass through with their traceback."""
         try:
             yield
+        except UserCodeError:
+            raise  # its traceback runs into the user's own function
         except NbveneError as e:
             if debug:
                 raise
@@ -318,6 +327,11 @@ class Intervene(Magics):
             "mps": getattr(torch.backends, "mps", None) is not None
             and torch.backends.mps.is_available(),
         }
+        if target.type == "meta":
+            raise NbveneError(
+                "--device meta holds no weights: moving the model there would lose them",
+                hint="use --device cpu, cuda or mps",
+            )
         if not available.get(target.type, True):
             raise NbveneError(
                 f"device {device!r} is not available on this machine",
@@ -427,48 +441,15 @@ class Intervene(Magics):
 
 
 def dry_run(plan, model_name: str, *, max_batch: int, max_memory=None) -> str:
-    """The plan, and what running it takes: forward passes and activation memory."""
-    from nbvene.engine.memory import row_bytes, rows_within
-
-    rows = len(plan.rows)
-    per_pass = min(max_batch, rows_within(plan, max_memory)) if max_memory else max_batch
-    chunks = math.ceil(rows / per_pass) if rows else 0
-    before = []
-    if plan.source is not None:
-        before.append("1 clean")
-    means = sum(op.source == "mean" for op in plan.ops)
-    if means:
-        before.append(f"{means} mean")
-    serial = len(plan.serial())  # named sources patched `into` run before each chunk
-    if len(plan.named) > serial:
-        before.append(f"{len(plan.named) - serial} named source")
-    before.append("1 unpatched")
-    passes = len(before) + chunks * (1 + serial)
-    rows_a_pass = min(per_pass, max(rows, 1))
-    activations = row_bytes(plan) * rows_a_pass
-    weights = sum(p.numel() * p.element_size() for p in plan.model.parameters())
+    """The plan, and what running it takes: forward passes, activation memory, arithmetic."""
     sites = plan.sites
     layers = f", {sites.n_layers} layers" if sites.n_layers else ""
     return "\n".join(
         [
             f"dry run on {model_name} ({sites.family_name}{layers}): nothing was run",
-            plan.describe(),
-            f"forward passes: {passes} ({' + '.join(before)} + {chunks} of up to "
-            f"{per_pass} patched rows"
-            + (f", each after {serial} serial source" if serial else "")
-            + ")",
-            f"memory: about {_size(activations)} of activations a pass "
-            f"({rows_a_pass} rows), besides the model's {_size(weights)}",
+            plan.describe(max_batch=max_batch, max_memory=max_memory),
         ]
     )
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"  # pragma: no cover
 
 
 def _interrupted(result, name: str | None) -> str:

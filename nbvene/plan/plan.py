@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -118,13 +119,54 @@ class Plan:
         """Named sources whose runs are patched (`into`): they run once per row, in order."""
         return [name for name in self.named if any(op.into == name for op in self.ops)]
 
-    def describe(self) -> str:
-        """A few lines for `--dry-run`: grid, rows and sites."""
+    def describe(self, *, max_batch: int = 64, max_memory: int | str | None = None) -> str:
+        """What `--dry-run` prints: the grid, the sites, and what running it takes (forward
+        passes of `max_batch` rows, activation memory, arithmetic)."""
+        from nbvene.engine.memory import row_bytes, rows_within
+
         grid = " × ".join(f"{a.name}={len(a.labels)}" for a in self.axes) or "one cell"
         sites = sorted({u.site.module + "." + u.site.io for r in self.rows for u in r.units})
-        lines = [
-            f"grid: {grid}",
-            f"patched runs: {len(self.rows)}",
-            f"sites: {len(sites)} ({', '.join(sites[:4])}{', …' if len(sites) > 4 else ''})",
-        ]
-        return "\n".join(lines)
+        rows = len(self.rows)
+        per_pass = min(max_batch, rows_within(self, max_memory)) if max_memory else max_batch
+        chunks = math.ceil(rows / per_pass) if rows else 0
+        before = self._unpatched_runs()
+        serial = len(self.serial())  # named sources patched `into` run before each chunk
+        passes = len(before) + chunks * (1 + serial)
+        rows_a_pass = min(per_pass, max(rows, 1))
+        weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        parameters = sum(p.numel() for p in self.model.parameters())
+        tokens = max(len(p) for p in self.base) * (rows * (1 + serial) + len(before))
+        return "\n".join(
+            [
+                f"grid: {grid}",
+                f"patched runs: {rows}",
+                f"sites: {len(sites)} ({', '.join(sites[:4])}{', …' if len(sites) > 4 else ''})",
+                f"forward passes: {passes} ({' + '.join(before)} + {chunks} of up to "
+                f"{per_pass} patched rows"
+                + (f", each after {serial} serial source" if serial else "")
+                + ")",
+                f"time: about {2 * parameters * tokens / 1e9:.3g} GFLOP (a CPU core runs some "
+                "10 GFLOP/s, a GPU some 10,000)",
+                f"memory: about {_size(row_bytes(self) * rows_a_pass)} of activations a pass "
+                f"({rows_a_pass} rows), besides the model's {_size(weights)}",
+            ]
+        )
+
+    def _unpatched_runs(self) -> list[str]:
+        """The runs made once before the patched rows: clean, means, named sources."""
+        before = ["1 clean"] if self.source is not None else []
+        means = sum(op.source == "mean" for op in self.ops)
+        if means:
+            before.append(f"{means} mean")
+        serial = len(self.serial())
+        if len(self.named) > serial:
+            before.append(f"{len(self.named) - serial} named source")
+        return [*before, "1 unpatched"]
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover

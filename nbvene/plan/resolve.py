@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -11,6 +13,7 @@ from torch import nn
 
 from nbvene import interventions as iv
 from nbvene.errors import NbveneError, did_you_mean
+from nbvene.plan import limits
 from nbvene.plan.plan import Axis, CorruptPlan, MetricPlan, Op, Plan, Row, Unit
 from nbvene.plan.prompts import Prompt, from_ids, from_values, tokenize
 from nbvene.sites import Component, SiteMap
@@ -28,6 +31,7 @@ from nbvene.spec import (
     Text,
     TokenText,
     Var,
+    is_steering,
     is_swept,
     selector_text,
 )
@@ -49,9 +53,24 @@ def resolve(
     tokenizer=None,
     namespace: Mapping | None = None,
     sites: SiteMap | Mapping[str, str] | None = None,
+    max_cells: int = limits.MAX_CELLS,
 ) -> Plan:
-    """Bind a spec to a model, checking everything: sites, selectors, prompts, metric."""
-    return _Resolver(spec, model, tokenizer, dict(namespace or {}), sites).plan()
+    """Bind a spec to a model, checking everything: sites, selectors, prompts, metric, and
+    that it lays out at most `max_cells` patched runs."""
+    return _Resolver(spec, model, tokenizer, namespace, sites, max_cells).plan()
+
+
+def error_at(
+    spec: Spec, message: str, line: int, hint: str | None = None, token: str | None = None
+) -> NbveneError:
+    """An error on a spec line, the caret under `token` (else under the line's first word)."""
+    text = spec.line_text(line)
+    column = None
+    if token is not None and token in text:
+        column = text.index(token)
+    elif text:
+        column = len(text) - len(text.lstrip())
+    return NbveneError(message, line=line, text=text or None, column=column, hint=hint)
 
 
 @dataclass(frozen=True)
@@ -64,22 +83,38 @@ class _Statement:
     heads: int | None
 
 
+def _check_arguments(tokenizer, namespace, sites) -> None:
+    """The keyword arguments that come with a spec are of the kinds they must be."""
+    if tokenizer is not None and not callable(tokenizer):
+        raise NbveneError(
+            f"tokenizer must be a tokenizer, got {type(tokenizer).__name__}",
+            hint="pass the model's own, e.g. AutoTokenizer.from_pretrained(...), or None",
+        )
+    if namespace is not None and not isinstance(namespace, Mapping):
+        raise NbveneError(
+            f"namespace must map names to values, got {type(namespace).__name__}",
+            hint="pass namespace={'prompts': prompts}, or namespace=globals()",
+        )
+    if sites is not None and not isinstance(sites, SiteMap | Mapping):
+        raise NbveneError(
+            f"sites must map component names to module paths, got {type(sites).__name__}",
+            hint='pass e.g. sites={"block_output": "blocks[{layer}].output"}',
+        )
+
+
 class _Resolver:
-    def __init__(self, spec, model, tokenizer, namespace, sites):
-        self.spec, self.model, self.tokenizer, self.namespace = spec, model, tokenizer, namespace
+    def __init__(self, spec, model, tokenizer, namespace, sites, max_cells=limits.MAX_CELLS):
+        _check_arguments(tokenizer, namespace, sites)
+        self.spec, self.model, self.tokenizer = spec, model, tokenizer
+        self.namespace = dict(namespace or {})
+        self.max_cells = max_cells
         self.sites = sites if isinstance(sites, SiteMap) else SiteMap(model, sites)
         self.named: dict[str, list[Prompt]] = {}
 
     # --- errors -------------------------------------------------------------------------
 
     def error(self, message: str, line: int, hint: str | None = None, token: str | None = None):
-        text = self.spec.line_text(line)
-        column = None
-        if token is not None and token in text:
-            column = text.index(token)
-        elif text:
-            column = len(text) - len(text.lstrip())
-        return NbveneError(message, line=line, text=text or None, column=column, hint=hint)
+        return error_at(self.spec, message, line, hint, token)
 
     def placed(self, e: NbveneError, line: int, token: str | None = None) -> NbveneError:
         if e.line is not None:
@@ -90,6 +125,11 @@ class _Resolver:
 
     def plan(self) -> Plan:
         spec = self.spec
+        if is_steering(spec):
+            raise NbveneError(
+                "this is a steering spec: it binds with nv.run (a metric) or nv.generate (text)",
+                hint="nv.plan and nv.train take patching specs (patch:, restore:, zero:, ...)",
+            )
         if spec.base is None:
             raise NbveneError(
                 "the spec has no base: statement",
@@ -166,13 +206,37 @@ class _Resolver:
         return self.namespace[var.name]
 
     def prompts(self, prompts, line: int) -> list[Prompt]:
+        """The prompts of a base:, source: or over= value, each checked to fit the model."""
+        found = self.read_prompts(prompts, line)
+        for prompt in found:
+            self.fits(prompt, line)
+        return found
+
+    def fits(self, prompt: Prompt, line: int) -> None:
+        """A prompt fits the model's context window."""
+        window = limits.context(self.model)
+        if window is not None and len(prompt) > window:
+            raise self.error(
+                f"the prompt has {len(prompt)} tokens, and the model takes at most {window}",
+                line,
+                hint="shorten the prompt",
+            )
+
+    def read_prompts(self, prompts, line: int) -> list[Prompt]:
         if isinstance(prompts, Batch):
-            return [p for item in prompts.items for p in self.prompts(item, line)]
+            return [p for item in prompts.items for p in self.read_prompts(item, line)]
         if isinstance(prompts, Text):
             return [self.prompt(prompts.value, line)]
         value = self.lookup(prompts, line)
         if isinstance(value, str):
             return [self.prompt(value, line)]
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and self.takes_ids:
+            raise self.error(
+                f"{{{prompts.name}}} holds {value.dtype} numbers, and the model takes token ids",
+                line,
+                hint=f"give token ids as an integer tensor: {prompts.name}.long(), or text",
+                token="{" + prompts.name + "}",
+            )
         if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dim() <= 3:
             # inputs of a model that takes vectors: (features,), (batch, features) or
             # (batch, seq, features); a (batch, features) row is one position
@@ -185,6 +249,7 @@ class _Resolver:
                     line,
                 )
             rows = value.unsqueeze(0) if value.dim() == 1 else value
+            self.check_ids(value, prompts.name, line)
             return [from_ids(r, self.tokenizer) for r in rows]
         if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
             return [self.prompt(v, line) for v in value]
@@ -193,6 +258,29 @@ class _Resolver:
             f"got {type(value).__name__}",
             line,
         )
+
+    @property
+    def takes_ids(self) -> bool:
+        return limits.vocabulary(self.model) is not None
+
+    def check_ids(self, ids: torch.Tensor, name: str, line: int) -> None:
+        """Token ids given as a tensor: one or two axes, each id in the model's vocabulary."""
+        vocabulary = limits.vocabulary(self.model)
+        bad = None
+        if ids.dim() not in (1, 2) or ids.numel() == 0:
+            bad = f"{{{name}}} has shape {tuple(ids.shape)}"
+        elif ids.min() < 0:
+            bad = f"{{{name}}} holds the token id {int(ids.min())}"
+        elif vocabulary is not None and ids.max() >= vocabulary:
+            bad = f"{{{name}}} holds the token id {int(ids.max())}"
+        if bad is not None:
+            upper = f"0..{vocabulary - 1}" if vocabulary is not None else "0 or more"
+            raise self.error(
+                f"{bad}; token ids go {upper}",
+                line,
+                hint="give (tokens,) or (examples, tokens) ids in the model's vocabulary",
+                token="{" + name + "}",
+            )
 
     def prompt(self, text: str, line: int) -> Prompt:
         try:
@@ -224,6 +312,7 @@ class _Resolver:
         comes after the runs patched into it (`into`), with no cycle."""
         spec = self.spec
         if not spec.sources:
+            self.check_source_names({})
             return {}
         if spec.corrupt is not None:
             raise self.error(
@@ -241,16 +330,8 @@ class _Resolver:
                     hint="give one source prompt, or one per base prompt",
                 )
             found[s.name] = prompts
+        self.check_source_names(found)
         for stmt in spec.interventions:
-            for key in ("from", "into"):
-                name = stmt.source if key == "from" else stmt.into
-                if name is not None and name not in found:
-                    raise self.error(
-                        f"no source is named {name!r}",
-                        stmt.line,
-                        hint=did_you_mean(name, found) or "sources: " + ", ".join(found),
-                        token=f"{key} {name}",
-                    )
             reads = stmt.verb in ("patch", "restore") or (
                 stmt.verb in ("add", "subtract") and stmt.by is None and stmt.via is None
             )
@@ -273,6 +354,21 @@ class _Resolver:
                     token=s.name,
                 )
         return {name: found[name] for name in self._run_order([s.name for s in spec.sources])}
+
+    def check_source_names(self, found: Mapping[str, list[Prompt]]) -> None:
+        """Every `from s1` / `into s1` names a `source s1:` line."""
+        for stmt in self.spec.interventions:
+            for key in ("from", "into"):
+                name = stmt.source if key == "from" else stmt.into
+                if name is not None and name not in found:
+                    raise self.error(
+                        f"no source is named {name!r}",
+                        stmt.line,
+                        hint=did_you_mean(name, found)
+                        or ("sources: " + ", ".join(found) if found else None)
+                        or f'add a line: source {name}: "..."',
+                        token=f"{key} {name}",
+                    )
 
     def _run_order(self, names: list[str]) -> list[str]:
         """Named sources in an order where every `from a into b` runs a before b."""
@@ -315,8 +411,23 @@ class _Resolver:
         if c is None:
             return None
         subject = c.subject.value if isinstance(c.subject, Text) else self.lookup(c.subject, c.line)
+        if not isinstance(subject, str):
+            raise self.error(
+                f"{{{c.subject.name}}} must be the subject's text, got {type(subject).__name__}",
+                c.line,
+                hint='noise goes on the tokens of a text in the prompt: on "Eiffel Tower"',
+                token="{" + c.subject.name + "}",
+            )
         positions = [tuple(self.find(prompt, subject, c.line)) for prompt in base]
         std = c.scale
+        if c.scale < 0 or not self.takes_ids:
+            raise self.error(
+                f"noise {c.scale:g}: a scale of 0 or more, on the token embeddings"
+                if c.scale < 0
+                else "corrupt: adds noise to token embeddings, and the model has none",
+                c.line,
+                hint='write e.g. corrupt: noise 3σ on "subject"',
+            )
         if c.relative:
             embeddings = self.model.get_input_embeddings()
             std = c.scale * float(embeddings.weight.detach().float().std())
@@ -343,7 +454,7 @@ class _Resolver:
 
     def token_id(self, text: str | int, line: int) -> int:
         if isinstance(text, int):
-            return text
+            return self.output_id(text, line)
         if self.tokenizer is None:
             raise self.error(
                 f"the metric token {text!r} needs a tokenizer",
@@ -361,7 +472,20 @@ class _Resolver:
                 'often with a leading space, e.g. " Paris"',
                 token=f'"{text}"',
             )
-        return ids[0]
+        return self.output_id(ids[0], line)
+
+    def output_id(self, index: int, line: int) -> int:
+        """A metric's token id (or class index): one of the scores the model outputs."""
+        size = limits.outputs(self.model)
+        if index < 0 or (size is not None and index >= size):
+            upper = f"0..{size - 1}" if size is not None else "0 or more"
+            raise self.error(
+                f"the metric reads output {index}, and the model's outputs go {upper}",
+                line,
+                hint='name a token id in the vocabulary, or the token\'s text: p(" Paris")',
+                token=str(index),
+            )
+        return index
 
     # --- statements ----------------------------------------------------------------------
 
@@ -492,14 +616,16 @@ class _Resolver:
                         hint=f"one {axis}= axis is shared by all statements that sweep it",
                     )
             if axis == "layer":
-                wanted = self.ints(first, axis, first_stmt.spec.line)
-                layers = [self.layer(v, first_stmt.spec) for v in wanted]
+                layer_of = functools.partial(self.layer, stmt=first_stmt.spec)
+                wanted = self.ints(first, axis, first_stmt.spec.line, check=layer_of)
+                layers = [layer_of(v) for v in wanted]
                 values["layer"] = layers
                 axes.append(Axis("layer", tuple(layers)))
             elif axis == "head":
                 # one head axis for all statements that sweep it: in range for each of them
-                wanted = self.ints(first, axis, first_stmt.spec.line, first_stmt.heads)
-                heads = [self.head(h, first_stmt) for h in wanted]
+                head_of = functools.partial(self.head, s=first_stmt)
+                wanted = self.ints(first, axis, first_stmt.spec.line, first_stmt.heads, head_of)
+                heads = [head_of(h) for h in wanted]
                 for other, _ in swept[1:]:
                     for h in wanted:
                         self.head(h, other)
@@ -512,8 +638,11 @@ class _Resolver:
                 axes.append(Axis("pos", labels, tuple(per_example[0])))
         return axes, values
 
-    def ints(self, selector, axis: str, line: int, heads: int | None = None) -> list[int]:
-        """The integers a swept layer/head/pos selector stands for."""
+    def ints(
+        self, selector, axis: str, line: int, heads: int | None = None, check=None
+    ) -> list[int]:
+        """The integers a swept layer/head/pos selector stands for; `check` raises on the first
+        value of a range out of bounds, as the range is laid out."""
         if isinstance(selector, All):
             return list(range(self.sites.n_layers if axis == "layer" else heads))
         if isinstance(selector, Span):
@@ -524,7 +653,12 @@ class _Resolver:
                     hint="ranges include both ends and go upwards: 3..5 is 3, 4, 5",
                     token=f"{selector.start}..{selector.stop}",
                 )
-            return list(range(selector.start, selector.stop + 1))
+            values = []
+            for value in range(selector.start, selector.stop + 1):
+                if check is not None:
+                    check(value)  # stops a range such as 0..10**18 at the first bad value
+                values.append(value)
+            return values
         return list(selector.items)
 
     def layer(self, value: int, stmt: Intervention) -> int:
@@ -567,7 +701,12 @@ class _Resolver:
                     token="pos=",
                 )
             return [list(range(len(p))) for p in base]
-        wanted = self.ints(selector, "pos", stmt.line)
+
+        def check(value: int) -> None:
+            for p in base:
+                self.position(Index(value), p, stmt)
+
+        wanted = self.ints(selector, "pos", stmt.line, check=check)
         return [[self.position(Index(i), p, stmt) for i in wanted] for p in base]
 
     def position(self, selector, prompt: Prompt, stmt: Intervention) -> int:
@@ -636,6 +775,8 @@ class _Resolver:
     def rows(self, statements, axes, values, base, source, corrupt) -> list[Row]:
         grid = [a for a in axes if a.name != "example"]
         samples = corrupt.samples if corrupt is not None else 1
+        cells = math.prod(len(a.labels) for a in grid)
+        self.check_size(statements, len(base), cells, samples)
         rows = []
         for example, prompt in enumerate(base):
             src = source[example if len(source) > 1 else 0] if source is not None else None
@@ -650,6 +791,28 @@ class _Resolver:
                 rows.extend(Row(example, full, units, k) for k in range(samples))
         self.check_collect(statements, rows)
         return rows
+
+    def check_size(self, statements, examples: int, cells: int, samples: int) -> None:
+        """examples × grid cells × noise samples patched runs, within `max_cells`."""
+        total = examples * cells * samples
+        if total <= self.max_cells:
+            return
+        if samples > 1:
+            line, token = self.spec.corrupt.line, "samples="
+        else:
+            swept = [s for s in statements if any(is_swept(sel) for _, sel in s.spec.where)]
+            line, token = (swept or statements)[0].spec.line, None
+        factors = [f"{examples:,} examples"] if examples > 1 else []
+        factors.append(f"{cells:,} grid cells")
+        factors += [f"{samples:,} noise samples"] if samples > 1 else []
+        raise self.error(
+            f"the plan takes {total:,} patched runs ({' × '.join(factors)}), more than "
+            f"max_cells={self.max_cells:,}",
+            line,
+            hint="sweep fewer layers, positions, heads or samples; or raise the limit: "
+            f"nv.run(..., max_cells={total}) (or nv.plan)",
+            token=token,
+        )
 
     def check_collect(self, statements, rows: list[Row]) -> None:
         """Collected units stack into one tensor: every row must collect as many positions."""
@@ -692,6 +855,14 @@ class _Resolver:
             layers = [k for c in layers for k in range(max(0, c - w // 2), min(n, c - (-w // 2)))]
         # positions
         if isinstance(pos_sel, Mapped):
+            if src is None:
+                raise self.error(
+                    f"pos=a->b maps base positions to source positions, and {stmt.verb}: "
+                    "reads no source here",
+                    stmt.line,
+                    hint="add a source: line, or give one position: pos=a",
+                    token="->",
+                )
             base_pos = [self.fixed_positions(pos_sel.base, prompt, example, stmt)[-1]]
             source_pos = [self.fixed_positions(pos_sel.source, src, example, stmt)[-1]]
         else:

@@ -6,6 +6,7 @@ Errors name the line and put a caret under the bad token; nothing here knows abo
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 
@@ -46,6 +47,13 @@ CONTRASTS = ("mean_diff", "pca", "diff")
 ESTIMATES = ("exact", "attribution")
 METRICS = ("p", "prob", "logprob", "logit", "logit_diff", "kl")
 AXES = ("layer", "pos", "head")
+LARGEST = 1e30
+"""The largest number a spec may write (noise scales, strengths, temperatures): beyond it
+float arithmetic gives inf."""
+MAX_STRENGTHS = 10_000
+"""The most values a strength sweep `a..b step s` may have (each is a steered run)."""
+LARGEST_INT = 2**63 - 1
+"""The largest integer (seeds, ids, positions): what a 64-bit tensor or generator holds."""
 
 _TOKEN = re.compile(
     r"""
@@ -116,17 +124,41 @@ def _shown(token: Token) -> str:
     return "end of line" if token.kind == "end" else repr(token.value)
 
 
-def _string(token: Token) -> str:
-    return json.loads(token.value)
+def _string(line: _Line, token: Token) -> str:
+    """A double-quoted string: JSON escapes; tabs and other control characters are kept."""
+    try:
+        value = json.loads(token.value, strict=False)
+    except json.JSONDecodeError as e:
+        raise line.error(
+            f"bad escape in {token.value!r}: {e.msg}",
+            token.column + e.pos,
+            hint=r"write \" for a quote, \\ for a backslash, \n for a new line, \t for a tab",
+        ) from None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise line.error(
+            f"{token.value} holds {value[e.start]!r}, half of a surrogate pair, not a character",
+            token.column,
+            hint=r"write the character itself, or both halves: \ud83d\ude00",
+        ) from None
+    return value
 
 
-def parse(text: str) -> Spec:
-    """Parse spec text into a `Spec`.
+def parse(text: str | Spec) -> Spec:
+    """Parse spec text into a `Spec` (a `Spec` is returned as it is).
 
     >>> spec = parse('base: "The Eiffel Tower is in"\\npatch: block_output layer=* pos=-1')
     >>> spec.interventions[0].verb
     'patch'
     """
+    if isinstance(text, Spec):
+        return text
+    if not isinstance(text, str):
+        raise NbveneError(
+            f"a spec is text (or an nv.Spec), got {type(text).__name__}",
+            hint="write e.g. nv.run('base: \"...\"\\npatch: ...', model=...)",
+        )
     fields: dict = {"interventions": [], "sources": []}
     lines: dict[str, int] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -246,7 +278,7 @@ def _prompt(line: _Line) -> Text | Var:
     token = line.peek()
     if token.kind == "str":
         line.take()
-        return Text(_string(token))
+        return Text(_string(line, token))
     if line.at("{"):
         return _var(line)
     raise line.error(
@@ -272,15 +304,34 @@ def _number(line: _Line, what: str) -> float:
     token = line.take()
     if token.kind != "num":
         raise line.error(f"expected {what}, found {_shown(token)}", token.column)
-    return float(token.value)
+    value = float(token.value)
+    if not math.isfinite(value) or abs(value) > LARGEST:
+        raise line.error(
+            f"{_short(token.value)} is too large: numbers go up to {LARGEST:.0e}",
+            token.column,
+            hint=f"write {what} of a sensible size",
+        )
+    return value
 
 
 def _integer(line: _Line, what: str) -> int:
-    token = line.peek()
-    value = _number(line, what)
-    if value != int(value):
-        raise line.error(f"expected {what}, found {token.value!r}", token.column)
-    return int(value)
+    token = line.take()
+    whole, _, fraction = token.value.partition(".")
+    if token.kind != "num" or fraction.strip("0"):
+        raise line.error(f"expected {what}, found {_shown(token)}", token.column)
+    value = int(whole)
+    if abs(value) > LARGEST_INT:
+        raise line.error(
+            f"{_short(token.value)} is too large: integers go up to 2**63 - 1",
+            token.column,
+            hint=f"write {what} of a sensible size",
+        )
+    return value
+
+
+def _short(number: str) -> str:
+    """A number as the error shows it: 400 digits are cut to their first and last few."""
+    return number if len(number) <= 24 else f"{number[:10]}…{number[-6:]} ({len(number)} digits)"
 
 
 def _corrupt(line: _Line) -> Corrupt:
@@ -332,7 +383,7 @@ def _metric(line: _Line) -> Metric:
             if token.kind == "num":  # a token id, or a class index for a classifier
                 args.append(_integer(line, "a token id"))
             elif token.kind == "str":
-                args.append(_string(line.take()))
+                args.append(_string(line, line.take()))
             else:
                 raise line.error(
                     f'expected a quoted token (" Paris") or a token id, found {_shown(token)}',
@@ -519,11 +570,11 @@ def _argument(line: _Line) -> object:
     """An argument of `via name(...)`: a number, a quoted string, [integers] or {name}."""
     token = line.peek()
     if token.kind == "num":
-        line.take()
-        value = float(token.value)
-        return int(value) if "." not in token.value else value
+        if "." in token.value:
+            return _number(line, "a number")
+        return _integer(line, "an integer")
     if token.kind == "str":
-        return _string(line.take())
+        return _string(line, line.take())
     if line.at("{"):
         return _var(line)
     if line.at("["):
@@ -624,6 +675,13 @@ def _strength(line: _Line) -> float | Slider | Strengths:
             hint="sweeps go upwards with a positive step: 0..8 step 2 is 0, 2, 4, 6, 8",
         )
     count = int(round((stop - value) / step, 9)) + 1
+    if count > MAX_STRENGTHS:
+        raise line.error(
+            f"the strength sweep {value:g}..{stop:g} step {step:g} has {count:.3g} values, "
+            f"more than {MAX_STRENGTHS:,}",
+            token.column,
+            hint="take a larger step, or a shorter range",
+        )
     return Strengths(tuple(round(value + k * step, 9) for k in range(count)))
 
 
@@ -665,20 +723,32 @@ def _stops(line: _Line) -> tuple[str, ...]:
     """`"\\n"` or `["\\n", "."]`: strings that end a generated text."""
     if line.at("["):
         line.take()
-        items = [_text(line, "a stop string")]
+        items = [_stop(line)]
         while line.at(","):
             line.take()
-            items.append(_text(line, "a stop string"))
+            items.append(_stop(line))
         line.expect("]", "',' or ']'")
         return tuple(items)
-    return (_text(line, "a stop string"),)
+    return (_stop(line),)
+
+
+def _stop(line: _Line) -> str:
+    column = line.peek().column
+    text = _text(line, "a stop string")
+    if not text:
+        raise line.error(
+            'stop="" would end every text before its first token',
+            column,
+            hint='give the text that ends a generation, e.g. stop="\\n"',
+        )
+    return text
 
 
 def _text(line: _Line, what: str) -> str:
     token = line.take()
     if token.kind != "str":
         raise line.error(f"expected {what} in double quotes, found {_shown(token)}", token.column)
-    return _string(token)
+    return _string(line, token)
 
 
 def _selector(line: _Line, axis: str) -> Selector:
@@ -711,7 +781,7 @@ def _position(line: _Line, axis: str) -> Index | Last | TokenText:
         return Index(_integer(line, "an integer"))
     if token.kind == "str" and axis == "pos":
         line.take()
-        return TokenText(_string(token))
+        return TokenText(_string(line, token))
     if token.value == "last" and axis == "pos":
         line.take()
         return Last()

@@ -19,6 +19,7 @@ from nbvene.engine.hooks import Hooks
 from nbvene.engine.memory import Budget
 from nbvene.engine.run import device_of
 from nbvene.errors import NbveneError
+from nbvene.plan.resolve import error_at
 from nbvene.steer.plan import Steering, Term
 
 
@@ -55,6 +56,15 @@ class Steerer:
                     units = units.index_copy(1, local, units[:, local] * keep)
                 else:
                     vector = term.vector.to(units.device, units.dtype)
+                    if vector.shape[-1] != units.shape[-1]:
+                        raise error_at(
+                            self.steering.spec,
+                            f"the vector has {vector.shape[-1]} numbers, and each unit here "
+                            f"has {units.shape[-1]}",
+                            term.line,
+                            hint="make the vector at the same site (and head) it is added to",
+                            token="by",
+                        )
                     if vector.dim() == 2:  # one vector per position
                         vector = vector[torch.tensor(chosen, device=units.device)]
                     added = strength[:, None, None] * vector.expand(len(chosen), -1)

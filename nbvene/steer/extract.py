@@ -14,6 +14,7 @@ from nbvene.engine.memory import Budget
 from nbvene.engine.passes import kept_units
 from nbvene.engine.run import _caller, device_of
 from nbvene.errors import NbveneError
+from nbvene.plan import limits
 from nbvene.plan.prompts import Prompt, tokenize
 from nbvene.sites import Site, SiteMap
 from nbvene.steer.vector import Vector
@@ -58,8 +59,8 @@ def vector(
     neg = [negative] if isinstance(negative, str) else list(negative)
     if not pos or not neg:
         raise NbveneError("a steering vector needs positive and negative prompts")
-    plus_prompts = [tokenize(tokenizer, p) for p in pos]
-    minus_prompts = [tokenize(tokenizer, n) for n in neg]
+    plus_prompts = [_fitting(model, tokenizer, p) for p in pos]
+    minus_prompts = [_fitting(model, tokenizer, n) for n in neg]
     longest = max(len(p) for p in plus_prompts + minus_prompts)
     budget = Budget.within(max_batch, max_memory, model, longest)
     if method == "diff":
@@ -122,6 +123,19 @@ def last_token_units(model: nn.Module, prompts: list[Prompt], site: Site,
     found = units(model, prompts, site, budget)
     last = torch.tensor([len(p) - 1 for p in prompts], device=found.device)
     return found[torch.arange(len(prompts), device=found.device), last]
+
+
+def _fitting(model: nn.Module, tokenizer, text: str) -> Prompt:
+    """A prompt of the vector, tokenised and checked to fit the model's context window."""
+    prompt = tokenize(tokenizer, text)
+    window = limits.context(model)
+    if window is not None and len(prompt) > window:
+        raise NbveneError(
+            f"the prompt {text[:40]!r}… has {len(prompt)} tokens, and the model takes at most "
+            f"{window}",
+            hint="shorten the prompts the vector is made from",
+        )
+    return prompt
 
 
 def _aligned_difference(model, site: Site, pos: list[str], neg: list[str], plus_prompts,

@@ -5,6 +5,7 @@ Errors name the spec line, as `nv.plan` does for patching specs."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -130,7 +131,7 @@ def bind(
             f"model must be a torch.nn.Module, got {type(model).__name__}",
             hint="load one with nv.models.load() or transformers' from_pretrained",
         )
-    r = _Resolver(spec, model, tokenizer, dict(namespace or {}), sites)
+    r = _Resolver(spec, model, tokenizer, namespace, sites)
     for keyword in ("source", "corrupt", "label"):
         if getattr(spec, keyword) is not None:
             raise r.error(
@@ -248,6 +249,9 @@ def _where(stmt: Intervention, r: _Resolver, prompt: Prompt, generates: bool) ->
     """The positions: every one (`*` or no pos=), a phase, or absolute positions (an integer
     counts from the prompt's start, a negative one from its end)."""
     selector = stmt.selector("pos")
+    generated = r.spec.generate.max_new_tokens if generates else 0
+    position = functools.partial(_steered_position, stmt=stmt, r=r, prompt=prompt,
+                                 generated=generated)  # fmt: skip
     if selector is None or isinstance(selector, All):
         return "all"
     if isinstance(selector, Phase):
@@ -270,25 +274,29 @@ def _where(stmt: Intervention, r: _Resolver, prompt: Prompt, generates: bool) ->
     elif isinstance(selector, Index):
         wanted = [selector.value]
     elif isinstance(selector, Span):
-        wanted = r.ints(selector, "pos", stmt.line)
+        wanted = r.ints(selector, "pos", stmt.line, check=position)
     elif isinstance(selector, Items):
         wanted = list(selector.items)
     else:
         raise r.error("pos=a->b maps source positions: not for steering", stmt.line)
-    out = []
-    for v in wanted:
-        if v < 0:
-            out.append(r.position(Index(v), prompt, stmt))
-        elif v >= len(prompt) and not generates:
-            raise r.error(
-                f"pos={v} is past the prompt, which has {len(prompt)} tokens",
-                stmt.line,
-                hint="positions past the prompt exist only when generating",
-                token="pos=",
-            )
-        else:
-            out.append(v)
-    return tuple(sorted(set(out)))
+    return tuple(sorted({position(v) for v in wanted}))
+
+
+def _steered_position(
+    value: int, stmt: Intervention, r: _Resolver, prompt: Prompt, generated: int
+) -> int:
+    """A position of the prompt (negative: from its end), or one of the `generated` tokens."""
+    if value < 0:
+        return r.position(Index(value), prompt, stmt)
+    if value >= len(prompt) + generated:
+        past = "the prompt" if not generated else f"the prompt and {generated} new tokens"
+        raise r.error(
+            f"pos={value} is past {past}: {len(prompt) + generated} tokens",
+            stmt.line,
+            hint="positions past the prompt exist only when generating",
+            token="pos=",
+        )
+    return value
 
 
 def _vector(stmt: Intervention, r: _Resolver, site: Site) -> tuple[torch.Tensor, str]:

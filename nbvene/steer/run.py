@@ -11,6 +11,8 @@ from torch import nn
 from nbvene.engine.lock import runs_model
 from nbvene.engine.memory import Budget
 from nbvene.errors import GenerationInterrupted, NbveneError
+from nbvene.plan import limits
+from nbvene.plan.resolve import error_at
 from nbvene.results import Axis, Result
 from nbvene.spec import Spec, parse
 from nbvene.spec.ast import Generate
@@ -54,10 +56,22 @@ def generate(
 def steer_plan(spec: str | Spec, *, model, tokenizer=None, namespace=None, sites=None) -> Steering:
     """The steering spec bound to the model (its vectors made); a spec without `generate:`
     gets the default one."""
-    parsed = parse(spec) if isinstance(spec, str) else spec
+    parsed = parse(spec)
     steering = bind(parsed, model, tokenizer, namespace, sites)
     if steering.generate is None:
         steering.generate = Generate()
+    window = limits.context(model)
+    new_tokens = steering.generate.max_new_tokens
+    if window is not None and len(steering.prompt) + new_tokens > window:
+        raise error_at(
+            parsed,
+            f"the prompt has {len(steering.prompt)} tokens, and {new_tokens} new ones would "
+            f"take it past the {window} positions the model takes",
+            parsed.generate.line if parsed.generate is not None else parsed.lines.get("base", 0),
+            hint=f"ask for max_new_tokens={max(1, window - len(steering.prompt))} or fewer, "
+            "or shorten the prompt",
+            token="max_new_tokens",
+        )
     return steering
 
 
@@ -111,7 +125,7 @@ def measure(
     """The metric on the steered forward pass of the prompt: a scalar, or one value per
     strength of a sweep (`* 0..8 step 2`: an axis named `strength`). The unsteered run's value
     is `res.corrupted` (the base run without intervention, as for patching)."""
-    parsed = parse(spec) if isinstance(spec, str) else spec
+    parsed = parse(spec)
     steering = bind(parsed, model, tokenizer, namespace, sites)
     if steering.metric is None:
         raise NbveneError(

@@ -38,7 +38,7 @@ class Intervened(nn.Module):
                  namespace: Mapping | None = None, sites: Mapping[str, str] | None = None,
                  seed: int = 0):  # fmt: skip
         super().__init__()
-        parsed = parse(spec) if isinstance(spec, str) else spec
+        parsed = parse(spec)
         if parsed.base is None:
             parsed = replace(parsed, base=Var("base"), lines={"base": 0, **parsed.lines})
         if parsed.source is None and parsed.corrupt is None:

@@ -85,7 +85,7 @@ def train(
         )
     if not isinstance(model, nn.Module):
         raise NbveneError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    parsed = parse(spec) if isinstance(spec, str) else spec
+    parsed = parse(spec)
     if parsed.label is None:
         raise NbveneError(
             "nv.train needs a label: line",

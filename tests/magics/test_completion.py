@@ -97,7 +97,7 @@ def test_the_magic_line(shell, complete, variables):
     assert complete("%%intervene mo") == ["model"]
     assert complete("%%intervene g") == ["gpt2"]  # models only, not gpt2_tok
     assert complete("%%intervene model --dr") == ["--dry-run"]
-    assert complete("%%intervene model --max") == ["--max-batch", "--max-memory"]
+    assert complete("%%intervene model --max") == ["--max-batch", "--max-memory", "--max-cells"]
     assert complete("%%intervene model -t ") == ["gpt2_tok", "tok"]
     assert complete("%%intervene model ")[:2] == ["gpt2_tok", "tok"]
     assert "--dry-run" in complete("%%intervene model ")

@@ -261,3 +261,23 @@ def test_an_interrupted_sweep_keeps_its_partial_result(shell, cell):
     assert note == "interrupted: 1 of 22 cells measured (the others are NaN); stored as part"
     part = shell.user_ns["part"]
     assert part.values.shape == (2, 11) and int(torch.isnan(part.values).sum()) == 21
+
+
+def test_max_cells_reaches_nv_run_and_the_dry_run(cell, patch_spec):
+    ran = cell("%%intervene model --max-cells 1\n" + patch_spec)
+    assert "more than max_cells=1" in ran.out and "max_cells=" in ran.out
+    assert (
+        "more than max_cells=1"
+        in cell("%%intervene model --dry-run --max-cells 1\n" + patch_spec).out
+    )
+    shown = cell("%%intervene model --show-code --max-cells 7\n" + patch_spec).out
+    assert "max_cells=7" in shown
+
+
+def test_the_meta_device_and_no_cells_are_refused(cell, patch_spec, tiny):
+    assert "holds no weights" in cell("%%intervene model --device meta\n" + patch_spec).out
+    assert next(tiny[0].parameters()).device.type == "cpu"
+    assert (
+        "--max-cells must be at least 1"
+        in cell("%%intervene model --max-cells 0\n" + patch_spec).out
+    )

@@ -90,7 +90,7 @@ def test_line_errors(cell, patch_spec):
         "%%intervene modle": ("no variable 'modle' in the notebook", "did you mean 'model'?"),
         "%%intervene tok": ("'tok' is a TokenizersBackend, not a model", "a torch.nn.Module"),
         "%%intervene model --dryrun": ("unknown option '--dryrun'", "did you mean '--dry-run'?"),
-        "%%intervene model max_bach=2": ("unexpected 'max_bach=2'", "'max_batch='?"),
+        "%%intervene model max_bach=2": ("unexpected 'max_bach=2'", "did you mean 'max_batch='"),
         "%%intervene model --max-batch two": ("invalid int value: 'two'", "%%intervene?"),
         "%%intervene model -o 2x": ("'2x' is not a variable name", None),
     }
@@ -120,7 +120,9 @@ def test_errors_from_the_users_code_keep_their_traceback(shell, cell, patch_spec
     shell.user_ns["broken"] = broken
     body = patch_spec.replace("pos=-1", "pos=-1 via {broken}")
     ran = cell("%%intervene model\n" + body)
-    assert isinstance(ran.error, ValueError) and not isinstance(ran.error, nv.NbveneError)
+    # placed on its spec line, the user's error chained: its traceback is shown
+    assert isinstance(ran.error, nv.NbveneError) and "line 3: via: broken raised" in str(ran.error)
+    assert isinstance(ran.error.__cause__, ValueError)
     assert "Traceback" in ran.out and "broken on purpose" in ran.out
     assert 'raise ValueError("broken on purpose")' in ran.out  # the user's own line
 
