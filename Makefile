@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 WORKERS ?= auto
 QUICK := not smollm2 and not notebooks and not lab
 
-.PHONY: setup browser demo test check lint widgets package minimum
+.PHONY: setup browser demo test check lint widgets package minimum fuzz
 
 setup: $(VENV)/.installed
 
@@ -38,6 +38,10 @@ test: lint browser
 # a contributor's quick check: lint and the tests on tiny models (a few minutes on 2 cores)
 check: lint
 	$(PY) -m pytest -n $(WORKERS) -q -m "$(QUICK)" $(PYTEST_ARGS)
+
+# the bad-input fuzz test at 10,000 specs (the suite runs 2,000): only NbveneError, model unchanged
+fuzz: setup
+	NBVENE_FUZZ_EXAMPLES=10000 $(PY) -m pytest -q -p no:cacheprovider tests/hardening/test_fuzz.py
 
 # what `pip install nbvene` gives a new user, and the Binder image build, each in a fresh venv
 package: setup
