@@ -266,11 +266,17 @@ class _Runner:
         plan = self.plan
         width = max(len(p) for p in plan.base)
         layers = {self.start(r) for r in plan.rows} - {0}
+        # Rows that edit attention weights run under nbvene's eager attention, which builds its
+        # own mask (SDPA's may be None, meaning causal): the block inputs they start from must be
+        # recorded under it too, so they see the mask their full forward pass would build.
+        weights = {u.site.module for r in plan.rows for u in r.units if u.site.io == "weights"}
 
         def run(chunk: list[Row]):
             with Hooks(self.model) as hooks:
                 if self.tail is not None:
                     self.tail.record(hooks, layers)
+                    for module in weights:
+                        hooks.on(module, "weights", lambda probs: None)
                 logits = self.logits(hooks, chunk, plan.base, width=width)
             if self.tail is not None:
                 self.tail.commit()
