@@ -333,8 +333,11 @@ class _Runner:
         tokens), with the rows' noise if any."""
         ids, mask = pad_to(prompts, self.plan.pad_id, self.device, width)
         if self.noise is not None and noisy:
+            # ROME's order: the noise first, then edits and reads at the embeddings' output
+            # (registered before this) see and replace the corrupted value, as they would at
+            # block 0's input
             hooks.on(self.model.get_input_embeddings(), "output",
-                     noise_edit(self.plan, rows, self.noise, self.device))  # fmt: skip
+                     noise_edit(self.plan, rows, self.noise, self.device), first=True)  # fmt: skip
         return self.call(ids, mask)
 
     def logits(self, hooks: Hooks, rows: list[Row], prompts: list[Prompt], noisy=True,

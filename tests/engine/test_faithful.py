@@ -43,3 +43,57 @@ def test_patched_attention_weights_start_at_their_layer_faithfully(family, atten
     full = sweep(model, tok, "patch: pattern layer=* head=*", start_at_layer=False)
     torch.testing.assert_close(full, expected, atol=1e-5, rtol=0)
     assert model.config._attn_implementation == attention
+
+
+CLEAN = "The Eiffel Tower is located in the city of"
+CORRUPT = 'corrupt: noise 3σ on "Eiffel Tower" samples=2\n'
+EMBEDDINGS = {
+    "llama": "model.embed_tokens",
+    "gpt2": "transformer.wte",  # its block 0 adds the position embeddings (transformer.wpe)
+    "gemma": "model.embed_tokens",
+    "gemma2": "model.embed_tokens",
+    "gpt_neox": "gpt_neox.embed_in",
+}
+
+
+def run(model, tok, body, **options):
+    spec = f'base: "{CLEAN}"\n{body}'
+    return nv.run(spec, model=model, tokenizer=tok, progress=lambda done, total: None, **options)
+
+
+@pytest.mark.parametrize("family", list(EMBEDDINGS))
+def test_restoring_the_embeddings_output_under_noise_restores(family):
+    """`restore:` at the embedding module's output sees the noised embeddings and puts the
+    clean ones back: the same values as at block 0's input (the same tensor, or for GPT-2 the
+    same tensor plus the position embeddings)."""
+    model, tok = tiny(family)
+    metric = '\nmetric: logit_diff(" Paris", " Rome")'
+    oracle = run(model, tok, CORRUPT + "restore: block_input layer=0 pos=*" + metric)
+    for start_at_layer in (True, False):
+        embeds = f"restore: {EMBEDDINGS[family]}.output pos=*"
+        got = run(model, tok, CORRUPT + embeds + metric, start_at_layer=start_at_layer)
+        torch.testing.assert_close(got.values, oracle.values, atol=1e-5, rtol=0)
+    # restoring the subject's tokens changes the corrupted run
+    assert (oracle.values - oracle.corrupted).abs().max() > 0
+
+
+@pytest.mark.parametrize("family", list(EMBEDDINGS))
+def test_collecting_the_embeddings_output_under_noise_sees_the_noise(family):
+    model, tok = tiny(family)
+    embeds = run(model, tok, CORRUPT + f"collect: {EMBEDDINGS[family]}.output pos=*").values
+    block = run(model, tok, CORRUPT + "collect: block_input layer=0 pos=*").values
+    if family == "gpt2":
+        block = block - model.transformer.wpe.weight[: block.shape[-2]].detach()
+    torch.testing.assert_close(embeds, block, atol=1e-6, rtol=0)
+    clean = run(model, tok, f"collect: {EMBEDDINGS[family]}.output pos=*").values
+    subject = torch.tensor([len(t) > 0 for t in _subject_mask(tok)])
+    assert (embeds - clean)[subject].abs().amin(dim=-1).gt(0).all(), "the subject is noised"
+    torch.testing.assert_close(embeds[~subject], clean[~subject], atol=0, rtol=0)
+
+
+def _subject_mask(tok):
+    """Per token of CLEAN: its text if it overlaps "Eiffel Tower", else ""."""
+    enc = tok(CLEAN, return_offsets_mapping=True)
+    start = CLEAN.index("Eiffel Tower")
+    end = start + len("Eiffel Tower")
+    return [CLEAN[a:b] if a < end and b > start and b > a else "" for a, b in enc.offset_mapping]
