@@ -72,12 +72,14 @@ class MetricPlan:
 
 @dataclass(frozen=True)
 class CorruptPlan:
-    """Gaussian noise of `std` on each example's subject token embeddings."""
+    """Gaussian noise of `std` on each example's subject token embeddings; `sigma` is the
+    embeddings' standard deviation it was scaled by (`noise 3σ`), None for an absolute one."""
 
     std: float
     positions: tuple[tuple[int, ...], ...]
     samples: int
     seed: int
+    sigma: float | None = None
 
 
 @dataclass
@@ -127,4 +129,11 @@ class Plan:
             f"patched runs: {len(self.rows)}",
             f"sites: {len(sites)} ({', '.join(sites[:4])}{', …' if len(sites) > 4 else ''})",
         ]
+        c = self.corrupt
+        if c is not None:
+            if c.sigma is None:
+                lines.append(f"noise: std {c.std:g}, added to the input embeddings' output")
+            else:
+                lines.append(f"noise: {c.std / c.sigma:g}σ = {c.std:.4g}, added to the input "
+                             f"embeddings' output (σ = {c.sigma:.4g}, their std)")  # fmt: skip
         return "\n".join(lines)

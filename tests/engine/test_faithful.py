@@ -97,3 +97,52 @@ def _subject_mask(tok):
     start = CLEAN.index("Eiffel Tower")
     end = start + len("Eiffel Tower")
     return [CLEAN[a:b] if a < end and b > start and b > a else "" for a, b in enc.offset_mapping]
+
+
+def gemma3(**overrides):
+    """A tiny Gemma 3 (text), which `nv.models.tiny` does not build: the Gemma tokenizer and
+    the same sizes."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    _, tok = nv.models.tiny("gemma")
+    config = AutoConfig.for_model(
+        "gemma3_text", hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=16, intermediate_size=128, num_hidden_layers=3, vocab_size=len(tok),
+        max_position_embeddings=128, pad_token_id=tok.pad_token_id, **overrides,
+    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    return model.eval(), tok
+
+
+NOISED = [*EMBEDDINGS, "gemma3"]
+
+
+@pytest.mark.parametrize("family", NOISED)
+def test_noise_sigma_is_measured_where_the_noise_is_added(family):
+    """`noise 3σ`: σ is the std of what the embedding module outputs (Gemma's scales by
+    √d_model), and exactly 3σ × the seeded draws is added to the subject's embeddings."""
+    model, tok = gemma3() if family == "gemma3" else tiny(family)
+    embed = model.get_input_embeddings()
+    with torch.no_grad():
+        consumed = embed(torch.arange(embed.weight.shape[0])[None])[0].float()
+    sigma = float(consumed.std())
+    if family.startswith("gemma"):  # the oracle's oracle: the weight, scaled as Gemma does
+        d = embed.weight.shape[1]
+        assert sigma == pytest.approx(float(embed.weight.detach().std()) * d**0.5, rel=1e-5)
+
+    corrupt = 'corrupt: noise 3σ on "Eiffel Tower" seed=5\n'
+    plan = nv.plan(f'base: "{CLEAN}"\n{corrupt}collect: block_input layer=0 pos=*',
+                   model=model, tokenizer=tok)  # fmt: skip
+    assert plan.corrupt.std == pytest.approx(3 * sigma, rel=1e-5)
+    assert f"σ = {sigma:.4g}" in plan.describe()
+
+    site = f"{EMBEDDINGS.get(family, 'model.embed_tokens')}.output pos=*"
+    noised = run(model, tok, corrupt + f"collect: {site}").values
+    clean = run(model, tok, f"collect: {site}").values
+    subject = [i for i, text in enumerate(_subject_mask(tok)) if text]
+    draws = torch.randn((len(subject), consumed.shape[1]),
+                        generator=torch.Generator().manual_seed(5))  # fmt: skip
+    torch.testing.assert_close(noised[subject] - clean[subject], 3 * sigma * draws,
+                               atol=1e-5, rtol=1e-4)  # fmt: skip
