@@ -146,3 +146,23 @@ def test_noise_sigma_is_measured_where_the_noise_is_added(family):
                         generator=torch.Generator().manual_seed(5))  # fmt: skip
     torch.testing.assert_close(noised[subject] - clean[subject], 3 * sigma * draws,
                                atol=1e-5, rtol=1e-4)  # fmt: skip
+
+
+@pytest.mark.parametrize("family", ["gemma2", "gemma3"])
+@pytest.mark.parametrize("body", ["patch: block_output layer=* pos=3", "patch: pattern layer=*"])
+def test_rows_starting_at_their_layer_get_each_blocks_own_mask(family, body):
+    """Gemma 2/3 alternate sliding-window and full attention, each with its own mask: a row
+    that starts at a full-attention layer must still give the sliding layers above it theirs.
+    A 4-token window on an 11-token prompt makes the two masks differ."""
+    types = ["sliding_attention", "full_attention", "sliding_attention"]
+    if family == "gemma3":
+        model, tok = gemma3(sliding_window=4, layer_types=types)
+    else:
+        model, tok = tiny(family, sliding_window=4)
+    assert model.config.layer_types == types
+    assert len(tok(CLEAN).input_ids) == len(tok(BASES[0]).input_ids) > 4
+    spec = f'source: "{BASES[0]}"\n{body}\nmetric: logit_diff(" Paris", " Rome")'
+    full = run(model, tok, spec, start_at_layer=False)
+    got = run(model, tok, spec, max_batch=1)
+    torch.testing.assert_close(got.values, full.values, atol=1e-5, rtol=0)
+    assert (full.values - full.corrupted).abs().max() > 1e-3, "the patch changes the output"
