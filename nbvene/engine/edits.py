@@ -90,7 +90,10 @@ def unit_edit(plan: Plan, sources: Sources, site: Site, op_index: int, members, 
                 found[i] = chosen[[k for k, r in enumerate(row_idx) if r == i]]
             return None
         base = chosen.flatten(1)
-        new = op.module(base, None if source is None else _like(source, base, op), **per_example)
+        src = source
+        if src is not None and site.io == "weights" and src.shape[-1] != chosen.shape[-1]:
+            src = _keys(src, chosen.shape[-1])
+        new = op.module(base, None if src is None else _like(src, base, op), **per_example)
         units = units.index_put(index, new.reshape(chosen.shape).to(units.dtype))
         out = site.view.write(x, units)
         return out.flatten(0, 1) if out.shape != raw.shape else out
@@ -110,6 +113,14 @@ def _like(source: torch.Tensor, base: torch.Tensor, op: Op) -> torch.Tensor:
             hint="make the vector at the same site (and head) it is added to",
         )
     return source.reshape(base.shape)
+
+
+def _keys(weights: torch.Tensor, width: int) -> torch.Tensor:
+    """Attention rows (…, key) cut or zero-padded to `width` keys: a chunk is padded to its own
+    longest prompt, and a key past a prompt's end has weight 0 (prompts are right-padded)."""
+    if weights.shape[-1] > width:
+        return weights[..., :width]
+    return torch.nn.functional.pad(weights, (0, width - weights.shape[-1]))
 
 
 def _unflatten(raw: torch.Tensor, shape) -> torch.Tensor:

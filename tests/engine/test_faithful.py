@@ -45,6 +45,19 @@ def test_patched_attention_weights_start_at_their_layer_faithfully(family, atten
     assert model.config._attn_implementation == attention
 
 
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_patched_attention_weights_in_chunks_of_shorter_prompts(family):
+    """A chunk is padded to its own longest prompt: a source attention row (as wide as the
+    longest source) is cut to it, the keys past the prompt's end having weight 0."""
+    model, tok = tiny(family)
+    expected = sweep(model, tok, "patch: pattern layer=* head=*", start_at_layer=False)
+    for max_batch in (1, 3):
+        for start_at_layer in (True, False):
+            got = sweep(model, tok, "patch: pattern layer=* head=*", max_batch=max_batch,
+                        start_at_layer=start_at_layer)  # fmt: skip
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
 CLEAN = "The Eiffel Tower is located in the city of"
 CORRUPT = 'corrupt: noise 3σ on "Eiffel Tower" samples=2\n'
 EMBEDDINGS = {
