@@ -1,5 +1,6 @@
 """The field's definitions, whatever the shortcut: rows that start at their patched layer give
-the values of full forward passes, on eager and SDPA attention."""
+the values of full forward passes (eager and SDPA attention, every block its own mask), and
+ROME's noise is added first, sized by σ where it is added."""
 
 import pytest
 import torch
@@ -12,7 +13,10 @@ FAMILIES = ["llama", "gpt2", "gemma", "gemma2", "gpt_neox", "phi3"]
 
 
 def tiny(family, attention="eager", **overrides):
-    model, tok = nv.models.tiny(family, layers=3, **overrides)
+    if family == "gemma3":
+        model, tok = gemma3(**overrides)
+    else:
+        model, tok = nv.models.tiny(family, layers=3, **overrides)
     if attention != "eager":
         try:
             model.set_attn_implementation(attention)
@@ -65,6 +69,7 @@ EMBEDDINGS = {
     "gpt2": "transformer.wte",  # its block 0 adds the position embeddings (transformer.wpe)
     "gemma": "model.embed_tokens",
     "gemma2": "model.embed_tokens",
+    "gemma3": "model.embed_tokens",
     "gpt_neox": "gpt_neox.embed_in",
 }
 
@@ -74,12 +79,13 @@ def run(model, tok, body, **options):
     return nv.run(spec, model=model, tokenizer=tok, progress=lambda done, total: None, **options)
 
 
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
 @pytest.mark.parametrize("family", list(EMBEDDINGS))
-def test_restoring_the_embeddings_output_under_noise_restores(family):
+def test_restoring_the_embeddings_output_under_noise_restores(family, attention):
     """`restore:` at the embedding module's output sees the noised embeddings and puts the
     clean ones back: the same values as at block 0's input (the same tensor, or for GPT-2 the
     same tensor plus the position embeddings)."""
-    model, tok = tiny(family)
+    model, tok = tiny(family, attention)
     metric = '\nmetric: logit_diff(" Paris", " Rome")'
     oracle = run(model, tok, CORRUPT + "restore: block_input layer=0 pos=*" + metric)
     for start_at_layer in (True, False):
@@ -129,14 +135,11 @@ def gemma3(**overrides):
     return model.eval(), tok
 
 
-NOISED = [*EMBEDDINGS, "gemma3"]
-
-
-@pytest.mark.parametrize("family", NOISED)
+@pytest.mark.parametrize("family", list(EMBEDDINGS))
 def test_noise_sigma_is_measured_where_the_noise_is_added(family):
     """`noise 3σ`: σ is the std of what the embedding module outputs (Gemma's scales by
     √d_model), and exactly 3σ × the seeded draws is added to the subject's embeddings."""
-    model, tok = gemma3() if family == "gemma3" else tiny(family)
+    model, tok = tiny(family)
     embed = model.get_input_embeddings()
     with torch.no_grad():
         consumed = embed(torch.arange(embed.weight.shape[0])[None])[0].float()
@@ -151,7 +154,7 @@ def test_noise_sigma_is_measured_where_the_noise_is_added(family):
     assert plan.corrupt.std == pytest.approx(3 * sigma, rel=1e-5)
     assert f"σ = {sigma:.4g}" in plan.describe()
 
-    site = f"{EMBEDDINGS.get(family, 'model.embed_tokens')}.output pos=*"
+    site = f"{EMBEDDINGS[family]}.output pos=*"
     noised = run(model, tok, corrupt + f"collect: {site}").values
     clean = run(model, tok, f"collect: {site}").values
     subject = [i for i, text in enumerate(_subject_mask(tok)) if text]
@@ -168,10 +171,7 @@ def test_rows_starting_at_their_layer_get_each_blocks_own_mask(family, body):
     that starts at a full-attention layer must still give the sliding layers above it theirs.
     A 4-token window on an 11-token prompt makes the two masks differ."""
     types = ["sliding_attention", "full_attention", "sliding_attention"]
-    if family == "gemma3":
-        model, tok = gemma3(sliding_window=4, layer_types=types)
-    else:
-        model, tok = tiny(family, sliding_window=4)
+    model, tok = tiny(family, sliding_window=4, layer_types=types)
     assert model.config.layer_types == types
     assert len(tok(CLEAN).input_ids) == len(tok(BASES[0]).input_ids) > 4
     spec = f'source: "{BASES[0]}"\n{body}\nmetric: logit_diff(" Paris", " Rome")'
