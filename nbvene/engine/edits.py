@@ -92,7 +92,10 @@ def unit_edit(plan: Plan, sources: Sources, site: Site, op_index: int, members, 
                 found[i] = chosen[[k for k, r in enumerate(row_idx) if r == i]]
             return None
         base = chosen.flatten(1)
-        given = None if source is None else _like(plan, source, base, op)
+        src = source
+        if src is not None and site.io == "weights" and src.shape[-1] != chosen.shape[-1]:
+            src = _keys(src, chosen.shape[-1])
+        given = None if src is None else _like(plan, src, base, op)
         new = _applied(plan, op, base, given, per_example)
         units = units.index_put(index, new.reshape(chosen.shape).to(units.dtype))
         out = site.view.write(x, units)
@@ -151,6 +154,14 @@ def _applied(plan: Plan, op: Op, base: torch.Tensor, source, per_example: dict) 
 def _users(module) -> bool:
     """Whether an op runs the user's code: a function, or a module nbvene does not define."""
     return isinstance(module, iv.Function) or not type(module).__module__.startswith("nbvene.")
+
+
+def _keys(weights: torch.Tensor, width: int) -> torch.Tensor:
+    """Attention rows (…, key) cut or zero-padded to `width` keys: a chunk is padded to its own
+    longest prompt, and a key past a prompt's end has weight 0 (prompts are right-padded)."""
+    if weights.shape[-1] > width:
+        return weights[..., :width]
+    return torch.nn.functional.pad(weights, (0, width - weights.shape[-1]))
 
 
 def _unflatten(raw: torch.Tensor, shape) -> torch.Tensor:

@@ -34,15 +34,18 @@ class Hooks:
         backward pass, and the edits must be there then too)."""
         self._handles: list[torch.utils.hooks.RemovableHandle | Callable[[], None]] = []
 
-    def on(self, module: str | nn.Module, io: str, edit: Edit) -> None:
-        """Edit `module`'s "input", "output", or attention "weights" (its probabilities)."""
+    def on(self, module: str | nn.Module, io: str, edit: Edit, *, first: bool = False) -> None:
+        """Edit `module`'s "input", "output", or attention "weights" (its probabilities);
+        `first` runs the edit before the module's other hooks (registered earlier or later)."""
         target = self.model.get_submodule(module) if isinstance(module, str) else module
         if io == "weights":
             handle = on_weights(self.model, target, edit)
         elif io == "output":
-            handle = target.register_forward_hook(_output_hook(edit))
+            handle = target.register_forward_hook(_output_hook(edit), prepend=first)
         else:
-            handle = target.register_forward_pre_hook(_input_hook(edit), with_kwargs=True)
+            handle = target.register_forward_pre_hook(
+                _input_hook(edit), with_kwargs=True, prepend=first
+            )
         self._handles.append(handle)
 
     def at(self, site: Site, edit: Edit) -> None:

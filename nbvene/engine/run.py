@@ -266,11 +266,17 @@ class _Runner:
         plan = self.plan
         width = max(len(p) for p in plan.base)
         layers = {self.start(r) for r in plan.rows} - {0}
+        # Rows that edit attention weights run under nbvene's eager attention, which builds its
+        # own mask (SDPA's may be None, meaning causal): the block inputs they start from must be
+        # recorded under it too, so they see the mask their full forward pass would build.
+        weights = {u.site.module for r in plan.rows for u in r.units if u.site.io == "weights"}
 
         def run(chunk: list[Row]):
             with Hooks(self.model) as hooks:
                 if self.tail is not None:
                     self.tail.record(hooks, layers)
+                    for module in weights:
+                        hooks.on(module, "weights", lambda probs: None)
                 logits = self.logits(hooks, chunk, plan.base, width=width)
             if self.tail is not None:
                 self.tail.commit()
@@ -327,8 +333,11 @@ class _Runner:
         tokens), with the rows' noise if any."""
         ids, mask = pad_to(prompts, self.plan.pad_id, self.device, width)
         if self.noise is not None and noisy:
+            # ROME's order: the noise first, then edits and reads at the embeddings' output
+            # (registered before this) see and replace the corrupted value, as they would at
+            # block 0's input
             hooks.on(self.model.get_input_embeddings(), "output",
-                     noise_edit(self.plan, rows, self.noise, self.device))  # fmt: skip
+                     noise_edit(self.plan, rows, self.noise, self.device), first=True)  # fmt: skip
         return self.call(ids, mask)
 
     def logits(self, hooks: Hooks, rows: list[Row], prompts: list[Prompt], noisy=True,

@@ -2,8 +2,9 @@
 l, so its forward pass starts from that run's hidden state at block l's input.
 
 The corrupted run records what the model passed to each block (hidden state, mask, position
-embeddings, …); the tail calls blocks l.. with those, then the final norm and the LM head. A
-corrupted run in several chunks records each, and `merge` joins them into one batch.
+embeddings, …); the tail calls each block l.. with its own recorded arguments, then the final
+norm and the LM head. A corrupted run in several chunks records each, and `merge` joins them
+into one batch.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from torch import nn
 from nbvene.engine.hooks import Hooks
 from nbvene.sites import SiteMap
 
-# Families whose model forward is: embeddings → blocks(hidden, **same kwargs) → norm → head.
+# Families whose model forward is: embeddings → blocks(hidden, **kwargs) → norm → head.
 FINAL_NORM = {"llama": "model.norm", "phi3": "model.norm", "gpt2": "transformer.ln_f",
               "gpt_neox": "gpt_neox.final_layer_norm"}  # fmt: skip
 
@@ -28,9 +29,10 @@ class Tail:
         self.norm = model.get_submodule(FINAL_NORM[sites.family.name])
         self.head = model.get_output_embeddings()
         self.softcap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
-        self.inputs: dict[int, tuple[torch.Tensor, tuple, dict]] = {}
-        self.parts: dict[int, list[tuple[torch.Tensor, tuple, dict]]] = {}
-        self.current: dict[int, tuple[torch.Tensor, tuple, dict]] = {}
+        self.hidden: dict[int, torch.Tensor] = {}  # block input, at the layers rows start at
+        self.arguments: dict[int, tuple[tuple, dict]] = {}  # the rest, at every block from there
+        self.parts: list[dict[int, tuple[torch.Tensor | None, tuple, dict]]] = []
+        self.current: dict[int, tuple[torch.Tensor | None, tuple, dict]] = {}
 
     @staticmethod
     def supports(model: nn.Module, sites: SiteMap) -> bool:
@@ -46,65 +48,97 @@ class Tail:
         )
 
     def record(self, hooks: Hooks, layers: set[int]) -> None:
-        """Keep the inputs of blocks `layers` during the next forward pass (under `hooks`); they
-        count once `commit` says the pass finished (a pass that ran out of memory is run again,
-        and what it recorded is dropped)."""
+        """Keep the inputs of blocks `layers`, and the other arguments of every block from the
+        first of them on (blocks may differ: Gemma 2's sliding-window layers get their own
+        mask), during the next forward pass (under `hooks`); they count once `commit` says the
+        pass finished (a pass that ran out of memory is run again, and what it recorded is
+        dropped)."""
         self.current = {}
-        for layer in layers:
-            hooks.on_call(self.blocks[layer], self._keeper(layer))
+        if not layers:
+            return
+        for layer in range(min(layers), len(self.blocks)):
+            hooks.on_call(self.blocks[layer], self._keeper(layer, layer in layers))
 
     def commit(self) -> None:
         """The pass recorded last finished: keep its inputs, after those of earlier chunks."""
-        for layer, found in self.current.items():
-            self.parts.setdefault(layer, []).append(found)
+        if self.current:
+            self.parts.append(self.current)
         self.current = {}
 
-    def _keeper(self, layer: int):
+    def _keeper(self, layer: int, hidden: bool):
         def keep(args, kwargs):
             if args:
                 found = (args[0].detach(), args[1:], kwargs)
             else:
                 rest = {k: v for k, v in kwargs.items() if k != "hidden_states"}
                 found = (kwargs["hidden_states"].detach(), (), rest)
-            self.current[layer] = found
+            self.current[layer] = found if hidden else (None, *found[1:])
 
         return keep
 
     def merge(self) -> bool:
         """Join the recorded chunks into one batch per layer; False when the chunks' inputs do
-        not join (a mask in one chunk and none in another): the rows then run full forwards."""
-        inputs = {}
-        while self.parts:  # a layer at a time: its chunks are freed before the next is joined
-            layer, parts = self.parts.popitem()
-            rows = [hidden.shape[0] for hidden, _, _ in parts]
-            args = _join([a for _, a, _ in parts], rows)
-            kwargs = _join([k for _, _, k in parts], rows)
-            if args is _UNJOINABLE or kwargs is _UNJOINABLE:
-                self.parts = {}
-                return False
-            hiddens = [h for h, _, _ in parts]
-            del parts  # the chunks' hidden states are now held by `hiddens` alone
-            inputs[layer] = (_cat_freeing(hiddens), args, kwargs)
-        self.inputs = inputs
+        not join (a mask in one chunk and none in another): the rows then run full forwards.
+        Blocks called with the same objects (most families pass every block one mask) share
+        one joined copy."""
+        if not self.parts:
+            return True
+        layers = sorted(self.parts[0])
+        rows = [next(h for h, _, _ in part.values() if h is not None).shape[0]
+                for part in self.parts]  # fmt: skip
+        shared: dict[tuple, tuple[tuple, dict]] = {}
+        arguments = {}
+        for layer in layers:
+            found = [part[layer] for part in self.parts]
+            key = tuple(_identity(a, k) for _, a, k in found)
+            if key not in shared:
+                args = _join([a for _, a, _ in found], rows)
+                kwargs = _join([k for _, _, k in found], rows)
+                if args is _UNJOINABLE or kwargs is _UNJOINABLE:
+                    self.parts = []
+                    return False
+                shared[key] = (args, kwargs)
+            arguments[layer] = shared[key]
+        hidden = {}
+        for layer in layers:  # a layer at a time: its chunks are freed before the next is joined
+            hiddens = [part[layer][0] for part in self.parts]
+            if hiddens[0] is None:
+                continue
+            for part in self.parts:
+                part[layer] = (None, *part[layer][1:])
+            hidden[layer] = _cat_freeing(hiddens)
+        self.parts = []
+        self.hidden, self.arguments = hidden, arguments
         return True
 
     def forward(self, start: int, base_rows: list[int], read: torch.Tensor) -> torch.Tensor:
         """Logits at `read` positions for rows that start at block `start`; `base_rows` index
         each row's corrupted run among the recorded batch."""
-        hidden, args, kwargs = self.inputs[start]
+        hidden = self.hidden[start]
         recorded = hidden.shape[0]
         pick = torch.tensor(base_rows, device=hidden.device)
         hidden = hidden[pick]
-        args = _pick(args, pick, recorded)
-        kwargs = {k: _pick(v, pick, recorded) for k, v in kwargs.items()}
-        for block in self.blocks[start:]:
-            out = block(hidden, *args, **kwargs)
+        picked: dict[int, tuple[tuple, dict]] = {}  # by the recorded arguments' identity
+        for layer in range(start, len(self.blocks)):
+            found = self.arguments[layer]
+            if id(found) not in picked:
+                args, kwargs = found
+                args = _pick(args, pick, recorded)
+                kwargs = {k: _pick(v, pick, recorded) for k, v in kwargs.items()}
+                picked[id(found)] = (args, kwargs)
+            args, kwargs = picked[id(found)]
+            out = self.blocks[layer](hidden, *args, **kwargs)
             hidden = out if isinstance(out, torch.Tensor) else out[0]
         hidden = hidden[torch.arange(len(base_rows), device=hidden.device), read]
         logits = self.head(self.norm(hidden))
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits
+
+
+def _identity(args: tuple, kwargs: dict) -> tuple:
+    """Which objects a block was called with (they are kept alive, so ids stay unique)."""
+    return tuple(id(a) for a in args), tuple((k, id(v)) for k, v in kwargs.items())
 
 
 _UNJOINABLE = object()

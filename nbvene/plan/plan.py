@@ -73,12 +73,14 @@ class MetricPlan:
 
 @dataclass(frozen=True)
 class CorruptPlan:
-    """Gaussian noise of `std` on each example's subject token embeddings."""
+    """Gaussian noise of `std` on each example's subject token embeddings; `sigma` is the
+    embeddings' standard deviation it was scaled by (`noise 3σ`), None for an absolute one."""
 
     std: float
     positions: tuple[tuple[int, ...], ...]
     samples: int
     seed: int
+    sigma: float | None = None
 
 
 @dataclass
@@ -136,21 +138,27 @@ class Plan:
         weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
         parameters = sum(p.numel() for p in self.model.parameters())
         tokens = max(len(p) for p in self.base) * (rows * (1 + serial) + len(before))
-        return "\n".join(
-            [
-                f"grid: {grid}",
-                f"patched runs: {rows}",
-                f"sites: {len(sites)} ({', '.join(sites[:4])}{', …' if len(sites) > 4 else ''})",
-                f"forward passes: {passes} ({' + '.join(before)} + {chunks} of up to "
-                f"{per_pass} patched rows"
-                + (f", each after {serial} serial source" if serial else "")
-                + ")",
-                f"time: about {2 * parameters * tokens / 1e9:.3g} GFLOP (a CPU core runs some "
-                "10 GFLOP/s, a GPU some 10,000)",
-                f"memory: about {_size(row_bytes(self) * rows_a_pass)} of activations a pass "
-                f"({rows_a_pass} rows), besides the model's {_size(weights)}",
-            ]
-        )
+        lines = [
+            f"grid: {grid}",
+            f"patched runs: {rows}",
+            f"sites: {len(sites)} ({', '.join(sites[:4])}{', …' if len(sites) > 4 else ''})",
+            f"forward passes: {passes} ({' + '.join(before)} + {chunks} of up to "
+            f"{per_pass} patched rows"
+            + (f", each after {serial} serial source" if serial else "")
+            + ")",
+            f"time: about {2 * parameters * tokens / 1e9:.3g} GFLOP (a CPU core runs some "
+            "10 GFLOP/s, a GPU some 10,000)",
+            f"memory: about {_size(row_bytes(self) * rows_a_pass)} of activations a pass "
+            f"({rows_a_pass} rows), besides the model's {_size(weights)}",
+        ]
+        c = self.corrupt
+        if c is not None:
+            if c.sigma is None:
+                lines.append(f"noise: std {c.std:g}, added to the input embeddings' output")
+            else:
+                lines.append(f"noise: {c.std / c.sigma:g}σ = {c.std:.4g}, added to the input "
+                             f"embeddings' output (σ = {c.sigma:.4g}, their std)")  # fmt: skip
+        return "\n".join(lines)
 
     def _unpatched_runs(self) -> list[str]:
         """The runs made once before the patched rows: clean, means, named sources."""

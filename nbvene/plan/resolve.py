@@ -14,6 +14,7 @@ from torch import nn
 from nbvene import interventions as iv
 from nbvene.errors import NbveneError, did_you_mean
 from nbvene.plan import limits
+from nbvene.plan.noise import embedding_std
 from nbvene.plan.plan import Axis, CorruptPlan, MetricPlan, Op, Plan, Row, Unit
 from nbvene.plan.prompts import Prompt, from_ids, from_values, tokenize
 from nbvene.sites import Component, SiteMap
@@ -419,7 +420,6 @@ class _Resolver:
                 token="{" + c.subject.name + "}",
             )
         positions = [tuple(self.find(prompt, subject, c.line)) for prompt in base]
-        std = c.scale
         if c.scale < 0 or not self.takes_ids:
             raise self.error(
                 f"noise {c.scale:g}: a scale of 0 or more, on the token embeddings"
@@ -428,10 +428,9 @@ class _Resolver:
                 c.line,
                 hint='write e.g. corrupt: noise 3σ on "subject"',
             )
-        if c.relative:
-            embeddings = self.model.get_input_embeddings()
-            std = c.scale * float(embeddings.weight.detach().float().std())
-        return CorruptPlan(std, tuple(positions), c.samples, c.seed)
+        sigma = embedding_std(self.model) if c.relative else None
+        std = c.scale * sigma if c.relative else c.scale
+        return CorruptPlan(std, tuple(positions), c.samples, c.seed, sigma)
 
     def metric(self, has_source: bool) -> MetricPlan | None:
         m = self.spec.metric

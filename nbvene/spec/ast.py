@@ -196,7 +196,7 @@ class Source:
 class Corrupt:
     """`corrupt: noise 3σ on "The Eiffel Tower"` (ROME): Gaussian noise on the subject's embeddings.
 
-    `relative` scales by the standard deviation of the embedding matrix.
+    `relative` scales by σ, the standard deviation of the input embeddings the model consumes.
     """
 
     scale: float
