@@ -74,7 +74,6 @@ def spec(via):
 
 
 def test_das_finds_grammatical_number_in_one_dimension(smollm2):
-    torch.set_num_threads(2)
     model, tok = smollm2
     agreeing = nouns(tok, model)
     assert len(agreeing) >= 20
