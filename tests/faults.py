@@ -33,6 +33,11 @@ class Passes:
         self.fail = fail
         self.grad_only = grad_only
         self.handle = module.register_forward_pre_hook(self._hook, with_kwargs=True)
+        # A job started in the background by a script (`make minimum &`) inherits SIGINT
+        # ignored, and Python then keeps it so: give Ctrl-C its usual meaning while we inject.
+        self.sigint = signal.getsignal(signal.SIGINT)
+        if self.sigint is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def _hook(self, module, args, kwargs):
         if self.grad_only and not torch.is_grad_enabled():
@@ -50,6 +55,8 @@ class Passes:
 
     def __exit__(self, *exc) -> None:
         self.handle.remove()
+        if self.sigint is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def on_call(*calls: int, error):

@@ -121,10 +121,13 @@ def test_an_interrupted_language_model_training_leaves_the_model_as_it_was(check
     assert info.value.result.basis.shape == (model.config.hidden_size, 4)
 
 
-def test_ctrl_c_during_an_optimizer_step_lets_the_step_finish(data, monkeypatch):
+def test_ctrl_c_during_an_optimizer_step_lets_the_step_finish(data, monkeypatch, request):
     """A step half applied is no state to keep: SIGINT while Adam updates waits for it."""
     import signal
 
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # a script's background job
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        request.addfinalizer(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     model, _ = planted()
     one_epoch = train("rotated(k=1)", model, data, epochs=1, **SETTINGS)
     steps = []
