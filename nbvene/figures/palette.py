@@ -7,7 +7,10 @@ so a colour means the same thing in every view of a result.
 from __future__ import annotations
 
 import math
+import re
 from typing import TYPE_CHECKING, NamedTuple
+
+from nbvene.spec.metrics import lookup
 
 if TYPE_CHECKING:
     from nbvene.results import Result
@@ -58,7 +61,8 @@ def centre(result: Result) -> Centre:
     1. a `normalized` metric: 0, which is the corrupted (or base) run by construction;
     2. a restore (`restore:` or a `corrupt:` line): the corrupted baseline `result.corrupted`,
        so red means "restoring this brought the answer back" and blue "pushed it further away";
-    3. `logit_diff`: 0, because its sign says which of the two answers wins;
+    3. a metric whose registry entry fixes a centre (`nbvene.spec.metrics`): `logit_diff` at 0,
+       because its sign says which of the two answers wins;
     4. any other metric with a baseline (`p`, `logprob`, `logit`, `kl` of a patch): the base
        run's value `result.corrupted`, i.e. the run with nothing changed;
     5. no baseline (`collect:`, hand-built results): 0.
@@ -72,8 +76,9 @@ def centre(result: Result) -> Centre:
     restores = spec.corrupt is not None or any(i.verb == "restore" for i in spec.interventions)
     if restores and baseline is not None:
         return Centre(baseline, f"{baseline:.4g} = corrupted baseline")
-    if metric.startswith("logit_diff"):
-        return Centre(0.0, "0 = both answers equally likely")
+    fixed = lookup(re.match(r"\w*", metric).group())
+    if fixed is not None and fixed.centre is not None:
+        return Centre(fixed.centre, fixed.centre_meaning)
     if baseline is not None:
         return Centre(baseline, f"{baseline:.4g} = base run, nothing changed")
     return Centre(0.0, "0")

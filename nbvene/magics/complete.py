@@ -17,11 +17,14 @@ from torch import nn
 
 from nbvene.magics.cell import FLAGS, VALUED
 from nbvene.sites import ALIASES, SiteMap
-from nbvene.spec import KEYWORDS, METRICS
-from nbvene.spec.ast import VERBS
+from nbvene.spec import KEYWORDS, STATEMENTS
+from nbvene.spec.metrics import lookup, names
 
 COMMANDS = ("use", "sites", "config", "debug", "help")
-DEVICES = ("cpu", "cuda", "mps")
+_VARIABLES = {"prompts": "prompt", "corruption": "text"}
+"""What a `{name}` stands for after a statement, by what the statement `completes`."""
+_KEYS = {"window": "window=", "over": "over=", "by": "by {", "via": "via {"}
+"""How completion offers a verb's options."""
 
 
 @dataclass(frozen=True)
@@ -174,9 +177,11 @@ def _body(current: str, ctx: Context, model_name: str | None) -> Completions | N
     if not m:
         return None
     keyword, rest = m.group(1), m.group(2)
+    statement = STATEMENTS.get(keyword)
+    completes = statement.completes if statement is not None else ""
     var = re.search(r"\{(\w*)$", rest)
     if var:
-        kind = {"base": "prompt", "source": "prompt", "corrupt": "text"}.get(keyword, "any")
+        kind = _VARIABLES.get(completes, "any")
         by = re.search(r"\b(by|via)\s*\{\w*$", rest)
         if by:
             kind = "vector" if by.group(1) == "by" else "callable"
@@ -185,25 +190,42 @@ def _body(current: str, ctx: Context, model_name: str | None) -> Completions | N
             kind = "prompt" if key.group(1) == "over" else "index"
         names = ctx.names(kind)
         return Completions.of("{" + var.group(1), ["{" + n + "}" for n in names], "variable")
-    if keyword in VERBS:
+    if completes == "site":
         return _intervention(keyword, rest, ctx, model_name)
-    if keyword == "metric":
-        m = re.match(r"^\s*(\w*)$", rest)
-        if m:
-            names = [n + ("" if n == "kl" else "(") for n in METRICS]
-            return Completions.of(m.group(1), names, "metric")
-        m = re.search(r"\)\s+(\w*)$", rest) or re.match(r"^\s*kl\s+(\w*)$", rest)
-        return Completions.of(m.group(1), ["normalized"], "keyword") if m else None
-    if keyword == "corrupt":
-        words, fragment = _words(rest)
-        if not words:
-            return Completions.of(fragment, ["noise"], "keyword")
-        if len(words) == 1:
-            return Completions.of(fragment, ["3σ"], "value")
-        if len(words) == 2:
-            return Completions.of(fragment, ["on"], "keyword")
-        if words[-1].endswith('"') or words[-1].endswith("}"):
-            return Completions.of(fragment, ["samples=", "seed="], "keyword")
+    if completes == "metric":
+        return _metric(rest)
+    if completes == "corruption":
+        return _corruption(rest)
+    return None
+
+
+def _metric(rest: str) -> Completions | None:
+    """A metric's name (with its `(` where it takes tokens), then `normalized`."""
+    m = re.match(r"^\s*(\w*)$", rest)
+    if m:
+        written = [n + ("(" if lookup(n).arity else "") for n in names()]
+        return Completions.of(m.group(1), written, "metric")
+    m = re.search(r"\)\s+(\w*)$", rest)
+    if m:
+        return Completions.of(m.group(1), ["normalized"], "keyword")
+    m = re.match(r"^\s*(\w+)\s+(\w*)$", rest)  # after a metric without tokens: kl
+    found = lookup(m.group(1)) if m else None
+    if found is None or found.arity:
+        return None
+    return Completions.of(m.group(2), ["normalized"], "keyword")
+
+
+def _corruption(rest: str) -> Completions | None:
+    """`noise 3σ on "subject" samples= seed=`, one word at a time."""
+    words, fragment = _words(rest)
+    if not words:
+        return Completions.of(fragment, ["noise"], "keyword")
+    if len(words) == 1:
+        return Completions.of(fragment, ["3σ"], "value")
+    if len(words) == 2:
+        return Completions.of(fragment, ["on"], "keyword")
+    if words[-1].endswith('"') or words[-1].endswith("}"):
+        return Completions.of(fragment, ["samples=", "seed="], "keyword")
     return None
 
 
@@ -248,14 +270,10 @@ def _intervention(verb: str, rest: str, ctx: Context, model_name: str | None) ->
     if not m:
         return None
     used = set(re.findall(r"\b(\w+)(?:=|\s*\{)", rest))
-    keys = ["layer=", "pos=", "head=", "window="]
+    keys = ["layer=", "pos=", "head="]
     if sites is not None and not _by_head(sites, component):
         keys.remove("head=")
-    keys += {"mean": ["over="], "add": ["by {"], "subtract": ["by {"], "steer": ["by {"]}.get(
-        verb, []
-    )
-    if verb not in ("collect", "steer"):
-        keys.append("via {")
+    keys += [_KEYS[option] for option in STATEMENTS[verb].options]
     keys = [k for k in keys if k.rstrip("={ ") not in used]
     return Completions.of(m.group(1), keys, "keyword")
 

@@ -433,9 +433,14 @@ class _Resolver:
         return CorruptPlan(std, tuple(positions), c.samples, c.seed, sigma)
 
     def metric(self, has_source: bool) -> MetricPlan | None:
+        from nbvene.spec.metrics import lookup  # the merge moves this to the top
+
         m = self.spec.metric
         if m is None:
             return None
+        found = lookup(m.name)
+        if found is None:  # a Spec built by hand: the parser knows the registered names
+            raise self.error(f"unknown metric {m.name!r}", m.line)
         ids = tuple(self.token_id(arg, m.line) for arg in m.args)
         if m.normalized and not has_source:
             raise self.error(
@@ -444,9 +449,9 @@ class _Resolver:
                 hint="add a source: or a corrupt: line, or drop 'normalized'",
                 token="normalized",
             )
-        if m.name == "kl" and not has_source:
+        if found.needs_clean and not has_source:
             raise self.error(
-                "kl compares with the clean run: the spec needs a source: or corrupt: line",
+                f"{m.name} compares with the clean run: the spec needs a source: or corrupt: line",
                 m.line,
             )
         return MetricPlan(m.name, ids, m.normalized)

@@ -6,9 +6,10 @@ from nbvene.spec.ast import (
     Call,
     Contrast,
     Corrupt,
+    Edit,
     Generate,
     Index,
-    Intervention,
+    Intervention,  # alias until the merge
     Items,
     Last,
     Mapped,
@@ -27,18 +28,21 @@ from nbvene.spec.ast import (
     is_steering,
     is_swept,
 )
-from nbvene.spec.parse import KEYWORDS, METRICS, parse
+from nbvene.spec.metrics import MetricDef
+from nbvene.spec.parse import parse
 from nbvene.spec.serial import from_json, to_json
+from nbvene.spec.statements import KEYWORDS, STATEMENTS, Statement
 from nbvene.spec.text import format_spec, selector_text
 
 __all__ = [
     "KEYWORDS",
-    "METRICS",
+    "STATEMENTS",
     "All",
     "Batch",
     "Call",
     "Contrast",
     "Corrupt",
+    "Edit",
     "Generate",
     "Index",
     "Intervention",
@@ -46,6 +50,7 @@ __all__ = [
     "Last",
     "Mapped",
     "Metric",
+    "MetricDef",
     "Phase",
     "Scaled",
     "SelectorVar",
@@ -53,6 +58,7 @@ __all__ = [
     "Source",
     "Span",
     "Spec",
+    "Statement",
     "Strengths",
     "Text",
     "TokenText",

@@ -6,9 +6,21 @@ A `Spec` is what a `%%intervene` cell says, parsed; `nbvene.plan` binds it to a 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
-VERBS = ("patch", "restore", "add", "subtract", "zero", "mean", "collect", "steer")
+Verb = Literal["patch", "restore", "add", "subtract", "zero", "mean", "collect", "steer"]
 """Statements that intervene on (or read) a site."""
+VERBS: tuple[Verb, ...] = get_args(Verb)
+
+Method = Literal["mean_diff", "pca", "diff"]
+"""Steering vectors made from prompts: `by mean_diff({kind}, {cruel})`."""
+CONTRASTS: tuple[Method, ...] = get_args(Method)
+
+Estimate = Literal["exact", "attribution"]
+"""How a sweep is measured: run exactly, or estimated by attribution patching."""
+ESTIMATES: tuple[Estimate, ...] = get_args(Estimate)
+
+PhaseName = Literal["prompt", "generated"]
 
 
 # --- values ---------------------------------------------------------------------------------
@@ -91,7 +103,7 @@ class SelectorVar:
 class Phase:
     """`pos=prompt` or `pos=generated`: the prompt's positions, or each generated token's."""
 
-    name: str
+    name: PhaseName
 
 
 @dataclass(frozen=True)
@@ -121,7 +133,7 @@ class Contrast:
     statement's site: `mean_diff` (of last-token activations), `pca` (first principal component
     of paired differences) or `diff` (two prompts, one vector per position, aligned from 0)."""
 
-    method: str
+    method: Method
     positive: Prompts
     negative: Prompts
     normalized: bool = False
@@ -163,10 +175,12 @@ class Call:
 
 
 @dataclass(frozen=True)
-class Intervention:
-    """`patch: head_query_output layer=* head=3 pos=-1`, or any other verb in VERBS."""
+class Edit:
+    """`patch: head_query_output layer=* head=3 pos=-1`, or any other verb in VERBS: one
+    statement that changes (or reads) a site. The modules that do it at run time are
+    `nbvene.interventions`."""
 
-    verb: str
+    verb: Verb
     component: str
     where: tuple[tuple[str, Selector], ...] = ()
     window: int | None = None
@@ -181,6 +195,9 @@ class Intervention:
 
     def selector(self, axis: str) -> Selector | None:
         return dict(self.where).get(axis)
+
+
+Intervention = Edit  # alias until the merge
 
 
 @dataclass(frozen=True)
@@ -238,11 +255,12 @@ class Spec:
     base: Prompts | None = None
     source: Prompts | None = None
     corrupt: Corrupt | None = None
-    interventions: tuple[Intervention, ...] = ()
+    interventions: tuple[Edit, ...] = ()
+    """The edits (`patch:`, `add:`, ... lines), in the order they are written."""
     metric: Metric | None = None
     label: Var | None = None
     """`label: {labels}`: the target outputs `nv.train` fits the interventions to."""
-    estimate: str = "exact"
+    estimate: Estimate = "exact"
     """`estimate: attribution`: a first-order estimate of the sweep (attribution patching)."""
     sources: tuple[Source, ...] = ()
     """Named sources (`source s1: ...`), in the order they are written."""

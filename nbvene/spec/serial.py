@@ -14,6 +14,7 @@ _TYPES = {
     for cls in vars(ast).values()
     if isinstance(cls, type) and dataclasses.is_dataclass(cls)
 }
+_TYPES["Intervention"] = ast.Edit  # documents written before the rename
 _VERSION = 1
 
 
