@@ -1,78 +1,10 @@
 // Heatmap front end: facets of rows × columns of coloured cells, a legend, a hover tooltip,
 // a progress bar with Stop during a live sweep, and a click that asks the kernel for that
-// cell's predictions. Plain ESM with no imports: anywidget and the test harness load this file.
-
-// Bytes from the kernel ({shape, dtype, data}) as a typed array; `data` is a DataView in
-// anywidget, and a Uint8Array or ArrayBuffer in other hosts.
-export function decode(v) {
-  const data = v.data;
-  const buffer = data.buffer ?? data;
-  const offset = data.byteOffset ?? 0;
-  const Type = { float32: Float32Array, float64: Float64Array, int32: Int32Array,
-                 uint8: Uint8Array }[v.dtype];
-  const n = v.shape.reduce((a, b) => a * b, 1);
-  const aligned = offset % Type.BYTES_PER_ELEMENT === 0;
-  const src = aligned ? buffer : buffer.slice(offset, offset + n * Type.BYTES_PER_ELEMENT);
-  return { shape: v.shape, array: new Type(src, aligned ? offset : 0, n) };
-}
-
-// Python's round(): half to even, so the browser and the static SVG pick the same colour.
-function roundHalfEven(x) {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
-export const MISSING = "#bdbdbd";
-
-// The colour of a value on the scale [lo, centre, hi]: the same rule as
-// nbvene.figures.palette.colour (linear between the stops, clamped, MISSING for NaN).
-export function colour(value, stops, [lo, centre, hi]) {
-  if (!Number.isFinite(value)) return MISSING;
-  let t = 0.5 + (value - centre) / (2 * (hi - centre));
-  t = Math.min(1, Math.max(0, t)) * (stops.length - 1);
-  const i = Math.min(Math.floor(t), stops.length - 2);
-  const f = t - i;
-  const rgb = stops[i].map((a, k) => roundHalfEven(a + (stops[i + 1][k] - a) * f));
-  return "#" + rgb.map((c) => c.toString(16).padStart(2, "0")).join("");
-}
-
-// Visible whitespace, the signs of nbvene.figures.view.visible: " Paris\n" shows as "␣Paris↵"
-// (the signs dimmed); other control characters as \x1b escapes. Text only via textContent.
-const WHITESPACE = { " ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍" };
-const printable = (ch) => {
-  const c = ch.codePointAt(0);
-  return c >= 0x20 && !(c >= 0x7f && c <= 0x9f) && !(c >= 0xd800 && c <= 0xdfff) &&
-    c !== 0xfffe && c !== 0xffff;
-};
-const escape = (ch) => `\\x${ch.codePointAt(0).toString(16).padStart(2, "0")}`;
-
-export function tokenNodes(text) {
-  const out = [];
-  let plain = "";
-  const flush = () => { if (plain) out.push(document.createTextNode(plain)); plain = ""; };
-  for (const ch of String(text)) {
-    const shown = WHITESPACE[ch] ?? (printable(ch) ? null : escape(ch));
-    if (shown === null) { plain += ch; continue; }
-    flush();
-    const ws = document.createElement("span");
-    ws.className = "nbvene-ws";
-    ws.textContent = shown;
-    out.push(ws);
-  }
-  flush();
-  return out;
-}
+// cell's predictions. Plain ESM with no imports, joined after shared.js when it loads.
 
 const fmt = (v) => (Number.isFinite(v) ? Number(v.toPrecision(4)).toString() : "not run");
 const exact = (v) => (Number.isFinite(v) ? Number(v.toPrecision(7)).toString() : "not run yet");
 const attr = { layer: "layer", pos: "pos", head: "head" };
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 function render({ model, el: host }) {
   const root = el("div", "nbvene-heatmap");

@@ -13,6 +13,7 @@ import traitlets
 
 from nbvene.figures.palette import PALETTE, centre, scale
 from nbvene.results import Result
+from nbvene.widgets.frontend import esm
 from nbvene.widgets.transport import encode
 
 HERE = pathlib.Path(__file__).parent
@@ -28,7 +29,7 @@ class Heatmap(anywidget.AnyWidget):
     {'token': ' Paris', 'p': 0.41}
     """
 
-    _esm = HERE / "heatmap.js"
+    _esm = esm("heatmap")
     _css = HERE / "heatmap.css"
     # facets × rows × columns, float32 bytes; NaN = not run (yet)
     values = traitlets.Dict().tag(sync=True)

@@ -1,35 +1,7 @@
 // Steering panel front end: sliders -> debounced requests {id, values}; answers shown only if
-// they answer the newest request sent. Plain ESM, no imports: anywidget and the test harness
-// load this same file.
+// they answer the newest request sent. Plain ESM with no imports, joined after shared.js when
+// it loads.
 const DEBOUNCE_MS = 150;
-
-// Visible whitespace, the signs of nbvene.figures.view.visible: " Paris\n" shows as "␣Paris↵"
-// (the signs dimmed); other control characters as \x1b escapes. Text is only ever set with
-// textContent, so a token like "<script>" stays text.
-const WHITESPACE = { " ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍" };
-const printable = (ch) => {
-  const c = ch.codePointAt(0);
-  return c >= 0x20 && !(c >= 0x7f && c <= 0x9f) && !(c >= 0xd800 && c <= 0xdfff) &&
-    c !== 0xfffe && c !== 0xffff;
-};
-const escape = (ch) => `\\x${ch.codePointAt(0).toString(16).padStart(2, "0")}`;
-
-export function tokenNodes(text) {
-  const out = [];
-  let plain = "";
-  const flush = () => { if (plain) out.push(document.createTextNode(plain)); plain = ""; };
-  for (const ch of String(text)) {
-    const shown = WHITESPACE[ch] ?? (printable(ch) ? null : escape(ch));
-    if (shown === null) { plain += ch; continue; }
-    flush();
-    const ws = document.createElement("span");
-    ws.className = "nbvene-ws";
-    ws.textContent = shown;
-    out.push(ws);
-  }
-  flush();
-  return out;
-}
 
 function render({ model, el }) {
   const root = document.createElement("div");

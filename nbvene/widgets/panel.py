@@ -10,6 +10,7 @@ import anywidget
 import traitlets
 
 from nbvene.errors import NbveneError
+from nbvene.widgets.frontend import esm
 
 HERE = pathlib.Path(__file__).parent
 SLIDER_KEYS = {"label", "min", "max", "step", "value"}
@@ -28,7 +29,7 @@ class SteeringPanel(anywidget.AnyWidget):
     [1.0]
     """
 
-    _esm = HERE / "panel.js"
+    _esm = esm("panel")
     _css = HERE / "panel.css"
     sliders = traitlets.List(traitlets.Dict()).tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)

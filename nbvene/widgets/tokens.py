@@ -10,6 +10,7 @@ import traitlets
 
 from nbvene.figures.palette import PALETTE, centre, scale
 from nbvene.results import Result
+from nbvene.widgets.frontend import esm
 from nbvene.widgets.heatmap import meaning
 from nbvene.widgets.transport import encode
 
@@ -23,7 +24,7 @@ class TokenView(anywidget.AnyWidget):
     >>> TokenView(res, layer=3)
     """
 
-    _esm = HERE / "tokens.js"
+    _esm = esm("tokens")
     _css = HERE / "heatmap.css"
     tokens = traitlets.List(traitlets.Unicode()).tag(sync=True)
     positions = traitlets.List(traitlets.Int()).tag(sync=True)

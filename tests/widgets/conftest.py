@@ -10,6 +10,8 @@ import shutil
 
 import pytest
 
+from nbvene.widgets.frontend import esm
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "nbvene" / "widgets"
 HERE = pathlib.Path(__file__).resolve().parent
@@ -73,13 +75,17 @@ def page(browser):
 
 
 def _serve(route):
-    """http://widgets.test/pkg/X -> the package's file X; /test/X -> this folder's."""
+    """http://widgets.test/pkg/X -> the package's file X (a widget's .js joined with shared.js,
+    as anywidget loads it); /test/X -> this folder's."""
     rel = route.request.url.split("://widgets.test/", 1)[1].split("?")[0]
     top, _, name = rel.partition("/")
     base = {"pkg": PACKAGE, "test": HERE}.get(top)
     f = (base / name).resolve() if base else None
     if f is not None and base in f.parents and f.is_file():
-        route.fulfill(body=f.read_bytes(), headers={"content-type": TYPES[f.suffix]})
+        body = f.read_bytes()
+        if base == PACKAGE and f.suffix == ".js":  # the ESM as anywidget gets it
+            body = esm(f.stem).encode()
+        route.fulfill(body=body, headers={"content-type": TYPES[f.suffix]})
     else:
         route.fulfill(status=404, body="not found")
 
