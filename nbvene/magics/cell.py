@@ -3,11 +3,13 @@ the equivalent Python call, and errors shown as a few lines instead of a traceba
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import re
 import shlex
 from dataclasses import dataclass
+
+from IPython.core.error import UsageError
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from nbvene.errors import NbveneError, did_you_mean
 from nbvene.plan.limits import MAX_CELLS
@@ -59,46 +61,70 @@ class Options:
     debug: bool = False
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        unknown = re.search(r"unrecognized arguments: (.*)", message)
-        hint = "see %%intervene? for the options"
-        if unknown:
-            word = unknown.group(1).split()[0]
-            flags = [f for a in self._actions for f in a.option_strings]
-            if word.startswith("-"):
-                hint = did_you_mean(word, flags) or hint
-                message = f"unknown option {word!r}"
-            else:
-                keys = [f[2:].replace("-", "_") + "=" for f in flags if f.startswith("--")]
-                hint = did_you_mean(word.partition("=")[0] + "=", keys) or hint
-                message = f"unexpected {word!r}"
-        raise NbveneError(f"%%intervene: {message}", hint=hint)
+_OPTIONS = (
+    argument("model", nargs="?", help="the model: a variable of the notebook (default: "
+             "%%nbvene use MODEL, or the one model in the notebook)"),
+    argument("tokenizer", nargs="?", help="its tokenizer (or -t)"),
+    argument("-t", "--tokenizer", dest="tokenizer_option", metavar="TOKENIZER",
+             help="the tokenizer (also tokenizer=TOKENIZER)"),
+    argument("-o", "--out", metavar="NAME", help="store the Result as NAME (NAME << at the "
+             "start of the line or of the body does the same); nothing is displayed"),
+    argument("--device", help="move the model there first (cpu, cuda, cuda:1, mps)"),
+    argument("--max-batch", type=int, metavar="N",
+             help="grid cells per forward pass (%%config Intervene.max_batch)"),
+    argument("--max-memory", metavar="SIZE", help='activation memory a pass may use, e.g. "2GB"'),
+    argument("--max-cells", type=int, metavar="N",
+             help="refuse plans of more patched runs (default 1,000,000)"),
+    argument("--sites", metavar="NAME",
+             help="a dict naming components of any nn.Module by module path"),
+    argument("--dry-run", action="store_true",
+             help="check the spec and show the plan: grid, forward passes and memory; run nothing"),
+    argument("--show-code", action="store_true", help="print the equivalent nv.run call"),
+    argument("--no-display", action="store_true", help="return nothing"),
+    argument("--debug", action="store_true",
+             help="full Python tracebacks (also %%nbvene debug on)"),
+)  # fmt: skip
+"""The `%%intervene` line's options, each written once: `line_options` turns them into the
+magic's parser and its help."""
 
 
-def _parser() -> _Parser:
-    p = _Parser(prog="%%intervene", add_help=False, allow_abbrev=False)
-    p.add_argument("model", nargs="?", help="the model: a variable of the notebook")
-    p.add_argument("tokenizer", nargs="?", help="its tokenizer (or -t)")
-    p.add_argument("-t", "--tokenizer", dest="tokenizer_option", metavar="TOKENIZER")
-    p.add_argument("-o", "--out", metavar="NAME", help="store the Result as NAME")
-    p.add_argument("--device", help="move the model there first (cpu, cuda, cuda:1, mps)")
-    p.add_argument("--max-batch", type=int, metavar="N", help="grid cells per forward pass")
-    p.add_argument("--max-memory", metavar="SIZE", help='activation memory a pass, e.g. "2GB"')
-    p.add_argument("--max-cells", type=int, metavar="N", help="refuse plans of more patched runs")
-    p.add_argument("--sites", metavar="NAME", help="a dict of component → module path")
-    p.add_argument("--dry-run", action="store_true", help="check and show the plan; run nothing")
-    p.add_argument("--show-code", action="store_true", help="print the equivalent nv.run call")
-    p.add_argument("--no-display", action="store_true", help="return nothing")
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
-    return p
+def line_options(magic):
+    """`magic` with the `%%intervene` line's options: IPython's `magic_arguments` builds its
+    parser (`magic.parser`) from `_OPTIONS` and writes them into its docstring (`%%intervene?`).
+    """
+    for option in reversed(_OPTIONS):  # magic_arguments reads them in the order written
+        magic = option(magic)
+    magic = magic_arguments("%intervene")(magic)  # its usage line adds one % more
+    magic.parser.allow_abbrev = False
+    return magic
 
 
-PARSER = _parser()
+@line_options
+def _line():
+    """The parser `parse_line` and completion use."""
+
+
+PARSER = _line.parser
 FLAGS = tuple(f for a in PARSER._actions for f in a.option_strings)
 VALUED = frozenset(f for a in PARSER._actions if a.nargs is None for f in a.option_strings)
 """Options that take a value (the word after them is theirs)."""
 _KEYS = {f[2:].replace("-", "_"): f for f in FLAGS if f.startswith("--")}
+
+
+def _line_error(message: str) -> NbveneError:
+    """An argparse complaint about the magic line as a short error, with a did-you-mean."""
+    unknown = re.search(r"unrecognized arguments: (.*)", message)
+    hint = "see %%intervene? for the options"
+    if unknown:
+        word = unknown.group(1).split()[0]
+        if word.startswith("-"):
+            hint = did_you_mean(word, FLAGS) or hint
+            message = f"unknown option {word!r}"
+        else:
+            keys = [k + "=" for k in _KEYS]
+            hint = did_you_mean(word.partition("=")[0] + "=", keys) or hint
+            message = f"unexpected {word!r}"
+    return NbveneError(f"%%intervene: {message}", hint=hint)
 
 
 def parse_line(line: str) -> tuple[Options, str | None]:
@@ -119,11 +145,14 @@ def parse_line(line: str) -> tuple[Options, str | None]:
         if eq and not word.startswith("-"):
             flag = _KEYS.get(key.replace("-", "_"))
             if flag is None:
-                PARSER.error(f"unrecognized arguments: {word}")
+                raise _line_error(f"unrecognized arguments: {word}")
             args += [flag, value]
         else:
             args.append(word)
-    found = PARSER.parse_intermixed_args(args)
+    try:
+        found = PARSER.parse_intermixed_args(args)
+    except UsageError as e:
+        raise _line_error(str(e)) from None
     if found.tokenizer and found.tokenizer_option:
         raise NbveneError(
             f"%%intervene: two tokenizers ({found.tokenizer!r} and {found.tokenizer_option!r})",

@@ -16,7 +16,7 @@ from traitlets import Bool, Int, TraitError, Unicode, Union
 
 import nbvene as nv
 from nbvene.errors import NbveneError, UserCodeError, did_you_mean
-from nbvene.magics.cell import Body, CellError, Options, parse_line, python_code
+from nbvene.magics.cell import Body, CellError, Options, line_options, parse_line, python_code
 from nbvene.magics.complete import COMMANDS, Context, fits
 from nbvene.magics.defaults import Defaults
 from nbvene.magics.reference import SiteTable, help_text
@@ -89,28 +89,15 @@ class Intervene(Magics):
 
     @no_var_expand
     @cell_magic
+    @line_options
     def intervene(self, line: str, cell: str):
         """Run the spec in the cell body on a model of the notebook and return the Result.
 
         %%intervene [NAME <<] [MODEL [TOKENIZER]] [options]
 
-        MODEL is a variable (default: %nbvene use MODEL, or the one model in the notebook);
-        its tokenizer comes from -t, from %nbvene use, or from the notebook's tokenizers.
-        `{name}` in the spec reads the notebook's variables.
-
-          -t, --tokenizer TOK   the tokenizer (also tokenizer=TOK)
-          -o, --out NAME        store the Result as NAME (NAME << at the start of the line or
-                                of the body does the same); nothing is displayed
-          --device DEVICE       move the model to DEVICE first (cpu, cuda, cuda:1, mps)
-          --max-batch N         grid cells per forward pass (%config Intervene.max_batch)
-          --max-memory SIZE     activation memory a pass may use, e.g. 2GB
-          --max-cells N         refuse plans of more patched runs (default 1,000,000)
-          --sites NAME          a dict naming components of any nn.Module by module path
-          --dry-run             check the spec and show the plan: grid, forward passes and
-                                memory; run nothing
-          --show-code           print the equivalent nv.run call
-          --no-display          return nothing
-          --debug               full Python tracebacks (also %nbvene debug on)
+        The tokenizer comes from -t, from %nbvene use, or from the notebook's tokenizers.
+        `NAME <<` stores the Result as NAME; `key=value` words are options too (tokenizer=TOK,
+        max_batch=8); `{name}` in the spec reads the notebook's variables.
 
         %nbvene help shows the spec reference.
         """

@@ -4,10 +4,12 @@ model's sites (component, module, hook, units per position) as a table."""
 from __future__ import annotations
 
 import html
+import textwrap
 from dataclasses import dataclass
 
 from torch import nn
 
+from nbvene.magics.cell import PARSER
 from nbvene.sites import ALIASES, SiteMap
 from nbvene.spec import STATEMENTS
 
@@ -25,11 +27,18 @@ corrupt: noise 3σ on "The Eiffel Tower"
 restore: block_output layer=* pos=*
 metric:  p(" Paris")"""
 
-MAGIC = """\
-%%intervene [NAME <<] [MODEL [TOKENIZER]] [-t TOKENIZER] [-o NAME] [--device D]
-            [--max-batch N] [--max-memory SIZE] [--sites NAME] [--dry-run] [--show-code]
-            [--no-display] [--debug]
-%nbvene use MODEL [TOKENIZER] | sites [MODEL] | config | debug on|off | help [STATEMENT]"""
+MAGIC = "\n".join(
+    [
+        # the usage line magic_arguments writes from the options, after `NAME <<`
+        textwrap.fill(
+            "%%intervene [NAME <<] " + " ".join(PARSER.format_usage().split()[2:]),
+            width=92,
+            subsequent_indent=" " * 12,
+            break_on_hyphens=False,
+        ),
+        "%nbvene use MODEL [TOKENIZER] | sites [MODEL] | config | debug on|off | help [STATEMENT]",
+    ]
+)
 
 
 def help_text(topic: str | None = None) -> str:
