@@ -45,7 +45,8 @@ class CellError(NbveneError):
 
 @dataclass(frozen=True)
 class Options:
-    """What the `%%intervene` line says; None where it says nothing (the configured default)."""
+    """What the `%%intervene` line says; None where it says nothing (the configured default).
+    One field per option of `_OPTIONS` (`-t` and the second positional are both `tokenizer`)."""
 
     model: str | None = None
     tokenizer: str | None = None
@@ -62,28 +63,55 @@ class Options:
 
 
 _OPTIONS = (
-    argument("model", nargs="?", help="the model: a variable of the notebook (default: "
-             "%%nbvene use MODEL, or the one model in the notebook)"),
+    argument(
+        "model",
+        nargs="?",
+        help="the model: a variable of the notebook (default: "
+        "%%nbvene use MODEL, or the one model in the notebook)",
+    ),
     argument("tokenizer", nargs="?", help="its tokenizer (or -t)"),
-    argument("-t", "--tokenizer", dest="tokenizer_option", metavar="TOKENIZER",
-             help="the tokenizer (also tokenizer=TOKENIZER)"),
-    argument("-o", "--out", metavar="NAME", help="store the Result as NAME (NAME << at the "
-             "start of the line or of the body does the same); nothing is displayed"),
+    argument(
+        "-t",
+        "--tokenizer",
+        dest="tokenizer_option",
+        metavar="TOKENIZER",
+        help="the tokenizer (also tokenizer=TOKENIZER)",
+    ),
+    argument(
+        "-o",
+        "--out",
+        metavar="NAME",
+        help="store the Result as NAME (NAME << at the "
+        "start of the line or of the body does the same); nothing is displayed",
+    ),
     argument("--device", help="move the model there first (cpu, cuda, cuda:1, mps)"),
-    argument("--max-batch", type=int, metavar="N",
-             help="grid cells per forward pass (%%config Intervene.max_batch)"),
+    argument(
+        "--max-batch",
+        type=int,
+        metavar="N",
+        help="grid cells per forward pass (%%config Intervene.max_batch)",
+    ),
     argument("--max-memory", metavar="SIZE", help='activation memory a pass may use, e.g. "2GB"'),
-    argument("--max-cells", type=int, metavar="N",
-             help="refuse plans of more patched runs (default 1,000,000)"),
-    argument("--sites", metavar="NAME",
-             help="a dict naming components of any nn.Module by module path"),
-    argument("--dry-run", action="store_true",
-             help="check the spec and show the plan: grid, forward passes and memory; run nothing"),
+    argument(
+        "--max-cells",
+        type=int,
+        metavar="N",
+        help="refuse plans of more patched runs (default 1,000,000)",
+    ),
+    argument(
+        "--sites", metavar="NAME", help="a dict naming components of any nn.Module by module path"
+    ),
+    argument(
+        "--dry-run",
+        action="store_true",
+        help="check the spec and show the plan: grid, forward passes and memory; run nothing",
+    ),
     argument("--show-code", action="store_true", help="print the equivalent nv.run call"),
     argument("--no-display", action="store_true", help="return nothing"),
-    argument("--debug", action="store_true",
-             help="full Python tracebacks (also %%nbvene debug on)"),
-)  # fmt: skip
+    argument(
+        "--debug", action="store_true", help="full Python tracebacks (also %%nbvene debug on)"
+    ),
+)
 """The `%%intervene` line's options, each written once: `line_options` turns them into the
 magic's parser and its help."""
 
@@ -165,20 +193,10 @@ def parse_line(line: str) -> tuple[Options, str | None]:
     for option in (found.out, name):
         if option is not None and not option.isidentifier():
             raise NbveneError(f"%%intervene: {option!r} is not a variable name")
-    options = Options(
-        model=found.model,
-        tokenizer=found.tokenizer or found.tokenizer_option,
-        out=found.out,
-        device=found.device,
-        max_batch=found.max_batch,
-        max_memory=found.max_memory,
-        max_cells=found.max_cells,
-        sites=found.sites,
-        dry_run=found.dry_run,
-        show_code=found.show_code,
-        no_display=found.no_display,
-        debug=found.debug,
-    )
+    values = vars(found)
+    written = values.pop("tokenizer_option")
+    values["tokenizer"] = values["tokenizer"] or written
+    options = Options(**values)
     return options, name
 
 

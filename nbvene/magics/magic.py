@@ -129,11 +129,18 @@ class Intervene(Magics):
         generates = is_steering(spec) and spec.generate is not None
         if options.show_code:
             code = python_code(
-                body.spec, spec, model=model_name, tokenizer=tokenizer_name,
-                out=out, device=device, max_batch=max_batch, max_memory=max_memory,
-                max_cells=max_cells, sites=options.sites,
+                body.spec,
+                spec,
+                model=model_name,
+                tokenizer=tokenizer_name,
+                out=out,
+                device=device,
+                max_batch=max_batch,
+                max_memory=max_memory,
+                max_cells=max_cells,
+                sites=options.sites,
                 function="generate" if generates else "run",
-            )  # fmt: skip
+            )
             print(code)
         if generates:
             with _tokenizer_hint(tokenizer is None, model_name):
@@ -150,17 +157,18 @@ class Intervene(Magics):
             live = self.live and not options.no_display and can_display()
             try:
                 result = nv.run(
-                    body.spec, max_batch=max_batch, max_memory=max_memory, max_cells=max_cells,
-                    start_at_layer=self.start_at_layer, live=live, **kwargs,
-                )  # fmt: skip
+                    body.spec,
+                    max_batch=max_batch,
+                    max_memory=max_memory,
+                    max_cells=max_cells,
+                    start_at_layer=self.start_at_layer,
+                    live=live,
+                    **kwargs,
+                )
             except nv.SweepInterrupted as stop:
                 result = stop.result
                 print(_interrupted(result, out), file=sys.stderr)
-        result.meta["cell"] = f"%%intervene {line}".rstrip() + "\n" + cell
-        if out:
-            self.shell.user_ns[out] = result
-            return None
-        if options.no_display or not self.display:
+        if self._value(result, options, out, line, cell) is None:
             return None
         if getattr(getattr(result, "_widget", None), "live_display", None) is not None:
             return None  # the live heatmap, updated in place, is the Result's display already
@@ -184,8 +192,10 @@ class Intervene(Magics):
                 shown = knob.panel()
             else:  # no widgets here (a terminal), or stored: the text at the sliders' start
                 if not out:
-                    print("nbvene: no widgets here; the text at the sliders' start values",
-                          file=sys.stderr)  # fmt: skip
+                    print(
+                        "nbvene: no widgets here; the text at the sliders' start values",
+                        file=sys.stderr,
+                    )
                 shown = knob.generation(knob.start)
         else:
             try:
@@ -194,6 +204,11 @@ class Intervene(Magics):
                 shown = stop.result
                 where = f"stored as {out}" if out else "returned"
                 print(f"interrupted: the text generated so far; {where}", file=sys.stderr)
+        return self._value(shown, options, out, line, cell)
+
+    def _value(self, shown, options: Options, out: str | None, line: str, cell: str):
+        """What the cell returns: `shown` (its cell noted in its meta), or None where it is
+        stored as `out` or not displayed."""
         if hasattr(shown, "meta"):
             shown.meta["cell"] = f"%%intervene {line}".rstrip() + "\n" + cell
         if out:
@@ -407,8 +422,10 @@ class Intervene(Magics):
         if args not in (["on"], ["off"]):
             raise NbveneError("%nbvene debug on|off", hint=f"debug is {self._onoff}")
         self.debug = args == ["on"]
-        print(f"debug {self._onoff}: spec errors show " + ("full tracebacks" if self.debug
-              else "short messages"))  # fmt: skip
+        print(
+            f"debug {self._onoff}: spec errors show "
+            + ("full tracebacks" if self.debug else "short messages")
+        )
 
     @property
     def _onoff(self) -> str:

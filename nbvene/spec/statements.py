@@ -383,12 +383,11 @@ def _argument(line: Line) -> object:
         if "." in token.value:
             return number(line, "a number")
         return integer(line, "an integer")
-    if token.kind == "str":
-        return string(line, line.take())
-    if line.at("{"):
-        return var(line)
     if line.at("["):
         return integers(line)
+    if token.kind == "str" or line.at("{"):
+        written = prompt(line)
+        return written.value if isinstance(written, ast.Text) else written
     raise line.error(
         f"expected a value, found {shown(token)}",
         token.column,
