@@ -38,6 +38,9 @@ from nbvene.spec.values import (
 
 Mode = Literal["patching", "steering", "training"]
 """What runs a spec: `nv.run` (patching), `nv.generate` / a steering `nv.run`, or `nv.train`."""
+Completes = Literal["", "prompts", "site", "metric", "corruption"]
+"""What completion offers after a keyword: nothing of its own, `{prompts}`, a site (component,
+keys, ranges), a metric's name, or the words of `corrupt: noise 3σ on ...`."""
 
 CONTRASTS = ast.CONTRASTS
 ESTIMATES = ast.ESTIMATES
@@ -63,8 +66,8 @@ class Statement:
     """The `Spec` field its value goes to."""
     once: bool = True
     """At most one a spec; the others (the verbs) are collected in order."""
-    completes: str = ""
-    """What completion offers after the keyword: prompts, text, site, metric, corruption."""
+    completes: Completes = ""
+    """What completion offers after the keyword (see `Completes`)."""
     allowed: frozenset[Mode] = frozenset({"patching", "training"})
     """Which kinds of run take it (the binders check; this is what they say)."""
     options: tuple[str, ...] = ()
