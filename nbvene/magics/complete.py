@@ -191,7 +191,7 @@ def _body(current: str, ctx: Context, model_name: str | None) -> Completions | N
         names = ctx.names(kind)
         return Completions.of("{" + var.group(1), ["{" + n + "}" for n in names], "variable")
     if completes == "site":
-        return _intervention(keyword, rest, ctx, model_name)
+        return _edit(keyword, rest, ctx, model_name)
     if completes == "metric":
         return _metric(rest)
     if completes == "corruption":
@@ -246,7 +246,7 @@ def _code(line: str) -> str | None:
     return None if quoted else "".join(out)
 
 
-def _intervention(verb: str, rest: str, ctx: Context, model_name: str | None) -> Completions | None:
+def _edit(verb: str, rest: str, ctx: Context, model_name: str | None) -> Completions | None:
     model = ctx.model_of(model_name)
     sites = ctx.sites_of(model) if model is not None else None
     m = re.match(r"^\s*([^\s=]*)$", rest)

@@ -1,4 +1,8 @@
-"""The spec language: text ⇄ `Spec` (frozen dataclasses) ⇄ JSON. Imports no torch."""
+"""The spec language: text ⇄ `Spec` (frozen dataclasses) ⇄ JSON. Imports no torch.
+
+`STATEMENTS` (spec/statements.py) says how each statement reads, writes and helps;
+`nbvene.spec.metrics` holds the metrics a spec can name.
+"""
 
 from nbvene.spec.ast import (
     All,
