@@ -115,9 +115,11 @@ class Intervene(Magics):
         model_name, model = self._model(options.model)
         tokenizer_name, tokenizer = self._tokenizer(model_name, model, options.tokenizer)
         sites = self._variable(options.sites, "mapping") if options.sites else None
-        max_batch = options.max_batch or self.max_batch
-        max_memory = options.max_memory or self.max_memory
-        max_cells = options.max_cells or self.max_cells
+        limits = {
+            "max_batch": options.max_batch or self.max_batch,
+            "max_memory": options.max_memory or self.max_memory,
+            "max_cells": options.max_cells or self.max_cells,
+        }
         device = options.device or self.device
         kwargs = {
             "model": model,
@@ -128,18 +130,10 @@ class Intervene(Magics):
         spec = nv.parse(body.spec)
         generates = is_steering(spec) and spec.generate is not None
         if options.show_code:
+            function = "generate" if generates else "run"
+            names = {"model": model_name, "tokenizer": tokenizer_name, "sites": options.sites}
             code = python_code(
-                body.spec,
-                spec,
-                model=model_name,
-                tokenizer=tokenizer_name,
-                out=out,
-                device=device,
-                max_batch=max_batch,
-                max_memory=max_memory,
-                max_cells=max_cells,
-                sites=options.sites,
-                function="generate" if generates else "run",
+                body.spec, spec, out=out, device=device, function=function, **names, **limits
             )
             print(code)
         if generates:
@@ -149,21 +143,16 @@ class Intervene(Magics):
                 return self._generate(spec, kwargs, options, out, line, cell)
         with _tokenizer_hint(tokenizer is None, model_name):
             if options.dry_run:
-                plan = nv.plan(body.spec, max_cells=max_cells, **kwargs)
-                print(dry_run(plan, model_name, max_batch=max_batch, max_memory=max_memory))
+                plan = nv.plan(body.spec, max_cells=limits["max_cells"], **kwargs)
+                batch, memory = limits["max_batch"], limits["max_memory"]
+                print(dry_run(plan, model_name, max_batch=batch, max_memory=memory))
                 return None
             if device:
                 self._move(model_name, model, device)
             live = self.live and not options.no_display and can_display()
             try:
                 result = nv.run(
-                    body.spec,
-                    max_batch=max_batch,
-                    max_memory=max_memory,
-                    max_cells=max_cells,
-                    start_at_layer=self.start_at_layer,
-                    live=live,
-                    **kwargs,
+                    body.spec, start_at_layer=self.start_at_layer, live=live, **limits, **kwargs
                 )
             except nv.SweepInterrupted as stop:
                 result = stop.result
