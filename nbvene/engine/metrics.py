@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nbvene.plan.plan import MetricPlan
+from nbvene.bind.plan import MetricPlan
 
 
 def metric_values(

@@ -9,8 +9,8 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from nbvene.bind.limits import MAX_CELLS
 from nbvene.errors import NbveneError, did_you_mean
-from nbvene.plan.limits import MAX_CELLS
 from nbvene.spec import SelectorVar, Spec, Var
 
 _CAPTURE = re.compile(r"^\s*([A-Za-z_]\w*)\s*<<\s*")

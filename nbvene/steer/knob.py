@@ -11,11 +11,11 @@ from dataclasses import replace
 
 from torch import nn
 
+from nbvene.bind.steering import Steering
 from nbvene.engine.lock import holding
 from nbvene.errors import NbveneError
 from nbvene.spec import Slider, Spec
 from nbvene.steer.generation import Generation
-from nbvene.steer.plan import Steering
 from nbvene.steer.run import generation, steer_plan
 
 

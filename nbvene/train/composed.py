@@ -10,11 +10,11 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from nbvene.bind.training import resolve_calls, via_modules
 from nbvene.engine.lock import holding
 from nbvene.engine.run import device_of
 from nbvene.errors import NbveneError
 from nbvene.spec import Spec, Var, parse
-from nbvene.train.bind import bind, via_modules
 from nbvene.train.forward import Forward, check_trainable, plan_examples
 from nbvene.train.trained import site_of, site_width
 
@@ -52,7 +52,7 @@ class Intervened(nn.Module):
                     text=parsed.line_text(parsed.lines.get(which, 0)) or None,
                 )
         self.namespace = dict(namespace or {})
-        self.bound, built = bind(parsed, self.namespace, seed)
+        self.bound, built = resolve_calls(parsed, self.namespace, seed)
         self.model = model
         self.interventions = nn.ModuleList(
             [*built.values(), *via_modules(self.bound, self.namespace).values()]

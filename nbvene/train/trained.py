@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from nbvene.bind.training import named_calls, via_modules
 from nbvene.engine.lock import holding
 from nbvene.engine.run import device_of
 from nbvene.errors import NbveneError
@@ -29,11 +30,10 @@ from nbvene.files import (
     write_bytes,
     write_safetensors,
 )
+from nbvene.interventions.trainable import CONSTRUCTORS, Trainable, build
 from nbvene.sites import Site, SiteMap
 from nbvene.spec import Index, Spec, Var, format_spec, parse
-from nbvene.train.bind import named, via_modules
 from nbvene.train.forward import Forward, check_trainable, plan_examples
-from nbvene.train.interventions import CONSTRUCTORS, Trainable, build
 
 FORMAT = "nbvene-interventions"
 FORMAT_VERSION = 1
@@ -48,7 +48,8 @@ class Trained(nn.Module):
       training examples when none were held out) at the end of training;
     - `history`: one record per epoch (`loss`, and `held_out_loss`, `held_out_iia`);
     - `basis`: the learned directions, a (width, k) tensor (for one trained intervention);
-    - `evaluate(namespace=...)`, `save(folder)`; `nv.load(folder, model=...)` reads it back;
+    - `evaluate(namespace=...)`, `save(folder)`; `nv.load_interventions(folder, model=...)`
+      reads it back;
     - called as `trained(base, source)`, it is the intervention itself, so `via {das}` with
       `namespace={"das": trained}` applies it in `nv.run`.
     """
@@ -189,7 +190,8 @@ class Trained(nn.Module):
                     revision: str | None = None, private: bool | None = None,
                     token: str | None = None) -> str:  # fmt: skip
         """Upload what `save` writes to the Hugging Face Hub repository `repo_id` (made if
-        missing, with `huggingface_hub`); returns the `hf://` path `nv.load` reads it from.
+        missing, with `huggingface_hub`); returns the `hf://` path `nv.load_interventions`
+        reads it from.
 
         >>> trained.push_to_hub("me/adder-das")   # doctest: +SKIP
         'hf://me/adder-das'
@@ -221,8 +223,14 @@ class Trained(nn.Module):
         return f"Trained({what}: iia {self.iia:.3f}, loss {self.loss:.4g})"
 
 
-def load(path: str | Path, *, model: nn.Module, tokenizer=None, namespace: Mapping | None = None,
-         sites: Mapping[str, str] | None = None) -> Trained:  # fmt: skip
+def load_interventions(
+    path: str | Path,
+    *,
+    model: nn.Module,
+    tokenizer=None,
+    namespace: Mapping | None = None,
+    sites: Mapping[str, str] | None = None,
+) -> Trained:
     """Read interventions that `Trained.save` wrote, onto `model` (checked to match).
 
     `path` is a folder, or `hf://owner/name[/subfolder][@revision]` for a folder on the
@@ -249,7 +257,7 @@ def load(path: str | Path, *, model: nn.Module, tokenizer=None, namespace: Mappi
         spec = parse(config["spec"])
     except NbveneError as e:
         raise bad(config_path, f"field 'spec' does not parse: {e.message}") from None
-    bound, _ = named(spec)
+    bound, _ = named_calls(spec)
     device = device_of(model)
     modules: dict[str, nn.Module] = {}
     built = set()
@@ -269,7 +277,8 @@ def load(path: str | Path, *, model: nn.Module, tokenizer=None, namespace: Mappi
                 raise NbveneError(
                     f"{{{entry['name']}}} is your own intervention ({entry['class']}): pass a new "
                     "one to load its weights into",
-                    hint=f"nv.load(..., namespace={{'{entry['name']}': {entry['class']}(...)}})",
+                    hint=f"nv.load_interventions(..., namespace={{'{entry['name']}': "
+                    f"{entry['class']}(...)}})",
                 )
         elif entry["type"] in CONSTRUCTORS:
             try:
@@ -327,7 +336,7 @@ def _load_tensors(file: Path, declared: dict, modules: dict, config: dict, devic
 
 
 def _check_config(config: dict, path: Path) -> None:
-    """Every field `load` reads, with its type, before anything is built."""
+    """Every field `load_interventions` reads, with its type, before anything is built."""
     if config.get("format") != FORMAT:
         raise bad(
             path,
