@@ -7,6 +7,7 @@ import torch
 from planted import pairs
 
 import nbvene as nv
+from nbvene.train import load_interventions
 
 SETTINGS = {"epochs": 3, "lr": 1e-2, "batch_size": 64, "seed": 0, "progress": False}
 
@@ -71,7 +72,7 @@ def test_save_and_load_keep_the_named_sources(adder, data, test_data, tmp_path):
     )
     trained = nv.train(spec, model=model, namespace={**data.namespace(), "other": other},
                        **SETTINGS)  # fmt: skip
-    again = nv.load(trained.save(tmp_path / "serial"), model=model)
+    again = load_interventions(trained.save(tmp_path / "serial"), model=model)
     assert str(again.spec) == str(trained.spec)
     held = {**test_data.namespace(), "other": pairs(400, seed=6).base}
     assert again.evaluate(namespace=held) == trained.evaluate(namespace=held)
