@@ -66,9 +66,14 @@ class Knob:
             term = self.steering.terms[i]
             s: Slider = term.strength
             out.append(
-                {"label": term.label, "min": s.low, "max": s.high,
-                 "step": (s.high - s.low) / 16, "value": s.start}
-            )  # fmt: skip
+                {
+                    "label": term.label,
+                    "min": s.low,
+                    "max": s.high,
+                    "step": (s.high - s.low) / 16,
+                    "value": s.start,
+                }
+            )
         return out
 
     @property

@@ -34,9 +34,16 @@ class Intervened(nn.Module):
     wrapped model, frozen or not as you left it.
     """
 
-    def __init__(self, model: nn.Module, spec: str | Spec, *, tokenizer=None,
-                 namespace: Mapping | None = None, sites: Mapping[str, str] | None = None,
-                 seed: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: str | Spec,
+        *,
+        tokenizer=None,
+        namespace: Mapping | None = None,
+        sites: Mapping[str, str] | None = None,
+        seed: int = 0,
+    ):
         super().__init__()
         parsed = parse(spec)
         if parsed.base is None:
@@ -76,8 +83,7 @@ class Intervened(nn.Module):
 
     def forward(self, base, sources=None, **namespace) -> torch.Tensor:
         """The intervened output at each base example's read position: (batch, classes)."""
-        values = {**self.namespace, **namespace, **self.built,
-                  self.spec.base.name: base}  # fmt: skip
+        values = {**self.namespace, **namespace, **self.built, self.spec.base.name: base}
         if sources is not None:
             values[self.spec.source.name] = sources
         spec = self.bound

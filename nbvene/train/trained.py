@@ -54,10 +54,22 @@ class Trained(nn.Module):
       `namespace={"das": trained}` applies it in `nv.run`.
     """
 
-    def __init__(self, *, spec: Spec, bound: Spec, modules: Mapping[str, nn.Module],
-                 built: set[str], model: nn.Module, tokenizer=None, sites=None,
-                 namespace: Mapping | None = None, history=(), loss=None,
-                 settings: Mapping | None = None, metrics: Mapping | None = None):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        spec: Spec,
+        bound: Spec,
+        modules: Mapping[str, nn.Module],
+        built: set[str],
+        model: nn.Module,
+        tokenizer=None,
+        sites=None,
+        namespace: Mapping | None = None,
+        history=(),
+        loss=None,
+        settings: Mapping | None = None,
+        metrics: Mapping | None = None,
+    ):
         super().__init__()
         self.names = list(modules)
         self.interventions = nn.ModuleList(modules.values())
@@ -105,8 +117,9 @@ class Trained(nn.Module):
 
     # --- measuring -------------------------------------------------------------------------------
 
-    def evaluate(self, namespace: Mapping | None = None, *, batch_size: int = 256,
-                 loss=None) -> dict:  # fmt: skip
+    def evaluate(
+        self, namespace: Mapping | None = None, *, batch_size: int = 256, loss=None
+    ) -> dict:
         """IIA and mean loss of the spec on other examples: `namespace` gives the spec's
         `{base}`, `{source}` and `{label}` (and anything else it names).
 
@@ -186,9 +199,15 @@ class Trained(nn.Module):
         write_bytes(folder / CONFIG, (json.dumps(config, indent=2) + "\n").encode("utf-8"))
         return folder
 
-    def push_to_hub(self, repo_id: str, *, subfolder: str | None = None,
-                    revision: str | None = None, private: bool | None = None,
-                    token: str | None = None) -> str:  # fmt: skip
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        subfolder: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+    ) -> str:
         """Upload what `save` writes to the Hugging Face Hub repository `repo_id` (made if
         missing, with `huggingface_hub`); returns the `hf://` path `nv.load_interventions`
         reads it from.
@@ -471,8 +490,9 @@ def _local(path: str | Path) -> Path:
 
     subfolder = "/".join(parts[2:])
     pattern = [f"{subfolder}/*"] if subfolder else None
-    local = snapshot_download("/".join(parts[:2]), revision=revision or None,
-                              allow_patterns=pattern)  # fmt: skip
+    local = snapshot_download(
+        "/".join(parts[:2]), revision=revision or None, allow_patterns=pattern
+    )
     return Path(local) / subfolder if subfolder else Path(local)
 
 
@@ -529,8 +549,15 @@ def _check_site(model: nn.Module, sites, stmt, entry: dict, config: dict) -> Non
         )
 
 
-_RESIDUAL = {"block_input", "block_output", "resid_mid", "mlp_output", "mlp_input",
-             "attention_output", "attention_input"}  # fmt: skip
+_RESIDUAL = {
+    "block_input",
+    "block_output",
+    "resid_mid",
+    "mlp_output",
+    "mlp_input",
+    "attention_output",
+    "attention_input",
+}
 
 
 def site_width(model: nn.Module, site: Site) -> int | None:

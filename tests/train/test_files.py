@@ -71,8 +71,14 @@ def test_every_form_round_trips(adder, tmp_path):
     model, _ = adder
     data = pairs(100, seed=12)
     base, source = torch.randn(3, WIDTH), torch.randn(3, WIDTH)
-    for form in ("low_rank_rotated(k=2)", "boundless()", "sigmoid_mask()", "loreft(k=2)",
-                 "low_rank_add(k=3)", "interchange(dims=[2, 5])"):  # fmt: skip
+    for form in (
+        "low_rank_rotated(k=2)",
+        "boundless()",
+        "sigmoid_mask()",
+        "loreft(k=2)",
+        "low_rank_add(k=3)",
+        "interchange(dims=[2, 5])",
+    ):
         trained = train(form, model, data, epochs=0 if form.startswith("interchange") else 1)
         again = load_interventions(trained.save(tmp_path / form.split("(")[0]), model=model)
         assert torch.equal(again(base, source), trained(base, source)), form
@@ -111,8 +117,13 @@ def test_your_own_module_is_loaded_into_a_fresh_one(adder, tmp_path):
         def forward(self, base, source):
             return base + self.gain * (source - base)
 
-    trained = nv.train(spec("{mine}"), model=model, namespace={**data.namespace(), "mine": Scale()},
-                       epochs=1, progress=False)  # fmt: skip
+    trained = nv.train(
+        spec("{mine}"),
+        model=model,
+        namespace={**data.namespace(), "mine": Scale()},
+        epochs=1,
+        progress=False,
+    )
     folder = trained.save(tmp_path / "mine")
     config = json.loads((folder / "config.json").read_text())
     assert config["interventions"][0]["type"] == "module"
@@ -165,15 +176,20 @@ def test_push_to_hub_uploads_the_saved_folder(das, tmp_path, monkeypatch):
         def upload_folder(self, *, repo_id, folder_path, path_in_repo, revision, commit_message):
             calls.append(("upload", repo_id, path_in_repo, revision))
             assert sorted(p.name for p in Path(folder_path).iterdir()) == [
-                "config.json", "interventions.safetensors"]  # fmt: skip
+                "config.json",
+                "interventions.safetensors",
+            ]
             shutil.copytree(folder_path, hub / (path_in_repo or ""), dirs_exist_ok=True)
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: str(hub))
     path = das.push_to_hub("me/adder", subfolder="das", revision="main", token="t")
     assert path == "hf://me/adder/das@main"
-    assert calls == [("token", "t"), ("create", "me/adder", None, True),
-                     ("upload", "me/adder", "das", "main")]  # fmt: skip
+    assert calls == [
+        ("token", "t"),
+        ("create", "me/adder", None, True),
+        ("upload", "me/adder", "das", "main"),
+    ]
     model, _ = planted()
     assert torch.equal(load_interventions(path, model=model).basis, das.basis)
 
@@ -183,8 +199,9 @@ def test_named_sites_are_saved_with_it(adder, tmp_path):
     data = pairs(100, seed=14)
     text = "base: {base}\nsource: {source}\npatch: middle via rotated(k=1)\nlabel: {label}"
     sites = {"middle": "hidden.output"}
-    trained = nv.train(text, model=model, namespace=data.namespace(), sites=sites, epochs=1,
-                       progress=False)  # fmt: skip
+    trained = nv.train(
+        text, model=model, namespace=data.namespace(), sites=sites, epochs=1, progress=False
+    )
     again = load_interventions(trained.save(tmp_path / "named"), model=model)  # no sites= needed
     assert again.sites == {"middle": "hidden.output"}
     assert again.evaluate(namespace=data.namespace()) == trained.evaluate(

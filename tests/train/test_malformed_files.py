@@ -34,8 +34,15 @@ def good(llama, tmp_path_factory):
     examples = dict(
         base=["The cat is", "A dog is"], source=["The dog is", "A cat is"], label=[5, 7]
     )
-    trained = nv.train(SPEC, model=model, tokenizer=tok, namespace=examples, epochs=1,
-                       held_out=None, progress=False)  # fmt: skip
+    trained = nv.train(
+        SPEC,
+        model=model,
+        tokenizer=tok,
+        namespace=examples,
+        epochs=1,
+        held_out=None,
+        progress=False,
+    )
     return trained.save(tmp_path_factory.mktemp("good") / "z-das")
 
 

@@ -115,8 +115,17 @@ def test_an_interrupted_language_model_training_leaves_the_model_as_it_was(check
         Passes(model.model.layers[-1], on_call(3, error=lambda: "SIGINT"), grad_only=True),
         pytest.raises(nv.TrainingInterrupted) as info,
     ):
-        nv.train(spec, model=model, tokenizer=tok, namespace=namespace, epochs=2, batch_size=4,
-                 held_out=None, progress=False, checkpoint=checkpoint)  # fmt: skip
+        nv.train(
+            spec,
+            model=model,
+            tokenizer=tok,
+            namespace=namespace,
+            epochs=2,
+            batch_size=4,
+            held_out=None,
+            progress=False,
+            checkpoint=checkpoint,
+        )
     clean.assert_clean()
     assert all("forward" not in block.__dict__ for block in model.model.layers)
     assert info.value.result.basis.shape == (model.config.hidden_size, 4)
