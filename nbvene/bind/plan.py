@@ -46,8 +46,10 @@ class Axis:
     positions: tuple | None = None
 
 
-class ValueKind(enum.StrEnum):
+class ValueKind(str, enum.Enum):
     """What an op's intervention takes as its second argument (its source value)."""
+
+    __str__ = str.__str__  # the value, as enum.StrEnum (Python 3.11+) gives it
 
     RUN = "run"
     """The source run's activation at the matching unit."""

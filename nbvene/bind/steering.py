@@ -41,8 +41,10 @@ from nbvene.spec import (
 )
 
 
-class Region(enum.StrEnum):
+class Region(str, enum.Enum):
     """The positions a term steers, named: every one, the prompt's, or the generated ones."""
+
+    __str__ = str.__str__  # the value, as enum.StrEnum (Python 3.11+) gives it
 
     ALL = "all"
     PROMPT = "prompt"

@@ -14,8 +14,10 @@ from nbvene.sites.names import ALIASES, Component, component
 from nbvene.sites.view import WHOLE, View
 
 
-class IO(enum.StrEnum):
+class IO(str, enum.Enum):
     """Which of a module's values a site is: its input, its output, or (attention) weights."""
+
+    __str__ = str.__str__  # the value, as enum.StrEnum (Python 3.11+) gives it
 
     INPUT = "input"
     OUTPUT = "output"
