@@ -68,6 +68,7 @@ class Binder:
         return error_at(self.spec, error, line, hint, token)
 
     def lookup(self, var: Var, line: int):
+        """The value a `{name}` stands for, from the namespace."""
         if var.name not in self.namespace:
             raise self.error(
                 f"{{{var.name}}} is not defined",
@@ -95,6 +96,8 @@ class Binder:
             )
 
     def read_prompts(self, prompts, line: int) -> list[Prompt]:
+        """The prompts a written value stands for: text, `{name}` (text, a list of texts,
+        token ids or float inputs), or a batch of those."""
         if isinstance(prompts, Batch):
             return [p for item in prompts.items for p in self.read_prompts(item, line)]
         if isinstance(prompts, Text):
@@ -132,6 +135,7 @@ class Binder:
         )
 
     def is_list(self, prompts) -> bool:
+        """Whether a `{name}` holds a batch of prompts (so the result has an example axis)."""
         if not isinstance(prompts, Var):
             return False
         value = self.namespace.get(prompts.name)
@@ -143,6 +147,7 @@ class Binder:
 
     @property
     def takes_ids(self) -> bool:
+        """Whether the model takes token ids (it has an input embedding)."""
         return limits.vocabulary(self.model) is not None
 
     def check_ids(self, ids: torch.Tensor, name: str, line: int) -> None:
@@ -165,12 +170,14 @@ class Binder:
             )
 
     def prompt(self, text: str, line: int) -> Prompt:
+        """One prompt's text, tokenised."""
         try:
             return tokenize(self.tokenizer, text)
         except NbveneError as e:
             raise self.error(e, line) from None
 
     def metric(self, has_source: bool) -> MetricPlan | None:
+        """The metric: its token ids, checked; `has_source` says whether a clean run exists."""
         m = self.spec.metric
         if m is None:
             return None
@@ -248,6 +255,7 @@ class Binder:
         return list(selector.items)
 
     def layer(self, value: int, stmt: Intervention) -> int:
+        """A layer number, checked against the model (a negative one counts from the end)."""
         n = self.sites.n_layers
         if not -n <= value < n:
             raise self.error(
@@ -259,6 +267,7 @@ class Binder:
         return value % n
 
     def position(self, selector, prompt: Prompt, stmt: Intervention) -> int:
+        """The position of `pos=-1` or `pos=3` in a prompt, checked to be in it."""
         match selector:
             case Last():
                 return len(prompt) - 1
@@ -320,6 +329,8 @@ class Binder:
                 return [self.position(selector, prompt, stmt)]
 
     def single(self, selector, stmt: Intervention, axis: str) -> int:
+        """The one integer a layer= or head= selector names: a number, or a `{name}` holding
+        one (a sweep is refused)."""
         if isinstance(selector, Index):
             return selector.value
         if isinstance(selector, SelectorVar):

@@ -18,7 +18,7 @@ from nbvene.bind.binder import Binder
 from nbvene.bind.noise import embedding_std
 from nbvene.bind.plan import Axis, CorruptPlan, MemoryModel, Op, Plan, Row, Unit, ValueKind
 from nbvene.bind.prompts import Prompt
-from nbvene.errors import NbveneError, did_you_mean
+from nbvene.errors import NbveneError, did_you_mean, error_at
 from nbvene.interventions.trainable import build
 from nbvene.sites import Component, SiteMap
 from nbvene.spec import (
@@ -84,6 +84,7 @@ class Patching(Binder):
         self.named: dict[str, list[Prompt]] = {}
 
     def plan(self) -> Plan:
+        """The whole spec bound: prompts, sources, noise, ops, the grid and its rows."""
         spec = self.spec
         if is_steering(spec):
             raise NbveneError(
@@ -142,6 +143,7 @@ class Patching(Binder):
         return plan
 
     def sources(self, base: list[Prompt]) -> list[Prompt] | None:
+        """The `source:` prompts (one, or one per base prompt); the base itself under noise."""
         spec = self.spec
         if spec.source is None:
             return base if spec.corrupt is not None else None
@@ -250,6 +252,7 @@ class Patching(Binder):
         return order
 
     def _pad_id(self) -> int:
+        """The id padding uses: the tokenizer's pad, end-of-text or unknown token, else 0."""
         tok = self.tokenizer
         for name in ("pad_token_id", "eos_token_id", "unk_token_id"):
             value = getattr(tok, name, None)
@@ -258,6 +261,8 @@ class Patching(Binder):
         return 0
 
     def corruption(self, base: list[Prompt]) -> CorruptPlan | None:
+        """`corrupt: noise 3σ on "subject"`: the subject's positions in each prompt and the
+        noise's standard deviation."""
         c = self.spec.corrupt
         if c is None:
             return None
@@ -283,6 +288,7 @@ class Patching(Binder):
         return CorruptPlan(std, tuple(positions), c.samples, c.seed, sigma)
 
     def statements(self, base, source) -> tuple[list[Op], list[_Statement]]:
+        """Each intervention statement as an op, with its component and axes checked."""
         ops, statements = [], []
         for stmt in self.spec.interventions:
             try:
@@ -313,6 +319,7 @@ class Patching(Binder):
         return self.named[stmt.source] if stmt.source is not None else source
 
     def op(self, stmt: Intervention, base, source) -> Op:
+        """The statement's intervention module and the value it takes."""
         line = stmt.line
         if isinstance(stmt.via, Call):  # via rotated(k=1): the trainable family, built here
             args = {k: self.lookup(v, line) if isinstance(v, Var) else v for k, v in stmt.via.args}
@@ -358,6 +365,8 @@ class Patching(Binder):
         return Op(stmt.verb, module, ValueKind.RUN if module.needs_source else None, line)
 
     def check_axes(self, s: _Statement) -> None:
+        """layer=, head= and window= are given where the component needs them, and only
+        there."""
         stmt, line = s.spec, s.spec.line
         if stmt.selector("head") is not None and s.heads is None:
             raise self.error(
@@ -428,6 +437,8 @@ class Patching(Binder):
         return axes, values
 
     def head(self, value: int, s: _Statement) -> int:
+        """A head number, checked against the statement's component (a negative one counts
+        from the end)."""
         n = s.heads
         if not -n <= value < n:
             kind = (
@@ -465,6 +476,7 @@ class Patching(Binder):
         return [[self.position(Index(i), p, stmt) for i in wanted] for p in base]
 
     def rows(self, statements, axes, values, base, source, corrupt) -> list[Row]:
+        """One row per example, grid cell and noise sample, each with its units."""
         grid = [a for a in axes if a.name != "example"]
         samples = corrupt.samples if corrupt is not None else 1
         cells = math.prod(len(a.labels) for a in grid)
@@ -608,13 +620,10 @@ def check_attribution(plan: Plan) -> None:
 
 
 def _unsupported(plan: Plan, what: str):
-    line = plan.spec.lines.get("estimate", 0)
-    text = plan.spec.line_text(line)
-    raise NbveneError(
+    raise error_at(
+        plan.spec,
         f"estimate: attribution does not support {what}",
-        line=line or None,
-        text=text or None,
-        column=len(text) - len(text.lstrip()) if text else None,
+        plan.spec.lines.get("estimate", 0),
         hint="attribution patching estimates patch: and restore: sweeps; "
         "remove the estimate: line for an exact run",
     )
