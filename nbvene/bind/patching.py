@@ -61,8 +61,7 @@ def resolve(
     """Bind a spec to a model, checking everything: sites, selectors, prompts, metric, and
     that it lays out at most `max_cells` patched runs. `memory` is the estimate of the engine
     that will run it, for `Plan.describe`."""
-    plan = Patching(spec, model, tokenizer, namespace, sites, max_cells).plan()
-    return replace(plan, memory=memory) if memory is not None else plan
+    return Patching(spec, model, tokenizer, namespace, sites, max_cells, memory).plan()
 
 
 @dataclass(frozen=True)
@@ -78,9 +77,12 @@ class _Statement:
 class Patching(Binder):
     """The binder of a patching spec; `plan()` lays it out as a `Plan`."""
 
-    def __init__(self, spec, model, tokenizer, namespace, sites, max_cells=limits.MAX_CELLS):
+    def __init__(
+        self, spec, model, tokenizer, namespace, sites, max_cells=limits.MAX_CELLS, memory=None
+    ):
         super().__init__(spec, model, tokenizer, namespace, sites)
         self.max_cells = max_cells
+        self.memory = memory
         self.named: dict[str, list[Prompt]] = {}
 
     def plan(self) -> Plan:
@@ -137,6 +139,7 @@ class Patching(Binder):
             batched=batched,
             estimate=spec.estimate,
             named=named,
+            memory=self.memory,
         )
         if plan.estimate == "attribution":
             check_attribution(plan)

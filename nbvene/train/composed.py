@@ -13,7 +13,7 @@ from torch import nn
 from nbvene.bind.training import resolve_calls, via_modules
 from nbvene.engine.lock import holding
 from nbvene.engine.run import device_of
-from nbvene.errors import NbveneError
+from nbvene.errors import NbveneError, error_at
 from nbvene.spec import Spec, Var, parse
 from nbvene.train.forward import Forward, check_trainable, plan_examples
 from nbvene.train.trained import site_of, site_width
@@ -52,11 +52,11 @@ class Intervened(nn.Module):
             parsed = replace(parsed, source=Var("source"), lines={"source": 0, **parsed.lines})
         for which in ("base", "source"):
             if not isinstance(getattr(parsed, which), Var):
-                raise NbveneError(
+                raise error_at(
+                    parsed,
                     f"Intervened takes its {which} as an argument: write '{which}: {{{which}}}' "
                     "or leave the line out",
-                    line=parsed.lines.get(which),
-                    text=parsed.line_text(parsed.lines.get(which, 0)) or None,
+                    parsed.lines[which],
                 )
         self.namespace = dict(namespace or {})
         self.bound, built = resolve_calls(parsed, self.namespace, seed)
