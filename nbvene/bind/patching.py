@@ -12,13 +12,13 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from nbvene import interventions as iv
 from nbvene.bind import limits
 from nbvene.bind.binder import Binder
 from nbvene.bind.noise import embedding_std
 from nbvene.bind.plan import Axis, CorruptPlan, MemoryModel, Op, Plan, Row, Unit, ValueKind
 from nbvene.bind.prompts import Prompt
 from nbvene.errors import NbveneError, did_you_mean, error_at
+from nbvene.interventions import Add, Collect, Interchange, Subtract, Zero, as_intervention
 from nbvene.interventions.trainable import build
 from nbvene.sites import Component, SiteMap
 from nbvene.spec import (
@@ -40,12 +40,12 @@ AXIS_ORDER = ("layer", "pos", "head")
 ATTRIBUTION = ("patch", "restore")
 """The statements `estimate: attribution` estimates."""
 _MODULES = {
-    "patch": iv.Interchange,
-    "restore": iv.Interchange,
-    "add": iv.Add,
-    "subtract": iv.Subtract,
-    "zero": iv.Zero,
-    "collect": iv.Collect,
+    "patch": Interchange,
+    "restore": Interchange,
+    "add": Add,
+    "subtract": Subtract,
+    "zero": Zero,
+    "collect": Collect,
 }
 
 
@@ -339,7 +339,7 @@ class Patching(Binder):
         if stmt.via is not None:
             value = self.lookup(stmt.via, line)
             try:
-                module = iv.as_intervention(value)
+                module = as_intervention(value)
             except TypeError as e:
                 raise self.error(str(e), line, token="{" + stmt.via.name + "}") from None
             self.check_per_example(module, base, line, "{" + stmt.via.name + "}")
@@ -356,7 +356,7 @@ class Patching(Binder):
             return Op(stmt.verb, module, ValueKind.VECTOR, line, vector=vector * stmt.by.scale)
         if stmt.verb == "mean":
             prompts = self.prompts(stmt.over, line) if stmt.over is not None else base
-            return Op("mean", iv.Interchange(), ValueKind.MEAN, line, mean_prompts=tuple(prompts))
+            return Op("mean", Interchange(), ValueKind.MEAN, line, mean_prompts=tuple(prompts))
         module = _MODULES[stmt.verb]()
         if stmt.verb in ("patch", "restore", "add", "subtract") and source is None:
             hint = (

@@ -14,8 +14,9 @@ from nbvene.results import Result
 from nbvene.widgets.heatmap import Heatmap
 from nbvene.widgets.tokens import TokenView
 
-_VIEWS: dict[int, anywidget.AnyWidget] = {}
-"""The widget shown for each living Result, by `id`; an entry goes when its Result does."""
+_VIEWS: dict[int, weakref.ref] = {}
+"""The widget shown for each living Result, by the Result's `id`, held weakly (the widget holds
+its Result: a strong hold here would keep both forever); an entry goes when its Result does."""
 
 
 def keep_view(result: Result, widget: anywidget.AnyWidget) -> None:
@@ -23,7 +24,12 @@ def keep_view(result: Result, widget: anywidget.AnyWidget) -> None:
     key = id(result)
     if key not in _VIEWS:
         weakref.finalize(result, _VIEWS.pop, key, None)
-    _VIEWS[key] = widget
+    _VIEWS[key] = weakref.ref(widget)
+
+
+def _kept(result: Result) -> anywidget.AnyWidget | None:
+    found = _VIEWS.get(id(result))
+    return found() if found is not None else None
 
 
 def view(result: Result) -> anywidget.AnyWidget | None:
@@ -32,7 +38,7 @@ def view(result: Result) -> anywidget.AnyWidget | None:
 
     >>> nbvene.widgets.view(res)          # a Heatmap for layer × pos
     """
-    kept = _VIEWS.get(id(result))
+    kept = _kept(result)
     if kept is not None:
         return kept
     names = [str(a) for a in result.axes]
@@ -46,7 +52,7 @@ def view(result: Result) -> anywidget.AnyWidget | None:
 def live_view(result: Result):
     """The live display a sweep run with `live=True` showed `result` in (updated in place to be
     the Result's display), or None."""
-    return getattr(_VIEWS.get(id(result)), "live_display", None)
+    return getattr(_kept(result), "live_display", None)
 
 
 def mimebundle(result: Result) -> tuple[dict, dict]:
