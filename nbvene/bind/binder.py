@@ -59,7 +59,6 @@ class Binder:
         self.spec, self.model, self.tokenizer = spec, model, tokenizer
         self.namespace = dict(namespace or {})
         self.sites = sites if isinstance(sites, SiteMap) else SiteMap(model, sites)
-        self.named: dict[str, list[Prompt]] = {}
 
     def error(
         self, error: str | NbveneError, line: int, hint: str | None = None, token: str | None = None

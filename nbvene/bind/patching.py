@@ -84,6 +84,7 @@ class Patching(Binder):
         self.max_cells = max_cells
         self.memory = memory
         self.named: dict[str, list[Prompt]] = {}
+        """Named sources, once read (`plan()`)."""
 
     def plan(self) -> Plan:
         """The whole spec bound: prompts, sources, noise, ops, the grid and its rows."""
