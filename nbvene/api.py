@@ -6,16 +6,15 @@ import inspect
 from collections.abc import Mapping
 
 import torch
-import transformers
 from torch import nn
 
+from nbvene.bind import Plan, resolve
+from nbvene.bind.limits import MAX_CELLS
+from nbvene.engine import memory
 from nbvene.engine.lock import runs_model
-from nbvene.engine.memory import rows_within
 from nbvene.engine.rerun import Rerun
 from nbvene.engine.run import Interrupted, Outcome, Progress, device_of, execute
 from nbvene.errors import NbveneError, SweepInterrupted
-from nbvene.plan import Plan, resolve
-from nbvene.plan.limits import MAX_CELLS
 from nbvene.results import Axis, Result
 from nbvene.sites import SiteMap
 from nbvene.spec import Spec, is_steering, parse
@@ -46,7 +45,7 @@ def plan(
             hint=f"a whole number of patched runs; the default is {MAX_CELLS:,}",
         )
     parsed = parse(spec)
-    return resolve(parsed, model, tokenizer, namespace, sites, max_cells)
+    return resolve(parsed, model, tokenizer, namespace, sites, max_cells, memory=memory)
 
 
 @runs_model
@@ -102,9 +101,13 @@ def run(
 
         return measure(parsed, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
     p = plan(
-        parsed, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites,
+        parsed,
+        model=model,
+        tokenizer=tokenizer,
+        namespace=namespace,
+        sites=sites,
         max_cells=max_cells,
-    )  # fmt: skip
+    )
     if not isinstance(max_batch, int) or max_batch < 1:
         raise NbveneError(
             f"max_batch must be at least 1, got {max_batch!r}",
@@ -118,22 +121,28 @@ def run(
         from nbvene.engine.attribution import estimate
 
         if max_memory is not None:
-            max_batch = min(max_batch, rows_within(p, max_memory, grad=True))
+            max_batch = min(max_batch, memory.rows_within(p, max_memory, grad=True))
         try:
             return _result(p, estimate(p, max_batch=max_batch))
         except KeyboardInterrupt:
             raise SweepInterrupted(_result(p, _empty(p), tokenizer)) from None
     if max_memory is not None:
-        max_batch = min(max_batch, rows_within(p, max_memory))
+        max_batch = min(max_batch, memory.rows_within(p, max_memory))
     if live and _drawable(p):
-        return _live(p, tokenizer, max_batch=max_batch, start_at_layer=start_at_layer,
-                     max_memory=max_memory)  # fmt: skip
+        return _live(
+            p, tokenizer, max_batch=max_batch, start_at_layer=start_at_layer, max_memory=max_memory
+        )
     bar = None
     if progress is None and len(p.rows) > 4 * max_batch:
         bar = progress = _bar(len(p.rows) // _samples(p), _samples(p))
     try:
-        outcome = execute(p, max_batch=max_batch, progress=_partial(p, progress),
-                          start_at_layer=start_at_layer, max_memory=max_memory)  # fmt: skip
+        outcome = execute(
+            p,
+            max_batch=max_batch,
+            progress=_partial(p, progress),
+            start_at_layer=start_at_layer,
+            max_memory=max_memory,
+        )
     except Interrupted as stop:
         raise SweepInterrupted(_result(p, stop.outcome, tokenizer)) from None
     finally:
@@ -178,8 +187,13 @@ def _live(p: Plan, tokenizer, *, max_batch: int, start_at_layer: bool, max_memor
     with messages_while_running(sweep.widget) as stoppable:
         sweep.widget.stoppable = stoppable
         try:
-            outcome = execute(p, max_batch=max_batch, progress=_partial(p, sweep),
-                              start_at_layer=start_at_layer, max_memory=max_memory)  # fmt: skip
+            outcome = execute(
+                p,
+                max_batch=max_batch,
+                progress=_partial(p, sweep),
+                start_at_layer=start_at_layer,
+                max_memory=max_memory,
+            )
         except Interrupted as stop:
             partial = _result(p, stop.outcome, tokenizer)
             sweep.finish(partial, stopped=True)
@@ -199,7 +213,9 @@ def _empty(p: Plan) -> Outcome:
 def _shown(result: Result, sweep) -> None:
     """The live display becomes the Result's own display: the same widget (not a second one)
     plus the static figure, so a saved notebook shows the heatmap on GitHub and nbviewer."""
-    result._widget = sweep.widget
+    from nbvene.widgets.display import keep_view
+
+    keep_view(result, sweep.widget)
     sweep.widget.live_display.update(result)
 
 
@@ -231,7 +247,7 @@ def _result(p: Plan, outcome, tokenizer=None) -> Result:
         corrupted = None if corrupted is None else corrupted[0]
     axes = tuple(Axis(a.name, a.labels, a.positions) for a in p.axes)
     metric = p.spec.metric
-    result = Result(
+    return Result(
         values=values,
         axes=axes,
         spec=p.spec,
@@ -241,7 +257,6 @@ def _result(p: Plan, outcome, tokenizer=None) -> Result:
         meta=_meta(p),
         rerun=Rerun([p], tokenizer),
     )
-    return result
 
 
 def _metric_text(metric) -> str:
@@ -250,6 +265,8 @@ def _metric_text(metric) -> str:
 
 
 def _meta(p: Plan) -> dict:
+    import transformers
+
     import nbvene
 
     model = p.model

@@ -39,16 +39,38 @@ class NbveneError(ValueError):
             parts.append(f"  hint: {self.hint}")
         return "\n".join(parts)
 
-    def at(self, line: int, text: str, column: int | None = None) -> NbveneError:
-        """The same error, placed on a spec line (kept where it was placed already)."""
-        if self.line is not None:
-            return self
-        return NbveneError(self.message, line=line, text=text, column=column, hint=self.hint)
-
 
 class UserCodeError(NbveneError):
     """The user's own code (`via {f}`) failed: placed on its spec line, the original error is
     its `__cause__`, and a notebook shows the traceback into the user's code."""
+
+
+def error_at(
+    spec,
+    error: str | NbveneError,
+    line: int,
+    hint: str | None = None,
+    token: str | None = None,
+) -> NbveneError:
+    """An error placed on a line of `spec` (anything with `line_text(line)`), the caret under
+    `token` (else under the line's first word): the one way binding, running, steering and
+    training name the spec line a problem is about.
+
+    `error` is a message, or an error raised where the line was not known: one that names a
+    line already is kept as it is; else the same message and hint (and kind of error) come
+    back placed."""
+    kind = NbveneError
+    if isinstance(error, NbveneError):
+        if error.line is not None:
+            return error
+        kind, error, hint = type(error), error.message, hint or error.hint
+    text = spec.line_text(line)
+    column = None
+    if token is not None and token in text:
+        column = text.index(token)
+    elif text:
+        column = len(text) - len(text.lstrip())
+    return kind(error, line=line, text=text or None, column=column, hint=hint)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:

@@ -102,9 +102,14 @@ class Result:
     def slice(self, index: int) -> Result:
         """The result at one index of its first axis (one panel, one example)."""
         return Result(
-            self.values[index], self.axes[1:], self.spec, self.metric,
-            self.clean, self.corrupted, self.meta,
-        )  # fmt: skip
+            self.values[index],
+            self.axes[1:],
+            self.spec,
+            self.metric,
+            self.clean,
+            self.corrupted,
+            self.meta,
+        )
 
     def _repr_html_(self) -> str:
         """The static figure inline (an SVG), for front ends that ask for HTML only."""

@@ -53,3 +53,29 @@ def test_in_a_kernel_the_widget_view_joins_the_static_figure(result, monkeypatch
     view = data[WIDGET_VIEW]
     assert view["version_major"] == 2 and len(view["model_id"]) == 32
     assert data["image/svg+xml"] == result.to_svg()  # the static image is still there
+
+
+def test_the_widget_is_kept_beside_the_result_not_on_it(result):
+    import gc
+
+    import torch
+
+    from nbvene.results import Result
+    from nbvene.widgets.display import _VIEWS, keep_view, live_view, view
+
+    widget = view(result)
+    assert widget is not None and view(result) is widget
+    assert live_view(result) is None  # not run with live=True
+    assert not any(name.startswith("_") for name in vars(result))
+
+    class Shown:  # a widget that was displayed live
+        live_display = "the display"
+
+    made = Result(torch.zeros(2), (), result.spec)
+    shown = Shown()
+    keep_view(made, shown)
+    assert view(made) is shown and live_view(made) == "the display"
+    key = id(made)
+    del made
+    gc.collect()
+    assert key not in _VIEWS  # the entry goes with its Result; the widget is held weakly

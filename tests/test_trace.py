@@ -9,8 +9,15 @@ PROMPT = "The Eiffel Tower is located in the city of"
 
 def test_three_panels_equal_their_specs():
     model, tok = nv.models.tiny("llama", layers=4)
-    res = nv.causal_trace(PROMPT, subject="The Eiffel Tower", target=" Paris",
-                          model=model, tokenizer=tok, samples=2, window=3)  # fmt: skip
+    res = nv.causal_trace(
+        PROMPT,
+        subject="The Eiffel Tower",
+        target=" Paris",
+        model=model,
+        tokenizer=tok,
+        samples=2,
+        window=3,
+    )
     n_tokens = len(tok(PROMPT).input_ids)
     assert res.axes == ("panel", "layer", "pos")
     assert res.axes[0].labels == ("block", "mlp", "attention")

@@ -17,47 +17,14 @@ from collections import defaultdict
 
 import torch
 
+from nbvene.bind.patching import check_attribution
+from nbvene.bind.plan import Plan, Row
 from nbvene.engine.edits import _unflatten
 from nbvene.engine.hooks import Hooks
 from nbvene.engine.memory import Budget
 from nbvene.engine.metrics import metric_values
 from nbvene.engine.run import Outcome, _Runner
-from nbvene.errors import NbveneError
-from nbvene.plan.plan import Plan, Row
 from nbvene.sites import Site
-
-SUPPORTED = ("patch", "restore")
-
-
-def check(plan: Plan) -> None:
-    """Raise unless attribution patching can estimate this plan: patch:/restore: statements
-    taking the source run's activations, a metric, and no attention weights."""
-    for stmt, op in zip(plan.spec.interventions, plan.ops, strict=True):
-        if stmt.verb not in SUPPORTED:
-            _unsupported(plan, f"{stmt.verb}: statements (line {stmt.line})")
-        if stmt.via is not None or op.source != "run":
-            _unsupported(plan, f"'via' interventions (line {stmt.line})")
-        if op.origin is not None or op.into is not None:
-            _unsupported(plan, f"named sources (from/into, line {stmt.line})")
-    for row in plan.rows:
-        for unit in row.units:
-            if unit.site.io == "weights" or unit.site.component == "attention_weight":
-                _unsupported(plan, f"{unit.site.component} (attention weights)")
-    if plan.metric is None:
-        _unsupported(plan, "a spec without a metric")
-
-
-def _unsupported(plan: Plan, what: str):
-    line = plan.spec.lines.get("estimate", 0)
-    text = plan.spec.line_text(line)
-    raise NbveneError(
-        f"estimate: attribution does not support {what}",
-        line=line or None,
-        text=text or None,
-        column=len(text) - len(text.lstrip()) if text else None,
-        hint="attribution patching estimates patch: and restore: sweeps; "
-        "remove the estimate: line for an exact run",
-    )
 
 
 def estimate(plan: Plan, max_batch: int = 64) -> Outcome:
@@ -65,7 +32,7 @@ def estimate(plan: Plan, max_batch: int = 64) -> Outcome:
     clean and corrupted baselines: the same Outcome `execute` returns. The source run and the
     base's forward and backward pass run `max_batch` rows at a time (halved on out-of-memory):
     each row's gradients are its own."""
-    check(plan)
+    check_attribution(plan)
     budget = Budget(max_batch)
     runner = _Runner(plan, start_at_layer=False, budget=budget)
     with torch.no_grad():

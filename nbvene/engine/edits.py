@@ -8,9 +8,8 @@ from collections import defaultdict
 import torch
 
 from nbvene import interventions as iv
-from nbvene.errors import NbveneError, UserCodeError
-from nbvene.plan.plan import Op, Plan, Row, Unit
-from nbvene.plan.resolve import error_at
+from nbvene.bind.plan import Op, Plan, Row, Unit
+from nbvene.errors import NbveneError, UserCodeError, error_at
 from nbvene.sites import Site
 
 
@@ -35,15 +34,15 @@ class Sources:
 
     def gather(self, op_index: int, site: Site, src_row, src_pos, head) -> torch.Tensor | None:
         op: Op = self.plan.ops[op_index]
-        if op.source == "run":
+        if op.value == "run":
             cached = self.cache[site] if op.origin is None else self.named[op.origin, site]
             index = [torch.tensor(src_row), torch.tensor(src_pos)]
             if head[0] is not None:
                 index.append(torch.tensor(head))
             return cached[tuple(i.to(cached.device) for i in index)]
-        if op.source == "vector":
+        if op.value == "vector":
             return op.vector.to(self.device)
-        if op.source == "mean":
+        if op.value == "mean":
             mean = self.means[op_index, site]
             return mean[torch.tensor(head, device=self.device)] if head[0] is not None else mean
         return None
@@ -127,17 +126,14 @@ def _applied(plan: Plan, op: Op, base: torch.Tensor, source, per_example: dict) 
         try:
             return op.module(base, source, **per_example)
         except NbveneError as e:  # e.g. rotated(k=...) finds the site's width only now
-            placed = error_at(plan.spec, e.message, op.line, token="via")
-            raise e.at(placed.line, placed.text, placed.column) from None
+            raise error_at(plan.spec, e, op.line, token="via") from None
     name = getattr(op.module, "fn", op.module)
     shown = getattr(name, "__name__", type(name).__name__)
     try:
         new = op.module(base, source, **per_example)
     except Exception as e:  # the user's code: any error, placed on the line that calls it
-        placed = error_at(plan.spec, f"via: {shown} raised {type(e).__name__}: {e}", op.line,
-                          token="via")  # fmt: skip
-        raise UserCodeError(placed.message, line=placed.line, text=placed.text,
-                            column=placed.column) from e  # fmt: skip
+        message = f"via: {shown} raised {type(e).__name__}: {e}"
+        raise error_at(plan.spec, UserCodeError(message), op.line, token="via") from e
     if not isinstance(new, torch.Tensor) or new.numel() != base.numel():
         got = f"shape {tuple(new.shape)}" if isinstance(new, torch.Tensor) else repr(new)[:40]
         raise error_at(

@@ -11,8 +11,8 @@ from typing import TypeVar
 import torch
 from torch import nn
 
+from nbvene.bind.plan import Plan
 from nbvene.errors import NbveneError
-from nbvene.plan.plan import Plan
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -75,7 +75,7 @@ def token_bytes(model: nn.Module, tokens: int, *, cache: bool = False, grad: boo
 def longest(plan: Plan) -> int:
     """The most tokens any forward pass of the plan runs: base, sources, and `mean:` prompts."""
     prompts = [*plan.base, *(plan.source or ()), *(p for ps in plan.named.values() for p in ps)]
-    prompts += [p for op in plan.ops if op.source == "mean" for p in op.mean_prompts]
+    prompts += [p for op in plan.ops if op.value == "mean" for p in op.mean_prompts]
     return max(len(p) for p in prompts)
 
 

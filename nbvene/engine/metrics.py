@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from nbvene.plan.plan import MetricPlan
+from nbvene.bind.plan import MetricPlan
 from nbvene.spec.metrics import lookup
 
 

@@ -7,12 +7,12 @@ from collections.abc import Callable
 
 import torch
 
+from nbvene.bind.plan import Plan, Row
+from nbvene.bind.prompts import pad
 from nbvene.engine.edits import Sources, group_units, store_edit, unit_edit
 from nbvene.engine.hooks import Hooks
 from nbvene.engine.memory import Budget
 from nbvene.engine.passes import head_at_one, kept_units
-from nbvene.plan.plan import Plan, Row
-from nbvene.plan.prompts import pad
 from nbvene.sites import Site
 
 
@@ -22,7 +22,7 @@ def read_sites(plan: Plan, name: str, rows: list[Row]) -> set[Site]:
         u.site
         for r in rows
         for u in r.units
-        if plan.ops[u.op].origin == name and plan.ops[u.op].source == "run"
+        if plan.ops[u.op].origin == name and plan.ops[u.op].value == "run"
     }
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nbvene.bind.prompts import Prompt, pad
 from nbvene.engine.edits import store_edit
 from nbvene.engine.hooks import Hooks
 from nbvene.engine.memory import Budget
-from nbvene.plan.prompts import Prompt, pad
 from nbvene.sites import Site
 
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass, replace
 
 from torch import nn
 
+from nbvene.bind.plan import Plan
 from nbvene.engine.lock import holding
 from nbvene.engine.run import CellLogits, cell_logits
 from nbvene.errors import NbveneError
-from nbvene.plan.plan import Plan
 
 
 @dataclass(frozen=True)

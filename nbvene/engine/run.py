@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from nbvene.bind.plan import Plan, Row
+from nbvene.bind.prompts import Prompt
 from nbvene.engine.edits import Sources, group_units, noise_edit, store_edit, unit_edit
 from nbvene.engine.hooks import Hooks
 from nbvene.engine.memory import Budget, parse_bytes
@@ -20,8 +22,6 @@ from nbvene.engine.multisource import clean_runs, patched_runs
 from nbvene.engine.passes import joined, kept_units, pad_to
 from nbvene.engine.tail import Tail, start_layer
 from nbvene.errors import NbveneError
-from nbvene.plan.plan import Plan, Row
-from nbvene.plan.prompts import Prompt
 from nbvene.sites import Site
 
 Progress = Callable[..., None]
@@ -243,7 +243,7 @@ class _Runner:
         plan = self.plan
         if plan.source is None:
             return None
-        reads = [op.source == "run" and op.origin is None for op in plan.ops]
+        reads = [op.value == "run" and op.origin is None for op in plan.ops]
         sites = {u.site for r in plan.rows for u in r.units if reads[u.op]}
         rows = [Row(i, (), ()) for i in range(len(plan.source))]
         width = max(len(p) for p in plan.source)
@@ -384,7 +384,7 @@ def unit_means(plan: Plan, call, device, budget: Budget | None = None
     means = {}
     budget = budget or Budget()
     for index, op in enumerate(plan.ops):
-        if op.source != "mean":
+        if op.value != "mean":
             continue
         sites = {u.site for r in plan.rows for u in r.units if u.op == index}
         acts = kept_units(plan.model, list(op.mean_prompts), sites, call, device, budget,

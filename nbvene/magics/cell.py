@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments
 
+from nbvene.bind.limits import MAX_CELLS
 from nbvene.errors import NbveneError, did_you_mean
-from nbvene.plan.limits import MAX_CELLS
 from nbvene.spec import SelectorVar, Spec, Var
 
 _CAPTURE = re.compile(r"^\s*([A-Za-z_]\w*)\s*<<\s*")

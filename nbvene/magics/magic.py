@@ -15,14 +15,14 @@ from torch import nn
 from traitlets import Bool, Int, TraitError, Unicode, Union
 
 import nbvene as nv
+from nbvene.bind.limits import MAX_CELLS
 from nbvene.errors import NbveneError, UserCodeError, did_you_mean
 from nbvene.magics.cell import Body, CellError, Options, line_options, parse_line, python_code
 from nbvene.magics.complete import COMMANDS, Context, fits
 from nbvene.magics.defaults import Defaults
 from nbvene.magics.reference import SiteTable, help_text
-from nbvene.plan.limits import MAX_CELLS
 from nbvene.spec import KEYWORDS, is_steering
-from nbvene.widgets.display import can_display
+from nbvene.widgets.display import can_display, live_view
 
 
 @magics_class
@@ -159,7 +159,7 @@ class Intervene(Magics):
                 print(_interrupted(result, out), file=sys.stderr)
         if self._value(result, options, out, line, cell) is None:
             return None
-        if getattr(getattr(result, "_widget", None), "live_display", None) is not None:
+        if live_view(result) is not None:
             return None  # the live heatmap, updated in place, is the Result's display already
         return result
 

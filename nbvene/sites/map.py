@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 
@@ -13,6 +14,16 @@ from nbvene.sites.names import ALIASES, Component, component
 from nbvene.sites.view import WHOLE, View
 
 
+class IO(str, enum.Enum):
+    """Which of a module's values a site is: its input, its output, or (attention) weights."""
+
+    __str__ = str.__str__  # the value, as enum.StrEnum (Python 3.11+) gives it
+
+    INPUT = "input"
+    OUTPUT = "output"
+    WEIGHTS = "weights"
+
+
 @dataclass(frozen=True)
 class Site:
     """A hook point: a module, whether its input or output, and the view of the units there."""
@@ -20,10 +31,13 @@ class Site:
     component: str
     layer: int | None
     module: str
-    io: str
+    io: IO
     view: View = WHOLE
     residual: str | None = None
     """A module whose input the block adds to this site's output (then the site is the sum)."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "io", IO(self.io))
 
     @property
     def heads(self) -> int | None:

@@ -13,7 +13,6 @@ from nbvene.spec.ast import (
     Edit,
     Generate,
     Index,
-    Intervention,  # alias until the merge
     Items,
     Last,
     Mapped,
@@ -49,7 +48,6 @@ __all__ = [
     "Edit",
     "Generate",
     "Index",
-    "Intervention",
     "Items",
     "Last",
     "Mapped",

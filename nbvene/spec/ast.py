@@ -1,6 +1,6 @@
 """The spec as data: frozen dataclasses that know nothing of torch or models.
 
-A `Spec` is what a `%%intervene` cell says, parsed; `nbvene.plan` binds it to a model.
+A `Spec` is what a `%%intervene` cell says, parsed; `nbvene.bind` binds it to a model.
 """
 
 from __future__ import annotations
@@ -195,9 +195,6 @@ class Edit:
 
     def selector(self, axis: str) -> Selector | None:
         return dict(self.where).get(axis)
-
-
-Intervention = Edit  # alias until the merge
 
 
 @dataclass(frozen=True)

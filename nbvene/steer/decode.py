@@ -15,12 +15,11 @@ from dataclasses import dataclass
 
 import torch
 
+from nbvene.bind.steering import Steering, Term
 from nbvene.engine.hooks import Hooks
 from nbvene.engine.memory import Budget
 from nbvene.engine.run import device_of
-from nbvene.errors import NbveneError
-from nbvene.plan.resolve import error_at
-from nbvene.steer.plan import Steering, Term
+from nbvene.errors import NbveneError, error_at
 
 
 class Steerer:

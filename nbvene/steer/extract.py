@@ -9,13 +9,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from nbvene.bind import limits
+from nbvene.bind.prompts import Prompt, tokenize
+from nbvene.bind.steering import steered_site
 from nbvene.engine.lock import runs_model
 from nbvene.engine.memory import Budget
 from nbvene.engine.passes import kept_units
 from nbvene.engine.run import _caller, device_of
 from nbvene.errors import NbveneError
-from nbvene.plan import limits
-from nbvene.plan.prompts import Prompt, tokenize
 from nbvene.sites import Site, SiteMap
 from nbvene.steer.vector import Vector
 
@@ -54,7 +55,7 @@ def vector(
     if method not in METHODS:
         raise NbveneError(f"unknown method {method!r}", hint="methods: " + ", ".join(METHODS))
     sitemap = sites if isinstance(sites, SiteMap) else SiteMap(model, sites)
-    where = site_at(sitemap, site, layer)
+    where = steered_site(sitemap, site, layer)
     pos = [positive] if isinstance(positive, str) else list(positive)
     neg = [negative] if isinstance(negative, str) else list(negative)
     if not pos or not neg:
@@ -85,26 +86,6 @@ def vector(
         },
     )
     return made.normalized() if normalize else made
-
-
-def site_at(sitemap: SiteMap, written: str, layer: int | None) -> Site:
-    """The site of a component at a layer, checked (a negative layer counts from the end)."""
-    component = sitemap.resolve(written)
-    if sitemap.layered(component):
-        n = sitemap.n_layers
-        if layer is None:
-            raise NbveneError(f"{written} needs a layer", hint=f"layer=0..{n - 1}")
-        if not -n <= layer < n:
-            raise NbveneError(
-                f"layer {layer} is out of range: the model has {n} layers (0..{n - 1})"
-            )
-        layer %= n
-    if sitemap.heads(component) is not None:
-        raise NbveneError(
-            f"steering vectors live at whole-vector sites; {written!r} is split by head",
-            hint="use block_output, mlp_output, attention_output, ...",
-        )
-    return sitemap.site(component, layer)
 
 
 def units(model: nn.Module, prompts: list[Prompt], site: Site,

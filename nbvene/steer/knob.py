@@ -11,11 +11,11 @@ from dataclasses import replace
 
 from torch import nn
 
+from nbvene.bind.steering import Steering
 from nbvene.engine.lock import holding
 from nbvene.errors import NbveneError
 from nbvene.spec import Slider, Spec
 from nbvene.steer.generation import Generation
-from nbvene.steer.plan import Steering
 from nbvene.steer.run import generation, steer_plan
 
 
@@ -66,9 +66,14 @@ class Knob:
             term = self.steering.terms[i]
             s: Slider = term.strength
             out.append(
-                {"label": term.label, "min": s.low, "max": s.high,
-                 "step": (s.high - s.low) / 16, "value": s.start}
-            )  # fmt: skip
+                {
+                    "label": term.label,
+                    "min": s.low,
+                    "max": s.high,
+                    "step": (s.high - s.low) / 16,
+                    "value": s.start,
+                }
+            )
         return out
 
     @property

@@ -8,17 +8,17 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from nbvene.bind import limits
+from nbvene.bind.steering import Steering, resolve_steering
 from nbvene.engine.lock import runs_model
 from nbvene.engine.memory import Budget
-from nbvene.errors import GenerationInterrupted, NbveneError
-from nbvene.plan import limits
-from nbvene.plan.resolve import error_at
+from nbvene.errors import GenerationInterrupted, NbveneError, error_at
 from nbvene.results import Axis, Result
 from nbvene.spec import Spec, parse
 from nbvene.spec.ast import Generate
 from nbvene.steer.decode import decode, next_logits
+from nbvene.steer.extract import vector
 from nbvene.steer.generation import Generation
-from nbvene.steer.plan import Steering, bind
 
 
 @runs_model
@@ -57,7 +57,7 @@ def steer_plan(spec: str | Spec, *, model, tokenizer=None, namespace=None, sites
     """The steering spec bound to the model (its vectors made); a spec without `generate:`
     gets the default one."""
     parsed = parse(spec)
-    steering = bind(parsed, model, tokenizer, namespace, sites)
+    steering = resolve_steering(parsed, model, tokenizer, namespace, sites, make_vector=vector)
     if steering.generate is None:
         steering.generate = Generate()
     window = limits.context(model)
@@ -126,7 +126,7 @@ def measure(
     strength of a sweep (`* 0..8 step 2`: an axis named `strength`). The unsteered run's value
     is `res.corrupted` (the base run without intervention, as for patching)."""
     parsed = parse(spec)
-    steering = bind(parsed, model, tokenizer, namespace, sites)
+    steering = resolve_steering(parsed, model, tokenizer, namespace, sites, make_vector=vector)
     if steering.metric is None:
         raise NbveneError(
             "nv.run measures a metric, and this steering spec has none",

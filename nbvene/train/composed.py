@@ -10,11 +10,11 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from nbvene.bind.training import resolve_calls, via_modules
 from nbvene.engine.lock import holding
 from nbvene.engine.run import device_of
-from nbvene.errors import NbveneError
+from nbvene.errors import NbveneError, error_at
 from nbvene.spec import Spec, Var, parse
-from nbvene.train.bind import bind, via_modules
 from nbvene.train.forward import Forward, check_trainable, plan_examples
 from nbvene.train.trained import site_of, site_width
 
@@ -34,9 +34,16 @@ class Intervened(nn.Module):
     wrapped model, frozen or not as you left it.
     """
 
-    def __init__(self, model: nn.Module, spec: str | Spec, *, tokenizer=None,
-                 namespace: Mapping | None = None, sites: Mapping[str, str] | None = None,
-                 seed: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: str | Spec,
+        *,
+        tokenizer=None,
+        namespace: Mapping | None = None,
+        sites: Mapping[str, str] | None = None,
+        seed: int = 0,
+    ):
         super().__init__()
         parsed = parse(spec)
         if parsed.base is None:
@@ -45,14 +52,14 @@ class Intervened(nn.Module):
             parsed = replace(parsed, source=Var("source"), lines={"source": 0, **parsed.lines})
         for which in ("base", "source"):
             if not isinstance(getattr(parsed, which), Var):
-                raise NbveneError(
+                raise error_at(
+                    parsed,
                     f"Intervened takes its {which} as an argument: write '{which}: {{{which}}}' "
                     "or leave the line out",
-                    line=parsed.lines.get(which),
-                    text=parsed.line_text(parsed.lines.get(which, 0)) or None,
+                    parsed.lines[which],
                 )
         self.namespace = dict(namespace or {})
-        self.bound, built = bind(parsed, self.namespace, seed)
+        self.bound, built = resolve_calls(parsed, self.namespace, seed)
         self.model = model
         self.interventions = nn.ModuleList(
             [*built.values(), *via_modules(self.bound, self.namespace).values()]
@@ -76,8 +83,7 @@ class Intervened(nn.Module):
 
     def forward(self, base, sources=None, **namespace) -> torch.Tensor:
         """The intervened output at each base example's read position: (batch, classes)."""
-        values = {**self.namespace, **namespace, **self.built,
-                  self.spec.base.name: base}  # fmt: skip
+        values = {**self.namespace, **namespace, **self.built, self.spec.base.name: base}
         if sources is not None:
             values[self.spec.source.name] = sources
         spec = self.bound

@@ -10,17 +10,17 @@ from dataclasses import replace
 
 import torch
 
+from nbvene.bind import resolve
+from nbvene.bind.plan import Plan
+from nbvene.bind.prompts import Prompt, pad
 from nbvene.engine.edits import Sources, group_units, store_edit, unit_edit
 from nbvene.engine.hooks import Hooks
 from nbvene.engine.memory import Budget
 from nbvene.engine.multisource import clean_runs, patched_runs
 from nbvene.engine.run import _caller, device_of, read_output, unit_means
 from nbvene.errors import NbveneError
-from nbvene.plan import resolve
-from nbvene.plan.plan import Plan
-from nbvene.plan.prompts import Prompt, pad
+from nbvene.interventions.trainable import Trainable
 from nbvene.spec import Metric, Spec
-from nbvene.train.interventions import Trainable
 
 
 def plan_examples(spec: Spec, model, tokenizer, namespace, sites) -> Plan:
@@ -124,7 +124,7 @@ class Forward:
 
     def source_run(self, part: Plan, sources: Sources) -> None:
         """Keep the source activations the units read (with their gradients, if asked)."""
-        reads = [op.source == "run" and op.origin is None for op in part.ops]
+        reads = [op.value == "run" and op.origin is None for op in part.ops]
         sites = {u.site for r in part.rows for u in r.units if reads[u.op]}
         if not sites:
             return

@@ -15,13 +15,13 @@ from contextlib import contextmanager, nullcontext
 import torch
 from torch import nn
 
+from nbvene.bind.plan import Plan
+from nbvene.bind.training import resolve_calls, via_modules
 from nbvene.engine.lock import runs_model
 from nbvene.engine.memory import Budget
 from nbvene.errors import NbveneError, TrainingInterrupted
-from nbvene.plan.plan import Plan
 from nbvene.sites import SiteMap
 from nbvene.spec import Spec, parse
-from nbvene.train.bind import bind, via_modules
 from nbvene.train.checkpoint import checkpointed
 from nbvene.train.curve import LiveCurve, in_notebook
 from nbvene.train.forward import Forward, check_trainable, plan_examples
@@ -93,7 +93,7 @@ def train(
             "should output",
         )
     namespace = dict(namespace or {})
-    bound, built = bind(parsed, namespace, seed)
+    bound, built = resolve_calls(parsed, namespace, seed)
     modules = {**via_modules(bound, namespace), **built}
     plan = plan_examples(bound, model, tokenizer, {**namespace, **built}, sites)
     check_trainable(plan)

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from nbvene.bind.training import named_calls, via_modules
 from nbvene.engine.lock import holding
 from nbvene.engine.run import device_of
 from nbvene.errors import NbveneError
@@ -29,11 +30,10 @@ from nbvene.files import (
     write_bytes,
     write_safetensors,
 )
+from nbvene.interventions.trainable import CONSTRUCTORS, Trainable, build
 from nbvene.sites import Site, SiteMap
 from nbvene.spec import Index, Spec, Var, format_spec, parse
-from nbvene.train.bind import named, via_modules
 from nbvene.train.forward import Forward, check_trainable, plan_examples
-from nbvene.train.interventions import CONSTRUCTORS, Trainable, build
 
 FORMAT = "nbvene-interventions"
 FORMAT_VERSION = 1
@@ -48,15 +48,28 @@ class Trained(nn.Module):
       training examples when none were held out) at the end of training;
     - `history`: one record per epoch (`loss`, and `held_out_loss`, `held_out_iia`);
     - `basis`: the learned directions, a (width, k) tensor (for one trained intervention);
-    - `evaluate(namespace=...)`, `save(folder)`; `nv.load(folder, model=...)` reads it back;
+    - `evaluate(namespace=...)`, `save(folder)`; `nv.load_interventions(folder, model=...)`
+      reads it back;
     - called as `trained(base, source)`, it is the intervention itself, so `via {das}` with
       `namespace={"das": trained}` applies it in `nv.run`.
     """
 
-    def __init__(self, *, spec: Spec, bound: Spec, modules: Mapping[str, nn.Module],
-                 built: set[str], model: nn.Module, tokenizer=None, sites=None,
-                 namespace: Mapping | None = None, history=(), loss=None,
-                 settings: Mapping | None = None, metrics: Mapping | None = None):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        spec: Spec,
+        bound: Spec,
+        modules: Mapping[str, nn.Module],
+        built: set[str],
+        model: nn.Module,
+        tokenizer=None,
+        sites=None,
+        namespace: Mapping | None = None,
+        history=(),
+        loss=None,
+        settings: Mapping | None = None,
+        metrics: Mapping | None = None,
+    ):
         super().__init__()
         self.names = list(modules)
         self.interventions = nn.ModuleList(modules.values())
@@ -104,8 +117,9 @@ class Trained(nn.Module):
 
     # --- measuring -------------------------------------------------------------------------------
 
-    def evaluate(self, namespace: Mapping | None = None, *, batch_size: int = 256,
-                 loss=None) -> dict:  # fmt: skip
+    def evaluate(
+        self, namespace: Mapping | None = None, *, batch_size: int = 256, loss=None
+    ) -> dict:
         """IIA and mean loss of the spec on other examples: `namespace` gives the spec's
         `{base}`, `{source}` and `{label}` (and anything else it names).
 
@@ -185,11 +199,18 @@ class Trained(nn.Module):
         write_bytes(folder / CONFIG, (json.dumps(config, indent=2) + "\n").encode("utf-8"))
         return folder
 
-    def push_to_hub(self, repo_id: str, *, subfolder: str | None = None,
-                    revision: str | None = None, private: bool | None = None,
-                    token: str | None = None) -> str:  # fmt: skip
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        subfolder: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+    ) -> str:
         """Upload what `save` writes to the Hugging Face Hub repository `repo_id` (made if
-        missing, with `huggingface_hub`); returns the `hf://` path `nv.load` reads it from.
+        missing, with `huggingface_hub`); returns the `hf://` path `nv.load_interventions`
+        reads it from.
 
         >>> trained.push_to_hub("me/adder-das")   # doctest: +SKIP
         'hf://me/adder-das'
@@ -221,8 +242,14 @@ class Trained(nn.Module):
         return f"Trained({what}: iia {self.iia:.3f}, loss {self.loss:.4g})"
 
 
-def load(path: str | Path, *, model: nn.Module, tokenizer=None, namespace: Mapping | None = None,
-         sites: Mapping[str, str] | None = None) -> Trained:  # fmt: skip
+def load_interventions(
+    path: str | Path,
+    *,
+    model: nn.Module,
+    tokenizer=None,
+    namespace: Mapping | None = None,
+    sites: Mapping[str, str] | None = None,
+) -> Trained:
     """Read interventions that `Trained.save` wrote, onto `model` (checked to match).
 
     `path` is a folder, or `hf://owner/name[/subfolder][@revision]` for a folder on the
@@ -249,7 +276,7 @@ def load(path: str | Path, *, model: nn.Module, tokenizer=None, namespace: Mappi
         spec = parse(config["spec"])
     except NbveneError as e:
         raise bad(config_path, f"field 'spec' does not parse: {e.message}") from None
-    bound, _ = named(spec)
+    bound, _ = named_calls(spec)
     device = device_of(model)
     modules: dict[str, nn.Module] = {}
     built = set()
@@ -269,7 +296,8 @@ def load(path: str | Path, *, model: nn.Module, tokenizer=None, namespace: Mappi
                 raise NbveneError(
                     f"{{{entry['name']}}} is your own intervention ({entry['class']}): pass a new "
                     "one to load its weights into",
-                    hint=f"nv.load(..., namespace={{'{entry['name']}': {entry['class']}(...)}})",
+                    hint=f"nv.load_interventions(..., namespace={{'{entry['name']}': "
+                    f"{entry['class']}(...)}})",
                 )
         elif entry["type"] in CONSTRUCTORS:
             try:
@@ -327,7 +355,7 @@ def _load_tensors(file: Path, declared: dict, modules: dict, config: dict, devic
 
 
 def _check_config(config: dict, path: Path) -> None:
-    """Every field `load` reads, with its type, before anything is built."""
+    """Every field `load_interventions` reads, with its type, before anything is built."""
     if config.get("format") != FORMAT:
         raise bad(
             path,
@@ -462,8 +490,9 @@ def _local(path: str | Path) -> Path:
 
     subfolder = "/".join(parts[2:])
     pattern = [f"{subfolder}/*"] if subfolder else None
-    local = snapshot_download("/".join(parts[:2]), revision=revision or None,
-                              allow_patterns=pattern)  # fmt: skip
+    local = snapshot_download(
+        "/".join(parts[:2]), revision=revision or None, allow_patterns=pattern
+    )
     return Path(local) / subfolder if subfolder else Path(local)
 
 
@@ -520,8 +549,15 @@ def _check_site(model: nn.Module, sites, stmt, entry: dict, config: dict) -> Non
         )
 
 
-_RESIDUAL = {"block_input", "block_output", "resid_mid", "mlp_output", "mlp_input",
-             "attention_output", "attention_input"}  # fmt: skip
+_RESIDUAL = {
+    "block_input",
+    "block_output",
+    "resid_mid",
+    "mlp_output",
+    "mlp_input",
+    "attention_output",
+    "attention_input",
+}
 
 
 def site_width(model: nn.Module, site: Site) -> int | None:

@@ -93,7 +93,7 @@ def test_mixed_integers_and_lists(tiny):
 
 
 def test_config_round_trip():
-    from nbvene.train.interventions import build
+    from nbvene.interventions.trainable import build
 
     made = build("interchange", {"dims": DIMS})
     again = build("interchange", made.config())
@@ -103,7 +103,7 @@ def test_config_round_trip():
 
 def test_as_a_module_in_the_namespace(tiny):
     """`via {f}` with a per-example Interchange object: the same numbers, the same checks."""
-    from nbvene.train.interventions import Interchange
+    from nbvene.interventions.trainable import Interchange
 
     model, tok = tiny
     spec = SPEC.replace("interchange(dims={dims})", "{f}")

@@ -150,8 +150,11 @@ def test_options_a_verb_does_not_take(llama, body, message):
     [("3", "must be an int, a list of ints"), ([], "must be an int"), (True, "must be an int")],
 )
 def test_positions_from_the_namespace_are_checked(llama, value, message):
-    e = error(BASE + SOURCE + "patch: block_output layer=0 pos={p}\n" + METRIC, llama,
-              namespace={"p": value})  # fmt: skip
+    e = error(
+        BASE + SOURCE + "patch: block_output layer=0 pos={p}\n" + METRIC,
+        llama,
+        namespace={"p": value},
+    )
     assert e.line == 3 and message in e.message
 
 
@@ -174,7 +177,10 @@ def test_collect_needs_as_many_positions_per_example(llama):
 
 def test_pandas_positions_are_token_positions(llama):
     model, tok = llama
-    res = nv.run(BASE + SOURCE + "patch: block_output layer=0 pos=-3..-1\n" + METRIC,
-                 model=model, tokenizer=tok)  # fmt: skip
+    res = nv.run(
+        BASE + SOURCE + "patch: block_output layer=0 pos=-3..-1\n" + METRIC,
+        model=model,
+        tokenizer=tok,
+    )
     n = len(tok("The Colosseum is located in the city of").input_ids)
     assert list(res.to_pandas()["pos"]) == [n - 3, n - 2, n - 1]

@@ -19,26 +19,62 @@ def gpt2():
 @pytest.mark.parametrize(
     ("body", "line", "message", "column", "hint"),
     [
-        (S1 + "patch: block_output layer=0 from s3\n", 3, "no source is named 's3'", 28,
-         "sources: s1"),
+        (
+            S1 + "patch: block_output layer=0 from s3\n",
+            3,
+            "no source is named 's3'",
+            28,
+            "sources: s1",
+        ),
         (S1 + "patch: block_output layer=0 into s3\n", 3, "no source is named 's3'", 28, "s1"),
-        (S1 + S2 + "patch: block_output layer=0 from s1\n", 3, "source s2 is never used", 7,
-         "from s2"),
-        (S1 + S2 + "patch: block_output layer=0 from s1 into s2\n", 3,
-         "source s2 is patched but never read", 7, "from s2"),
-        (S1 + S2 + "patch: block_output layer=0 from s1 into s2\n"
-         "patch: block_output layer=1 from s2 into s1\n", 4, "in a cycle", 36, "before it"),
+        (
+            S1 + S2 + "patch: block_output layer=0 from s1\n",
+            3,
+            "source s2 is never used",
+            7,
+            "from s2",
+        ),
+        (
+            S1 + S2 + "patch: block_output layer=0 from s1 into s2\n",
+            3,
+            "source s2 is patched but never read",
+            7,
+            "from s2",
+        ),
+        (
+            S1 + S2 + "patch: block_output layer=0 from s1 into s2\n"
+            "patch: block_output layer=1 from s2 into s1\n",
+            4,
+            "in a cycle",
+            36,
+            "before it",
+        ),
         (S1 + "patch: block_output layer=0 from s1 into s1\n", 3, "in a cycle", 36, None),
         (S1 + "patch: block_output layer=0\n", 3, "patch: which source?", 0, "from s1"),
         (S1 + "add: block_output layer=0\n", 3, "add: which source?", 0, "from s1"),
-        ('corrupt: noise 3σ on "Colosseum"\n' + S1 + "patch: block_output layer=0 from s1\n",
-         3, "corrupt: and named sources together", 0, None),
-        ('source s1: ["a", "b"]\npatch: block_output layer=0 from s1\n', 2,
-         "2 prompts in source s1 for 1 base prompts", 0, "one per base prompt"),
-        (S1 + "patch: block_output layer=0 from s1\nestimate: attribution\n", 4,
-         "does not support named sources", 0, "exact run"),
+        (
+            'corrupt: noise 3σ on "Colosseum"\n' + S1 + "patch: block_output layer=0 from s1\n",
+            3,
+            "corrupt: and named sources together",
+            0,
+            None,
+        ),
+        (
+            'source s1: ["a", "b"]\npatch: block_output layer=0 from s1\n',
+            2,
+            "2 prompts in source s1 for 1 base prompts",
+            0,
+            "one per base prompt",
+        ),
+        (
+            S1 + "patch: block_output layer=0 from s1\nestimate: attribution\n",
+            4,
+            "does not support named sources",
+            0,
+            "exact run",
+        ),
     ],
-)  # fmt: skip
+)
 def test_named_source_errors(gpt2, body, line, message, column, hint):
     model, tok = gpt2
     with pytest.raises(nv.NbveneError) as info:

@@ -52,4 +52,3 @@ def test_old_json_with_intervention_loads_as_edit():
     document = nv.spec.to_json(spec)
     assert '"Edit"' in document
     assert nv.spec.from_json(document.replace('"Edit"', '"Intervention"')) == spec
-    assert nv.spec.Intervention is nv.spec.Edit  # alias until the merge

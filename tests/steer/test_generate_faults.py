@@ -92,10 +92,15 @@ def test_an_interrupt_returns_the_text_so_far(llama, full, how):
     # steps 1 and 2 gave a token each; the third was stopped
     assert partial.ids == [ids[:2] for ids in full.ids]
     assert partial.stopped == ["interrupted"] * ROWS
-    assert partial.texts[1] == nv.generate(
-        SPEC.replace(f"max_new_tokens={NEW}", "max_new_tokens=2"),
-        model=model, tokenizer=llama[1], namespace={"v": vec(model)},
-    ).texts[1]  # fmt: skip
+    assert (
+        partial.texts[1]
+        == nv.generate(
+            SPEC.replace(f"max_new_tokens={NEW}", "max_new_tokens=2"),
+            model=model,
+            tokenizer=llama[1],
+            namespace={"v": vec(model)},
+        ).texts[1]
+    )
     clean.assert_clean()
 
 

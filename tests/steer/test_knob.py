@@ -68,5 +68,9 @@ def test_bad_knob_input(llama, vectors):
     with pytest.raises(nv.NbveneError, match="1 slider values for 2 sliders"):
         k([1.0])
     with pytest.raises(nv.NbveneError, match="needs a slider"):
-        Knob.of(SPEC.replace("slider(-8, 8, 2)", "2").replace("slider(-2, 2, 0)", "1"),
-             model=model, tokenizer=tok, namespace=vectors)  # fmt: skip
+        Knob.of(
+            SPEC.replace("slider(-8, 8, 2)", "2").replace("slider(-2, 2, 0)", "1"),
+            model=model,
+            tokenizer=tok,
+            namespace=vectors,
+        )

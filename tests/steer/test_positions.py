@@ -102,8 +102,9 @@ def test_with_the_cache_each_generated_position_is_steered_once(llama):
 def test_per_position_vector_from_diff_steers_its_first_positions(llama, cached):
     model, tok = llama
     # made before the spies are attached: making it runs the model too
-    v = nv.vector("Paris is a city", "Rome is a city", method="diff", model=model,
-                  tokenizer=tok, layer=LAYER)  # fmt: skip
+    v = nv.vector(
+        "Paris is a city", "Rome is a city", method="diff", model=model, tokenizer=tok, layer=LAYER
+    )
     k = 5  # tokens of each diff prompt, which differ from the first
     assert v.values.shape == (k, model.config.hidden_size)
     steps, P = run(llama, None, cached, v)

@@ -13,14 +13,46 @@ import nbvene as nv
 
 pytestmark = pytest.mark.smollm2
 
-KIND = ["You are kind.", "You are so nice to me.", "You are a good person.",
-        "You are wonderful and caring."]  # fmt: skip
-CRUEL = ["You are cruel.", "You are so mean to me.", "You are a bad person.",
-         "You are horrible and heartless."]  # fmt: skip
-POSITIVE = [" kind", " nice", " good", " wonderful", " amazing", " great", " sweet", " lovely",
-            " beautiful", " awesome", " friendly", " caring"]  # fmt: skip
-NEGATIVE = [" cruel", " mean", " evil", " stupid", " terrible", " horrible", " bad", " rude",
-            " awful", " selfish", " ugly", " wrong"]  # fmt: skip
+KIND = [
+    "You are kind.",
+    "You are so nice to me.",
+    "You are a good person.",
+    "You are wonderful and caring.",
+]
+CRUEL = [
+    "You are cruel.",
+    "You are so mean to me.",
+    "You are a bad person.",
+    "You are horrible and heartless.",
+]
+POSITIVE = [
+    " kind",
+    " nice",
+    " good",
+    " wonderful",
+    " amazing",
+    " great",
+    " sweet",
+    " lovely",
+    " beautiful",
+    " awesome",
+    " friendly",
+    " caring",
+]
+NEGATIVE = [
+    " cruel",
+    " mean",
+    " evil",
+    " stupid",
+    " terrible",
+    " horrible",
+    " bad",
+    " rude",
+    " awful",
+    " selfish",
+    " ugly",
+    " wrong",
+]
 PAIRS = "steer: block_output layer=12 pos=* by mean_diff({kind}, {cruel}) * [-2, 1, 2]"
 PAIRS_AT_0 = PAIRS.replace("pos=*", "pos=0")
 ONE_TOKEN_AT_0 = 'steer: block_output layer=12 by diff("Good", "Bad") * [-2, 1, 2, 20]'

@@ -46,14 +46,20 @@ def test_pca_is_the_principal_direction_of_paired_differences(llama):
 
 def test_diff_of_two_prompts_is_per_position_and_normalize_gives_unit_rows(llama):
     model, tok = llama
-    v = nv.vector("Paris is a city", "Rome is a city", model=model, tokenizer=tok, layer=0,
-                  method="diff", normalize=True)  # fmt: skip
+    v = nv.vector(
+        "Paris is a city",
+        "Rome is a city",
+        model=model,
+        tokenizer=tok,
+        layer=0,
+        method="diff",
+        normalize=True,
+    )
     assert v.per_position and v.values.shape == (5, model.config.hidden_size)
     torch.testing.assert_close(v.values.norm(dim=-1), torch.ones(5))
     assert v.provenance["normalized"] is True
     with pytest.raises(nv.NbveneError, match="subtracted position by position"):
-        nv.vector("Paris is big", "Rome is old", model=model, tokenizer=tok, layer=0,
-                  method="diff")  # fmt: skip
+        nv.vector("Paris is big", "Rome is old", model=model, tokenizer=tok, layer=0, method="diff")
 
 
 def test_save_and_load_round_trip(llama, tmp_path):
@@ -63,8 +69,11 @@ def test_save_and_load_round_trip(llama, tmp_path):
     back = nv.Vector.load(path)
     assert torch.equal(back.values, v.values)
     assert (back.site, back.layer, back.model, back.provenance) == (
-        v.site, v.layer, v.model, v.provenance,
-    )  # fmt: skip
+        v.site,
+        v.layer,
+        v.model,
+        v.provenance,
+    )
     # the file is safetensors with the description as JSON in its header: no pickle
     from safetensors import safe_open
 
@@ -83,14 +92,26 @@ def test_a_saved_vector_steers_like_the_one_made_in_the_spec(llama, tmp_path):
     v = nv.vector(KIND, CRUEL, model=model, tokenizer=tok, layer=1)
     loaded = nv.Vector.load(v.save(tmp_path / "v.safetensors"))
     base = 'base: "I think that you are"\nmetric: logit_diff(" kind", " cruel")\n'
-    made = nv.run(base + "steer: block_output layer=1 by mean_diff({k}, {c}) * 3",
-                  model=model, tokenizer=tok, namespace={"k": KIND, "c": CRUEL})  # fmt: skip
-    given = nv.run(base + "steer: block_output layer=1 by {v} * 3", model=model, tokenizer=tok,
-                   namespace={"v": loaded})  # fmt: skip
+    made = nv.run(
+        base + "steer: block_output layer=1 by mean_diff({k}, {c}) * 3",
+        model=model,
+        tokenizer=tok,
+        namespace={"k": KIND, "c": CRUEL},
+    )
+    given = nv.run(
+        base + "steer: block_output layer=1 by {v} * 3",
+        model=model,
+        tokenizer=tok,
+        namespace={"v": loaded},
+    )
     torch.testing.assert_close(made.values, given.values)
     with pytest.raises(nv.NbveneError, match="was made at block_output layer 1"):
-        nv.run(base + "steer: block_output layer=2 by {v} * 3", model=model, tokenizer=tok,
-               namespace={"v": loaded})  # fmt: skip
+        nv.run(
+            base + "steer: block_output layer=2 by {v} * 3",
+            model=model,
+            tokenizer=tok,
+            namespace={"v": loaded},
+        )
 
 
 def test_bad_vectors(llama):

@@ -34,8 +34,14 @@ def test_gru_per_timestep_units():
         torch.testing.assert_close(res.values, model.gru(base[:2])[0])
         labels = model(source).argmax(-1)  # the source's class: what its last state says
     spec = "base: {b}\nsource: {s}\npatch: gru.output pos=-1 via low_rank_rotated(k=4)\nlabel: {y}"
-    trained = nv.train(spec, model=model, namespace={"b": base, "s": source, "y": labels},
-                       epochs=15, lr=3e-2, progress=False)  # fmt: skip
+    trained = nv.train(
+        spec,
+        model=model,
+        namespace={"b": base, "s": source, "y": labels},
+        epochs=15,
+        lr=3e-2,
+        progress=False,
+    )
     assert trained.history[-1]["loss"] < trained.history[0]["loss"]
     assert trained.iia > 0.6
     assert trained.basis.shape == (12, 4)
@@ -62,14 +68,28 @@ def test_language_model_with_text_and_token_labels():
     label:  {label}
     """
     namespace = {"base": base, "source": source, "label": labels}
-    trained = nv.train(spec, model=model, tokenizer=tok, namespace=namespace, epochs=15, lr=5e-2,
-                       batch_size=8, held_out=None, progress=False)  # fmt: skip
+    trained = nv.train(
+        spec,
+        model=model,
+        tokenizer=tok,
+        namespace=namespace,
+        epochs=15,
+        lr=5e-2,
+        batch_size=8,
+        held_out=None,
+        progress=False,
+    )
     assert trained.history[-1]["loss"] < trained.history[0]["loss"]
     assert trained.iia >= 0.5
     assert trained.basis.shape == (64, 32)
     with pytest.raises(nv.NbveneError, match="the label 'Paris and' is 3 tokens"):
-        nv.train(spec, model=model, tokenizer=tok, progress=False,
-                 namespace={**namespace, "label": ["Paris and"] * len(base)})  # fmt: skip
+        nv.train(
+            spec,
+            model=model,
+            tokenizer=tok,
+            progress=False,
+            namespace={**namespace, "label": ["Paris and"] * len(base)},
+        )
 
 
 def test_a_float64_model_trains_with_float32_rotations():
@@ -98,9 +118,13 @@ def test_float_inputs_in_nv_run(adder):
     torch.testing.assert_close(res.values, expected)
     one = nv.run("base: {b}\ncollect: hidden.output", model=model, namespace={"b": data.base[0]})
     assert one.values.shape == (WIDTH,)
-    mean = nv.run("base: {b}\nmean: hidden.output\nmetric: logit(0)", model=model,
-                  namespace={"b": data.base})  # fmt: skip
+    mean = nv.run(
+        "base: {b}\nmean: hidden.output\nmetric: logit(0)", model=model, namespace={"b": data.base}
+    )
     assert mean.values.shape == (8,)
     with pytest.raises(nv.NbveneError, match="pos=1 is past the prompt"):
-        nv.run("base: {b}\nzero: hidden.output pos=1\nmetric: p(0)", model=model,
-               namespace={"b": data.base})  # fmt: skip
+        nv.run(
+            "base: {b}\nzero: hidden.output pos=1\nmetric: p(0)",
+            model=model,
+            namespace={"b": data.base},
+        )

@@ -29,8 +29,11 @@ def lm():
 
 def namespace():
     prompts = [f"I think of{n} and{m} then" for n in NAMES for m in NAMES]
-    return {"base": prompts, "source": prompts[::-1],
-            "label": [NAMES[i % 4] for i in range(len(prompts))]}  # fmt: skip
+    return {
+        "base": prompts,
+        "source": prompts[::-1],
+        "label": [NAMES[i % 4] for i in range(len(prompts))],
+    }
 
 
 def train(model, tok, spec=SPEC, **options):

@@ -89,12 +89,16 @@ def test_a_real_kernel_shows_one_curve_updated_in_place(tmp_path):
         "len(trained.history)",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    client = NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})  # fmt: skip
+    client = NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     outputs = nb.cells[1].outputs
-    drawings = [o for o in outputs if o.output_type == "display_data" and "<svg" in
-                o.get("data", {}).get("text/html", "")]  # fmt: skip
+    drawings = [
+        o
+        for o in outputs
+        if o.output_type == "display_data" and "<svg" in o.get("data", {}).get("text/html", "")
+    ]
     assert len(drawings) == 1  # updated in place, not appended
     svg = drawings[0].data["text/html"]
     # the last drawing: every step of 4 epochs (230 training examples: 8 batches an epoch)

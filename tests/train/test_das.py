@@ -64,8 +64,9 @@ def test_boundless_and_low_rank_find_the_same_subspace(adder, data, test_data):
 
 def test_held_out_given_early_stopping_and_seeds(adder, data, test_data):
     model, _ = adder
-    given = train("rotated(k=1)", model, data, held_out=test_data.namespace(), epochs=30,
-                  patience=2)  # fmt: skip
+    given = train(
+        "rotated(k=1)", model, data, held_out=test_data.namespace(), epochs=30, patience=2
+    )
     assert len(given.history) < 30  # stopped once the held-out loss stopped improving
     assert given.iia >= 0.95
     assert given.settings["held_out"] == "given"
@@ -102,8 +103,14 @@ def test_your_own_trainable_module(adder, data, test_data):
             return base + ((source - base) @ v)[:, None] * v
 
     mine = Direction()
-    trained = nv.train(spec("{mine}"), model=model, namespace={**data.namespace(), "mine": mine},
-                       epochs=10, lr=5e-2, progress=False)  # fmt: skip
+    trained = nv.train(
+        spec("{mine}"),
+        model=model,
+        namespace={**data.namespace(), "mine": mine},
+        epochs=10,
+        lr=5e-2,
+        progress=False,
+    )
     assert trained.intervention is mine
     assert trained.evaluate(namespace=test_data.namespace())["iia"] >= 0.95
     v = mine.v.detach()

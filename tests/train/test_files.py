@@ -11,6 +11,7 @@ from safetensors import safe_open
 from torch import nn
 
 import nbvene as nv
+from nbvene.train import load_interventions
 
 RUN = "base: {base}\nsource: {source}\npatch: hidden.output via {das}\nmetric: logit(3)"
 
@@ -43,7 +44,7 @@ def test_the_folder_holds_json_and_safetensors(das, tmp_path):
 def test_load_gives_the_same_outputs_bit_for_bit(adder, das, test_data, tmp_path):
     model, _ = adder
     folder = das.save(tmp_path / "adder-das")
-    again = nv.load(folder, model=model)
+    again = load_interventions(folder, model=model)
     assert again.evaluate(namespace=test_data.namespace()) == das.evaluate(
         namespace=test_data.namespace()
     )
@@ -57,14 +58,29 @@ def test_load_gives_the_same_outputs_bit_for_bit(adder, das, test_data, tmp_path
     assert again.iia == das.iia and again.history == das.history
 
 
+def test_the_old_name_load_warns_and_loads_the_same(das, adder, tmp_path):
+    from nbvene.train import load
+
+    folder = das.save(tmp_path / "adder-das")
+    with pytest.warns(DeprecationWarning, match="load_interventions"):
+        again = load(folder, model=adder[0])
+    assert torch.equal(again.basis, das.basis)
+
+
 def test_every_form_round_trips(adder, tmp_path):
     model, _ = adder
     data = pairs(100, seed=12)
     base, source = torch.randn(3, WIDTH), torch.randn(3, WIDTH)
-    for form in ("low_rank_rotated(k=2)", "boundless()", "sigmoid_mask()", "loreft(k=2)",
-                 "low_rank_add(k=3)", "interchange(dims=[2, 5])"):  # fmt: skip
+    for form in (
+        "low_rank_rotated(k=2)",
+        "boundless()",
+        "sigmoid_mask()",
+        "loreft(k=2)",
+        "low_rank_add(k=3)",
+        "interchange(dims=[2, 5])",
+    ):
         trained = train(form, model, data, epochs=0 if form.startswith("interchange") else 1)
-        again = nv.load(trained.save(tmp_path / form.split("(")[0]), model=model)
+        again = load_interventions(trained.save(tmp_path / form.split("(")[0]), model=model)
         assert torch.equal(again(base, source), trained(base, source)), form
         assert torch.equal(again.basis, trained.basis), form
 
@@ -73,7 +89,7 @@ def test_loading_onto_a_mismatched_model_fails_clearly(das, tmp_path):
     folder = das.save(tmp_path / "adder-das")
     narrow, _ = planted(width=12)
     with pytest.raises(nv.NbveneError) as info:
-        nv.load(folder, model=narrow)
+        load_interventions(folder, model=narrow)
     assert "width 16" in info.value.message and "has 12" in info.value.message
     assert "'Adder'" in info.value.message
 
@@ -83,10 +99,10 @@ def test_loading_onto_a_mismatched_model_fails_clearly(das, tmp_path):
             self.layer = nn.Linear(20, 16)
 
     with pytest.raises(nv.NbveneError, match=r"no site for .patch: hidden\.output") as info:
-        nv.load(folder, model=Other())
+        load_interventions(folder, model=Other())
     assert "no module 'hidden'" in info.value.message
     with pytest.raises(nv.NbveneError, match=r"has no config\.json"):
-        nv.load(tmp_path, model=narrow)
+        load_interventions(tmp_path, model=narrow)
 
 
 def test_your_own_module_is_loaded_into_a_fresh_one(adder, tmp_path):
@@ -101,15 +117,20 @@ def test_your_own_module_is_loaded_into_a_fresh_one(adder, tmp_path):
         def forward(self, base, source):
             return base + self.gain * (source - base)
 
-    trained = nv.train(spec("{mine}"), model=model, namespace={**data.namespace(), "mine": Scale()},
-                       epochs=1, progress=False)  # fmt: skip
+    trained = nv.train(
+        spec("{mine}"),
+        model=model,
+        namespace={**data.namespace(), "mine": Scale()},
+        epochs=1,
+        progress=False,
+    )
     folder = trained.save(tmp_path / "mine")
     config = json.loads((folder / "config.json").read_text())
     assert config["interventions"][0]["type"] == "module"
     with pytest.raises(nv.NbveneError, match="your own intervention"):
-        nv.load(folder, model=model)
+        load_interventions(folder, model=model)
     fresh = Scale()
-    again = nv.load(folder, model=model, namespace={"mine": fresh})
+    again = load_interventions(folder, model=model, namespace={"mine": fresh})
     assert again.intervention is fresh
     assert torch.equal(fresh.gain, trained.intervention.gain)
 
@@ -128,11 +149,11 @@ def test_hub_paths_read_a_snapshot_folder(das, tmp_path, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     model, _ = planted()
-    again = nv.load("hf://someone/interventions/adder-das@v1", model=model)
+    again = load_interventions("hf://someone/interventions/adder-das@v1", model=model)
     assert calls == [("someone/interventions", "v1", ["adder-das/*"])]
     assert torch.equal(again.basis, das.basis)
     with pytest.raises(nv.NbveneError, match="names no repository"):
-        nv.load("hf://someone", model=model)
+        load_interventions("hf://someone", model=model)
 
 
 def test_push_to_hub_uploads_the_saved_folder(das, tmp_path, monkeypatch):
@@ -155,17 +176,22 @@ def test_push_to_hub_uploads_the_saved_folder(das, tmp_path, monkeypatch):
         def upload_folder(self, *, repo_id, folder_path, path_in_repo, revision, commit_message):
             calls.append(("upload", repo_id, path_in_repo, revision))
             assert sorted(p.name for p in Path(folder_path).iterdir()) == [
-                "config.json", "interventions.safetensors"]  # fmt: skip
+                "config.json",
+                "interventions.safetensors",
+            ]
             shutil.copytree(folder_path, hub / (path_in_repo or ""), dirs_exist_ok=True)
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: str(hub))
     path = das.push_to_hub("me/adder", subfolder="das", revision="main", token="t")
     assert path == "hf://me/adder/das@main"
-    assert calls == [("token", "t"), ("create", "me/adder", None, True),
-                     ("upload", "me/adder", "das", "main")]  # fmt: skip
+    assert calls == [
+        ("token", "t"),
+        ("create", "me/adder", None, True),
+        ("upload", "me/adder", "das", "main"),
+    ]
     model, _ = planted()
-    assert torch.equal(nv.load(path, model=model).basis, das.basis)
+    assert torch.equal(load_interventions(path, model=model).basis, das.basis)
 
 
 def test_named_sites_are_saved_with_it(adder, tmp_path):
@@ -173,9 +199,10 @@ def test_named_sites_are_saved_with_it(adder, tmp_path):
     data = pairs(100, seed=14)
     text = "base: {base}\nsource: {source}\npatch: middle via rotated(k=1)\nlabel: {label}"
     sites = {"middle": "hidden.output"}
-    trained = nv.train(text, model=model, namespace=data.namespace(), sites=sites, epochs=1,
-                       progress=False)  # fmt: skip
-    again = nv.load(trained.save(tmp_path / "named"), model=model)  # no sites= needed
+    trained = nv.train(
+        text, model=model, namespace=data.namespace(), sites=sites, epochs=1, progress=False
+    )
+    again = load_interventions(trained.save(tmp_path / "named"), model=model)  # no sites= needed
     assert again.sites == {"middle": "hidden.output"}
     assert again.evaluate(namespace=data.namespace()) == trained.evaluate(
         namespace=data.namespace()

@@ -81,8 +81,15 @@ def test_fixed_subspaces(adder):
 
 def test_each_form_runs_and_keeps_dtype():
     base, source = torch.randn(5, 8, dtype=torch.float64), torch.randn(5, 8, dtype=torch.float64)
-    for module in (Rotated(k=2), LowRankRotated(k=2), Boundless(), SigmoidMask(), LoReFT(k=2),
-                   LowRankAdd(k=2), Interchange(dims=[1])):  # fmt: skip
+    for module in (
+        Rotated(k=2),
+        LowRankRotated(k=2),
+        Boundless(),
+        SigmoidMask(),
+        LoReFT(k=2),
+        LowRankAdd(k=2),
+        Interchange(dims=[1]),
+    ):
         out = module(base, source)  # made at the first call, for width 8
         assert out.shape == base.shape and out.dtype == torch.float64, module
         assert module.width == 8

@@ -1,6 +1,6 @@
-"""nv.load refuses malformed folders before it builds anything: each case is an NbveneError that
-names the file (or folder) at fault, never a raw SafetensorError, KeyError, JSONDecodeError,
-RecursionError or a 360 GB allocation; and good folders still load."""
+"""load_interventions refuses malformed folders before it builds anything: each case is an
+NbveneError that names the file (or folder) at fault, never a raw SafetensorError, KeyError,
+JSONDecodeError, RecursionError or a 360 GB allocation; and good folders still load."""
 
 import json
 import shutil
@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save
 
 import nbvene as nv
+from nbvene.train import load_interventions
 
 SPEC = (
     "base: {base}\nsource: {source}\n"
@@ -33,8 +34,15 @@ def good(llama, tmp_path_factory):
     examples = dict(
         base=["The cat is", "A dog is"], source=["The dog is", "A cat is"], label=[5, 7]
     )
-    trained = nv.train(SPEC, model=model, tokenizer=tok, namespace=examples, epochs=1,
-                       held_out=None, progress=False)  # fmt: skip
+    trained = nv.train(
+        SPEC,
+        model=model,
+        tokenizer=tok,
+        namespace=examples,
+        epochs=1,
+        held_out=None,
+        progress=False,
+    )
     return trained.save(tmp_path_factory.mktemp("good") / "z-das")
 
 
@@ -258,24 +266,24 @@ def test_a_malformed_folder_is_refused_naming_its_file(case, good, llama, tmp_pa
     folder = spoiled(good, tmp_path, spoil)
     model, tok = llama
     with pytest.raises(nv.NbveneError) as info:
-        nv.load(folder, model=model, tokenizer=tok)
+        load_interventions(folder, model=model, tokenizer=tok)
     assert named in str(info.value), str(info.value)
 
 
 def test_a_folder_that_is_a_file_or_missing(good, llama, tmp_path):
     model, _ = llama
     with pytest.raises(nv.NbveneError, match="does not exist"):
-        nv.load(tmp_path / "nowhere", model=model)
+        load_interventions(tmp_path / "nowhere", model=model)
     with pytest.raises(nv.NbveneError, match="is not a folder") as info:
-        nv.load(good / TENSORS, model=model)
+        load_interventions(good / TENSORS, model=model)
     assert TENSORS in str(info.value)
 
 
 def test_the_good_folder_still_loads_and_runs_the_same(good, llama):
     model, tok = llama
-    again = nv.load(good, model=model, tokenizer=tok)
+    again = load_interventions(good, model=model, tokenizer=tok)
     base, source = torch.randn(3, 16), torch.randn(3, 16)
-    assert torch.equal(again(base, source), nv.load(good, model=model)(base, source))
+    assert torch.equal(again(base, source), load_interventions(good, model=model)(base, source))
     assert again.intervention.width == 16
 
 
@@ -302,7 +310,7 @@ def test_your_own_module_of_another_shape_is_refused_naming_the_file(tmp_path):
     )
     folder = trained.save(tmp_path / "mine")
     with pytest.raises(nv.NbveneError, match="do not fit the intervention") as info:
-        nv.load(folder, model=model, namespace={"mine": Scale(3)})
+        load_interventions(folder, model=model, namespace={"mine": Scale(3)})
     assert TENSORS in str(info.value)
-    assert torch.equal(nv.load(folder, model=model, namespace={"mine": Scale(4)}).intervention.gain,
-                       trained.intervention.gain)  # fmt: skip
+    again = load_interventions(folder, model=model, namespace={"mine": Scale(4)})
+    assert torch.equal(again.intervention.gain, trained.intervention.gain)

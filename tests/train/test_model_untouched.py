@@ -26,8 +26,9 @@ def test_weights_flags_and_hooks_are_untouched():
     assert trained.basis.shape == (WIDTH, 1)
 
 
-@pytest.mark.parametrize("failure", [RuntimeError("boom"), KeyboardInterrupt()],
-                         ids=["exception", "keyboard-interrupt"])  # fmt: skip
+@pytest.mark.parametrize(
+    "failure", [RuntimeError("boom"), KeyboardInterrupt()], ids=["exception", "keyboard-interrupt"]
+)
 def test_a_failure_mid_training_leaves_the_model_clean(failure):
     model, _ = planted()
     before, hooks = state(model), hook_count(model)
@@ -58,10 +59,24 @@ def test_interchange_intervention_training_changes_the_model():
     before = state(model)
     data, test = pairs(1000, seed=22), pairs(300, seed=23)
     fixed = spec("interchange(dims=[0])")
-    untrained = nv.train(fixed, model=model, namespace=data.namespace(), epochs=0, held_out=None,
-                         train_model=True, progress=False)  # fmt: skip
-    trained = nv.train(fixed, model=model, namespace=data.namespace(), epochs=30, lr=3e-2,
-                       train_model=True, progress=False)  # fmt: skip
+    untrained = nv.train(
+        fixed,
+        model=model,
+        namespace=data.namespace(),
+        epochs=0,
+        held_out=None,
+        train_model=True,
+        progress=False,
+    )
+    trained = nv.train(
+        fixed,
+        model=model,
+        namespace=data.namespace(),
+        epochs=30,
+        lr=3e-2,
+        train_model=True,
+        progress=False,
+    )
     assert not torch.equal(model.hidden.weight, before["hidden.weight"])
     assert all(p.requires_grad for p in model.parameters())
     assert trained.evaluate(namespace=test.namespace())["iia"] > untrained.iia + 0.3

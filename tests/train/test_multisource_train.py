@@ -7,6 +7,7 @@ import torch
 from planted import pairs
 
 import nbvene as nv
+from nbvene.train import load_interventions
 
 SETTINGS = {"epochs": 3, "lr": 1e-2, "batch_size": 64, "seed": 0, "progress": False}
 
@@ -15,13 +16,17 @@ def test_a_named_source_trains_like_the_source_line(adder, data):
     model, _ = adder
     plain = nv.train(
         "base: {base}\nsource: {source}\npatch: hidden.output via rotated(k=1)\nlabel: {label}",
-        model=model, namespace=data.namespace(), **SETTINGS,
-    )  # fmt: skip
+        model=model,
+        namespace=data.namespace(),
+        **SETTINGS,
+    )
     named = nv.train(
         "base: {base}\nsource s1: {source}\npatch: hidden.output via rotated(k=1) from s1\n"
         "label: {label}",
-        model=model, namespace=data.namespace(), **SETTINGS,
-    )  # fmt: skip
+        model=model,
+        namespace=data.namespace(),
+        **SETTINGS,
+    )
     assert named.history == plain.history
     assert torch.equal(named.basis, plain.basis)
 
@@ -36,12 +41,13 @@ def test_serial_training_learns_inside_the_middle_run(adder, data, test_data):
         "patch: hidden.output via rotated(k=1) from s1 into s2\n"
         "patch: hidden.output from s2\nlabel: {label}"
     )
-    serial = nv.train(body, model=model, namespace={**data.namespace(), "other": other},
-                      **SETTINGS)  # fmt: skip
+    serial = nv.train(body, model=model, namespace={**data.namespace(), "other": other}, **SETTINGS)
     direct = nv.train(
         "base: {other}\nsource: {source}\npatch: hidden.output via rotated(k=1)\nlabel: {label}",
-        model=model, namespace={**data.namespace(), "other": other}, **SETTINGS,
-    )  # fmt: skip
+        model=model,
+        namespace={**data.namespace(), "other": other},
+        **SETTINGS,
+    )
     for a, b in zip(serial.history, direct.history, strict=True):
         assert a.keys() == b.keys()
         for key in a:
@@ -69,9 +75,10 @@ def test_save_and_load_keep_the_named_sources(adder, data, test_data, tmp_path):
         "patch: hidden.output via rotated(k=1) from s1 into s2\n"
         "patch: hidden.output from s2\nlabel: {label}"
     )
-    trained = nv.train(spec, model=model, namespace={**data.namespace(), "other": other},
-                       **SETTINGS)  # fmt: skip
-    again = nv.load(trained.save(tmp_path / "serial"), model=model)
+    trained = nv.train(
+        spec, model=model, namespace={**data.namespace(), "other": other}, **SETTINGS
+    )
+    again = load_interventions(trained.save(tmp_path / "serial"), model=model)
     assert str(again.spec) == str(trained.spec)
     held = {**test_data.namespace(), "other": pairs(400, seed=6).base}
     assert again.evaluate(namespace=held) == trained.evaluate(namespace=held)

@@ -63,9 +63,27 @@ def test_errors_point_at_the_bad_token(text, message, column):
 
 _WORDS = ["base:", "patch:", "label:", "add:"]
 _PIECES = [
-    "x.output", "via", "rotated", "(", ")", "k", "=", "1", "0.5", "-2", ",", "[", "]", "{", "}",
-    '"s"', "label", "dims", "layer=", "*",
-]  # fmt: skip
+    "x.output",
+    "via",
+    "rotated",
+    "(",
+    ")",
+    "k",
+    "=",
+    "1",
+    "0.5",
+    "-2",
+    ",",
+    "[",
+    "]",
+    "{",
+    "}",
+    '"s"',
+    "label",
+    "dims",
+    "layer=",
+    "*",
+]
 
 
 @settings(max_examples=300, deadline=None)

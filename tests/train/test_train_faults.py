@@ -8,6 +8,7 @@ from faults import OUT_OF_MEMORY, Passes, Snapshot, on_call
 from planted import pairs, planted, train
 
 import nbvene as nv
+from nbvene.train import load_interventions
 
 SETTINGS = {"batch_size": 32, "held_out": None, "lr": 1e-2}
 STEPS_PER_EPOCH = 3  # 96 examples, 32 a step
@@ -43,7 +44,7 @@ def test_an_interrupt_keeps_the_interventions_of_the_last_finished_step(data, tm
     assert partial.settings["interrupted_after_steps"] == STEPS_PER_EPOCH
     # usable and savable
     folder = partial.save(tmp_path / "partial")
-    loaded = nv.load(folder, model=model)
+    loaded = load_interventions(folder, model=model)
     assert torch.equal(loaded.basis, partial.basis)
     scores = partial.evaluate(namespace=data.namespace())
     assert scores["iia"] == one_epoch.evaluate(namespace=data.namespace())["iia"]
@@ -114,8 +115,17 @@ def test_an_interrupted_language_model_training_leaves_the_model_as_it_was(check
         Passes(model.model.layers[-1], on_call(3, error=lambda: "SIGINT"), grad_only=True),
         pytest.raises(nv.TrainingInterrupted) as info,
     ):
-        nv.train(spec, model=model, tokenizer=tok, namespace=namespace, epochs=2, batch_size=4,
-                 held_out=None, progress=False, checkpoint=checkpoint)  # fmt: skip
+        nv.train(
+            spec,
+            model=model,
+            tokenizer=tok,
+            namespace=namespace,
+            epochs=2,
+            batch_size=4,
+            held_out=None,
+            progress=False,
+            checkpoint=checkpoint,
+        )
     clean.assert_clean()
     assert all("forward" not in block.__dict__ for block in model.model.layers)
     assert info.value.result.basis.shape == (model.config.hidden_size, 4)

@@ -1,30 +1,32 @@
 """A steering spec bound to one model: each `steer:`/`add:`/`subtract:`/`zero:` statement as a
 `Term` (site, positions, vector, strength), the prompt, the metric and the generation options.
 
-Errors name the spec line, as `nv.plan` does for patching specs."""
+Errors name the spec line, as `nv.plan` does for patching specs. A vector made from prompts
+(`by mean_diff(...)`) needs forward passes: the caller gives the function that makes it."""
 
 from __future__ import annotations
 
+import enum
 import functools
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from nbvene.bind.binder import Binder
+from nbvene.bind.plan import MetricPlan
+from nbvene.bind.prompts import Prompt
 from nbvene.errors import NbveneError
-from nbvene.plan.plan import MetricPlan
-from nbvene.plan.prompts import Prompt
-from nbvene.plan.resolve import _Resolver
-from nbvene.sites import Site
+from nbvene.sites import Site, SiteMap
 from nbvene.spec import (
     All,
     Batch,
     Contrast,
+    Edit,
     Generate,
     Index,
-    Intervention,
     Items,
     Last,
     Phase,
@@ -37,11 +39,25 @@ from nbvene.spec import (
     TokenText,
     Var,
 )
-from nbvene.steer.extract import site_at, vector
-from nbvene.steer.vector import Vector
 
-Where = str | tuple[int, ...]
-"""Positions a term steers: "all", "prompt", "generated", or absolute positions."""
+
+class Region(str, enum.Enum):
+    """The positions a term steers, named: every one, the prompt's, or the generated ones."""
+
+    __str__ = str.__str__  # the value, as enum.StrEnum (Python 3.11+) gives it
+
+    ALL = "all"
+    PROMPT = "prompt"
+    GENERATED = "generated"
+
+
+Where = Region | tuple[int, ...]
+"""Positions a term steers: a `Region`, or absolute positions."""
+
+MakeVector = Callable[..., object]
+"""How a vector is made from contrasting prompts: `nbvene.steer.vector`'s signature,
+`(positive, negative, *, model, tokenizer, layer, site, method, normalize, sites)`, returning
+something with `.values`."""
 
 
 @dataclass(frozen=True)
@@ -63,11 +79,11 @@ class Term:
         span = range(start, start + count)
         if self.vector is not None and self.vector.dim() == 2:
             return [p for p in span if p < self.vector.shape[0]]
-        if self.where == "all":
+        if self.where == Region.ALL:
             return list(span)
-        if self.where == "prompt":
+        if self.where == Region.PROMPT:
             return [p for p in span if p < prompt_length]
-        if self.where == "generated":
+        if self.where == Region.GENERATED:
             return [p for p in span if p >= prompt_length]
         return [p for p in span if p in self.where]
 
@@ -118,20 +134,23 @@ class Steering:
 _STEERING_VERBS = ("steer", "add", "subtract", "zero")
 
 
-def bind(
+def resolve_steering(
     spec: Spec,
     model: nn.Module,
     tokenizer=None,
     namespace: Mapping | None = None,
     sites=None,
+    *,
+    make_vector: MakeVector,
 ) -> Steering:
-    """Check a steering spec against a model and make its vectors."""
+    """Check a steering spec against a model and make its vectors (those from prompts with
+    `make_vector`)."""
     if not isinstance(model, nn.Module):
         raise NbveneError(
             f"model must be a torch.nn.Module, got {type(model).__name__}",
             hint="load one with nv.models.load() or transformers' from_pretrained",
         )
-    r = _Resolver(spec, model, tokenizer, namespace, sites)
+    r = Binder(spec, model, tokenizer, namespace, sites)
     for keyword in ("source", "corrupt", "label"):
         if getattr(spec, keyword) is not None:
             raise r.error(
@@ -142,7 +161,8 @@ def bind(
     if spec.estimate != "exact":
         raise r.error("a steering spec is run exactly", spec.lines["estimate"])
     prompt = _prompt(spec, r)
-    terms = [_term(stmt, r, prompt, spec.generate is not None) for stmt in spec.interventions]
+    generates = spec.generate is not None
+    terms = [_term(stmt, r, prompt, generates, make_vector) for stmt in spec.interventions]
     swept = [t for t in terms if isinstance(t.strength, Strengths)]
     if len(swept) > 1:
         raise r.error(
@@ -159,7 +179,7 @@ def bind(
     return Steering(spec, model, tokenizer, prompt, terms, metric, spec.generate)
 
 
-def _prompt(spec: Spec, r: _Resolver) -> Prompt:
+def _prompt(spec: Spec, r: Binder) -> Prompt:
     g = spec.generate
     if g is not None and g.prompt is not None and spec.base is not None:
         raise r.error(
@@ -167,8 +187,10 @@ def _prompt(spec: Spec, r: _Resolver) -> Prompt:
             g.line,
             hint="keep one of them",
         )
-    written, line = (g.prompt, g.line) if g is not None and g.prompt is not None else (
-        spec.base, spec.lines.get("base", 0))  # fmt: skip
+    if g is not None and g.prompt is not None:
+        written, line = g.prompt, g.line
+    else:
+        written, line = spec.base, spec.lines.get("base", 0)
     if written is None:
         raise NbveneError(
             "the steering spec has no prompt",
@@ -186,7 +208,7 @@ def _prompt(spec: Spec, r: _Resolver) -> Prompt:
     return prompts[0]
 
 
-def _term(stmt: Intervention, r: _Resolver, prompt: Prompt, generates: bool) -> Term:
+def _term(stmt: Edit, r: Binder, prompt: Prompt, generates: bool, make_vector: MakeVector) -> Term:
     line = stmt.line
     if stmt.verb not in _STEERING_VERBS:
         raise r.error(
@@ -202,13 +224,13 @@ def _term(stmt: Intervention, r: _Resolver, prompt: Prompt, generates: bool) -> 
         raise r.error(f"{stmt.verb}: needs a vector: by {{v}} * 2", line, token=stmt.verb)
     layer = _layer(stmt, r)
     try:
-        site = site_at(r.sites, stmt.component, layer)
+        site = steered_site(r.sites, stmt.component, layer)
     except NbveneError as e:
-        raise r.placed(e, line, stmt.component) from None
+        raise r.error(e, line, token=stmt.component) from None
     where = _where(stmt, r, prompt, generates)
     if stmt.by is None:
         return Term("zero", site, where, None, 1.0, line, f"zero {stmt.component}")
-    values, label = _vector(stmt, r, site)
+    values, label = _vector(stmt, r, site, make_vector)
     if stmt.verb == "subtract":
         values = -values
     if values.dim() == 2:
@@ -226,12 +248,12 @@ def _term(stmt: Intervention, r: _Resolver, prompt: Prompt, generates: bool) -> 
                 hint="make the vector from prompts no longer than the steered prompt",
             )
     shown = where if isinstance(where, str) else list(where)
-    where_text = "" if where == "all" else f" pos={shown}"
+    where_text = "" if where == Region.ALL else f" pos={shown}"
     label = f"{label} · {stmt.component} L{site.layer}{where_text}"
     return Term("add", site, where, values, stmt.by.scale, line, label)
 
 
-def _layer(stmt: Intervention, r: _Resolver) -> int | None:
+def _layer(stmt: Edit, r: Binder) -> int | None:
     selector = stmt.selector("layer")
     if selector is None:
         return None
@@ -242,18 +264,19 @@ def _layer(stmt: Intervention, r: _Resolver) -> int | None:
             hint="write one steer: line per layer",
             token="layer=",
         )
-    return r._single(selector, stmt, "layer")
+    return r.single(selector, stmt, "layer")
 
 
-def _where(stmt: Intervention, r: _Resolver, prompt: Prompt, generates: bool) -> Where:
+def _where(stmt: Edit, r: Binder, prompt: Prompt, generates: bool) -> Where:
     """The positions: every one (`*` or no pos=), a phase, or absolute positions (an integer
     counts from the prompt's start, a negative one from its end)."""
     selector = stmt.selector("pos")
     generated = r.spec.generate.max_new_tokens if generates else 0
-    position = functools.partial(_steered_position, stmt=stmt, r=r, prompt=prompt,
-                                 generated=generated)  # fmt: skip
+    position = functools.partial(
+        _steered_position, stmt=stmt, r=r, prompt=prompt, generated=generated
+    )
     if selector is None or isinstance(selector, All):
-        return "all"
+        return Region.ALL
     if isinstance(selector, Phase):
         if selector.name == "generated" and not generates:
             raise r.error(
@@ -262,7 +285,7 @@ def _where(stmt: Intervention, r: _Resolver, prompt: Prompt, generates: bool) ->
                 hint="without generate:, only the prompt is run: use pos=* or pos=prompt",
                 token="pos=",
             )
-        return selector.name
+        return Region(selector.name)
     if isinstance(selector, Last | TokenText):
         found = r.fixed_positions(selector, prompt, 0, stmt)
         return tuple(found)
@@ -282,9 +305,7 @@ def _where(stmt: Intervention, r: _Resolver, prompt: Prompt, generates: bool) ->
     return tuple(sorted({position(v) for v in wanted}))
 
 
-def _steered_position(
-    value: int, stmt: Intervention, r: _Resolver, prompt: Prompt, generated: int
-) -> int:
+def _steered_position(value: int, stmt: Edit, r: Binder, prompt: Prompt, generated: int) -> int:
     """A position of the prompt (negative: from its end), or one of the `generated` tokens."""
     if value < 0:
         return r.position(Index(value), prompt, stmt)
@@ -299,23 +320,34 @@ def _steered_position(
     return value
 
 
-def _vector(stmt: Intervention, r: _Resolver, site: Site) -> tuple[torch.Tensor, str]:
-    """The statement's vector on the host, and a short label for it."""
+def _vector(stmt: Edit, r: Binder, site: Site, make_vector: MakeVector) -> tuple[torch.Tensor, str]:
+    """The statement's vector on the host, and a short label for it. A vector given by name is
+    a (d,) or (k, d) tensor, or an `nv.Vector` (anything with the `values`, `site` and `layer`
+    it was made with), added where it was made."""
     made = stmt.by.vector
     line = stmt.line
     if isinstance(made, Contrast):
         texts = [_texts(p, r, line) for p in (made.positive, made.negative)]
         try:
-            v = vector(
-                texts[0], texts[1], model=r.model, tokenizer=r.tokenizer, layer=site.layer,
-                site=stmt.component, method=made.method, normalize=made.normalized, sites=r.sites,
-            )  # fmt: skip
+            v = make_vector(
+                texts[0],
+                texts[1],
+                model=r.model,
+                tokenizer=r.tokenizer,
+                layer=site.layer,
+                site=stmt.component,
+                method=made.method,
+                normalize=made.normalized,
+                sites=r.sites,
+            )
         except NbveneError as e:
-            raise r.placed(e, line, made.method) from None
+            raise r.error(e, line, token=made.method) from None
         names = [_short(p) for p in (made.positive, made.negative)]
         return v.values, f"{made.method}({names[0]}, {names[1]})"
     value = r.lookup(made, line)
-    if isinstance(value, Vector):
+    if not isinstance(value, torch.Tensor) and all(
+        hasattr(value, a) for a in ("values", "site", "layer")
+    ):
         if value.site != stmt.component or (value.layer is not None and value.layer != site.layer):
             raise r.error(
                 f"{{{made.name}}} was made at {value.site} layer {value.layer}, and is added at "
@@ -335,7 +367,7 @@ def _vector(stmt: Intervention, r: _Resolver, site: Site) -> tuple[torch.Tensor,
     return value.detach().float().cpu(), made.name
 
 
-def _texts(prompts, r: _Resolver, line: int) -> list[str]:
+def _texts(prompts, r: Binder, line: int) -> list[str]:
     """The prompt texts of `mean_diff(...)`'s arguments."""
     if isinstance(prompts, Batch):
         return [t for item in prompts.items for t in _texts(item, r, line)]
@@ -359,3 +391,24 @@ def _short(prompts) -> str:
     if isinstance(prompts, Text):
         return repr(prompts.value)
     return f"[{len(prompts.items)} prompts]"
+
+
+def steered_site(sitemap: SiteMap, written: str, layer: int | None) -> Site:
+    """The site of a component at a layer, checked (a negative layer counts from the end):
+    where a steering vector is made or added, a whole-vector site."""
+    component = sitemap.resolve(written)
+    if sitemap.layered(component):
+        n = sitemap.n_layers
+        if layer is None:
+            raise NbveneError(f"{written} needs a layer", hint=f"layer=0..{n - 1}")
+        if not -n <= layer < n:
+            raise NbveneError(
+                f"layer {layer} is out of range: the model has {n} layers (0..{n - 1})"
+            )
+        layer %= n
+    if sitemap.heads(component) is not None:
+        raise NbveneError(
+            f"steering vectors live at whole-vector sites; {written!r} is split by head",
+            hint="use block_output, mlp_output, attention_output, ...",
+        )
+    return sitemap.site(component, layer)

@@ -1,4 +1,5 @@
-"""Spec + model → Plan. Every check happens here, before anything runs."""
+"""A patching spec bound to one model: `resolve(spec, model, ...)` → `Plan` (sources, ops,
+grid axes and rows). Every check happens here, before anything runs."""
 
 from __future__ import annotations
 
@@ -11,26 +12,24 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from nbvene import interventions as iv
-from nbvene.errors import NbveneError, did_you_mean
-from nbvene.plan import limits
-from nbvene.plan.noise import embedding_std
-from nbvene.plan.plan import Axis, CorruptPlan, MetricPlan, Op, Plan, Row, Unit
-from nbvene.plan.prompts import Prompt, from_ids, from_values, tokenize
+from nbvene.bind import limits
+from nbvene.bind.binder import Binder
+from nbvene.bind.noise import embedding_std
+from nbvene.bind.plan import Axis, CorruptPlan, MemoryModel, Op, Plan, Row, Unit, ValueKind
+from nbvene.bind.prompts import Prompt
+from nbvene.errors import NbveneError, did_you_mean, error_at
+from nbvene.interventions import Add, Collect, Interchange, Subtract, Zero, as_intervention
+from nbvene.interventions.trainable import build
 from nbvene.sites import Component, SiteMap
 from nbvene.spec import (
     All,
     Batch,
     Call,
+    Edit,
     Index,
-    Intervention,
-    Last,
     Mapped,
-    SelectorVar,
-    Span,
     Spec,
     Text,
-    TokenText,
     Var,
     is_steering,
     is_swept,
@@ -38,13 +37,15 @@ from nbvene.spec import (
 )
 
 AXIS_ORDER = ("layer", "pos", "head")
+ATTRIBUTION = ("patch", "restore")
+"""The statements `estimate: attribution` estimates."""
 _MODULES = {
-    "patch": iv.Interchange,
-    "restore": iv.Interchange,
-    "add": iv.Add,
-    "subtract": iv.Subtract,
-    "zero": iv.Zero,
-    "collect": iv.Collect,
+    "patch": Interchange,
+    "restore": Interchange,
+    "add": Add,
+    "subtract": Subtract,
+    "zero": Zero,
+    "collect": Collect,
 }
 
 
@@ -55,76 +56,38 @@ def resolve(
     namespace: Mapping | None = None,
     sites: SiteMap | Mapping[str, str] | None = None,
     max_cells: int = limits.MAX_CELLS,
+    memory: MemoryModel | None = None,
 ) -> Plan:
     """Bind a spec to a model, checking everything: sites, selectors, prompts, metric, and
-    that it lays out at most `max_cells` patched runs."""
-    return _Resolver(spec, model, tokenizer, namespace, sites, max_cells).plan()
-
-
-def error_at(
-    spec: Spec, message: str, line: int, hint: str | None = None, token: str | None = None
-) -> NbveneError:
-    """An error on a spec line, the caret under `token` (else under the line's first word)."""
-    text = spec.line_text(line)
-    column = None
-    if token is not None and token in text:
-        column = text.index(token)
-    elif text:
-        column = len(text) - len(text.lstrip())
-    return NbveneError(message, line=line, text=text or None, column=column, hint=hint)
+    that it lays out at most `max_cells` patched runs. `memory` is the estimate of the engine
+    that will run it, for `Plan.describe`."""
+    return Patching(spec, model, tokenizer, namespace, sites, max_cells, memory).plan()
 
 
 @dataclass(frozen=True)
 class _Statement:
     """A spec statement bound to the model: its op, component and per-axis selectors."""
 
-    spec: Intervention
+    spec: Edit
     op: int
     component: Component
     heads: int | None
 
 
-def _check_arguments(tokenizer, namespace, sites) -> None:
-    """The keyword arguments that come with a spec are of the kinds they must be."""
-    if tokenizer is not None and not callable(tokenizer):
-        raise NbveneError(
-            f"tokenizer must be a tokenizer, got {type(tokenizer).__name__}",
-            hint="pass the model's own, e.g. AutoTokenizer.from_pretrained(...), or None",
-        )
-    if namespace is not None and not isinstance(namespace, Mapping):
-        raise NbveneError(
-            f"namespace must map names to values, got {type(namespace).__name__}",
-            hint="pass namespace={'prompts': prompts}, or namespace=globals()",
-        )
-    if sites is not None and not isinstance(sites, SiteMap | Mapping):
-        raise NbveneError(
-            f"sites must map component names to module paths, got {type(sites).__name__}",
-            hint='pass e.g. sites={"block_output": "blocks[{layer}].output"}',
-        )
+class Patching(Binder):
+    """The binder of a patching spec; `plan()` lays it out as a `Plan`."""
 
-
-class _Resolver:
-    def __init__(self, spec, model, tokenizer, namespace, sites, max_cells=limits.MAX_CELLS):
-        _check_arguments(tokenizer, namespace, sites)
-        self.spec, self.model, self.tokenizer = spec, model, tokenizer
-        self.namespace = dict(namespace or {})
+    def __init__(
+        self, spec, model, tokenizer, namespace, sites, max_cells=limits.MAX_CELLS, memory=None
+    ):
+        super().__init__(spec, model, tokenizer, namespace, sites)
         self.max_cells = max_cells
-        self.sites = sites if isinstance(sites, SiteMap) else SiteMap(model, sites)
+        self.memory = memory
         self.named: dict[str, list[Prompt]] = {}
-
-    # --- errors -------------------------------------------------------------------------
-
-    def error(self, message: str, line: int, hint: str | None = None, token: str | None = None):
-        return error_at(self.spec, message, line, hint, token)
-
-    def placed(self, e: NbveneError, line: int, token: str | None = None) -> NbveneError:
-        if e.line is not None:
-            return e
-        return self.error(e.message, line, e.hint, token)
-
-    # --- the whole plan -----------------------------------------------------------------
+        """Named sources, once read (`plan()`)."""
 
     def plan(self) -> Plan:
+        """The whole spec bound: prompts, sources, noise, ops, the grid and its rows."""
         spec = self.spec
         if is_steering(spec):
             raise NbveneError(
@@ -142,7 +105,7 @@ class _Resolver:
                 hint="add e.g. 'patch: block_output layer=* pos=-1' or 'collect: ...'",
             )
         base = self.prompts(spec.base, spec.lines.get("base", 0))
-        batched = isinstance(spec.base, Batch) or self._is_list(spec.base)
+        batched = isinstance(spec.base, Batch) or self.is_list(spec.base)
         source = self.sources(base)
         named = self.named_sources(base)
         corrupt = self.corruption(base)
@@ -177,119 +140,14 @@ class _Resolver:
             batched=batched,
             estimate=spec.estimate,
             named=named,
+            memory=self.memory,
         )
         if plan.estimate == "attribution":
-            from nbvene.engine.attribution import check
-
-            check(plan)
+            check_attribution(plan)
         return plan
 
-    # --- prompts ------------------------------------------------------------------------
-
-    def _is_list(self, prompts) -> bool:
-        if not isinstance(prompts, Var):
-            return False
-        value = self.namespace.get(prompts.name)
-        if isinstance(value, torch.Tensor) and value.is_floating_point():
-            return value.dim() >= 2  # float inputs: the last axis holds the features
-        return isinstance(value, list | tuple) or (
-            isinstance(value, torch.Tensor) and value.dim() == 2
-        )
-
-    def lookup(self, var: Var, line: int):
-        if var.name not in self.namespace:
-            raise self.error(
-                f"{{{var.name}}} is not defined",
-                line,
-                hint=f"pass namespace={{'{var.name}': ...}} to nv.run, or define it in a notebook",
-                token="{" + var.name + "}",
-            )
-        return self.namespace[var.name]
-
-    def prompts(self, prompts, line: int) -> list[Prompt]:
-        """The prompts of a base:, source: or over= value, each checked to fit the model."""
-        found = self.read_prompts(prompts, line)
-        for prompt in found:
-            self.fits(prompt, line)
-        return found
-
-    def fits(self, prompt: Prompt, line: int) -> None:
-        """A prompt fits the model's context window."""
-        window = limits.context(self.model)
-        if window is not None and len(prompt) > window:
-            raise self.error(
-                f"the prompt has {len(prompt)} tokens, and the model takes at most {window}",
-                line,
-                hint="shorten the prompt",
-            )
-
-    def read_prompts(self, prompts, line: int) -> list[Prompt]:
-        if isinstance(prompts, Batch):
-            return [p for item in prompts.items for p in self.read_prompts(item, line)]
-        if isinstance(prompts, Text):
-            return [self.prompt(prompts.value, line)]
-        value = self.lookup(prompts, line)
-        if isinstance(value, str):
-            return [self.prompt(value, line)]
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and self.takes_ids:
-            raise self.error(
-                f"{{{prompts.name}}} holds {value.dtype} numbers, and the model takes token ids",
-                line,
-                hint=f"give token ids as an integer tensor: {prompts.name}.long(), or text",
-                token="{" + prompts.name + "}",
-            )
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dim() <= 3:
-            # inputs of a model that takes vectors: (features,), (batch, features) or
-            # (batch, seq, features); a (batch, features) row is one position
-            return [from_values(r) for r in (value.unsqueeze(0) if value.dim() == 1 else value)]
-        if isinstance(value, torch.Tensor):
-            if value.dtype not in (torch.long, torch.int, torch.int32, torch.int64):
-                raise self.error(
-                    f"{{{prompts.name}}} must hold token ids (an integer tensor) or float "
-                    "inputs (features, batch × features or batch × seq × features)",
-                    line,
-                )
-            rows = value.unsqueeze(0) if value.dim() == 1 else value
-            self.check_ids(value, prompts.name, line)
-            return [from_ids(r, self.tokenizer) for r in rows]
-        if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
-            return [self.prompt(v, line) for v in value]
-        raise self.error(
-            f"{{{prompts.name}}} must be a prompt, a list of prompts or a tensor of token ids; "
-            f"got {type(value).__name__}",
-            line,
-        )
-
-    @property
-    def takes_ids(self) -> bool:
-        return limits.vocabulary(self.model) is not None
-
-    def check_ids(self, ids: torch.Tensor, name: str, line: int) -> None:
-        """Token ids given as a tensor: one or two axes, each id in the model's vocabulary."""
-        vocabulary = limits.vocabulary(self.model)
-        bad = None
-        if ids.dim() not in (1, 2) or ids.numel() == 0:
-            bad = f"{{{name}}} has shape {tuple(ids.shape)}"
-        elif ids.min() < 0:
-            bad = f"{{{name}}} holds the token id {int(ids.min())}"
-        elif vocabulary is not None and ids.max() >= vocabulary:
-            bad = f"{{{name}}} holds the token id {int(ids.max())}"
-        if bad is not None:
-            upper = f"0..{vocabulary - 1}" if vocabulary is not None else "0 or more"
-            raise self.error(
-                f"{bad}; token ids go {upper}",
-                line,
-                hint="give (tokens,) or (examples, tokens) ids in the model's vocabulary",
-                token="{" + name + "}",
-            )
-
-    def prompt(self, text: str, line: int) -> Prompt:
-        try:
-            return tokenize(self.tokenizer, text)
-        except NbveneError as e:
-            raise self.placed(e, line) from None
-
     def sources(self, base: list[Prompt]) -> list[Prompt] | None:
+        """The `source:` prompts (one, or one per base prompt); the base itself under noise."""
         spec = self.spec
         if spec.source is None:
             return base if spec.corrupt is not None else None
@@ -398,6 +256,7 @@ class _Resolver:
         return order
 
     def _pad_id(self) -> int:
+        """The id padding uses: the tokenizer's pad, end-of-text or unknown token, else 0."""
         tok = self.tokenizer
         for name in ("pad_token_id", "eos_token_id", "unk_token_id"):
             value = getattr(tok, name, None)
@@ -405,9 +264,9 @@ class _Resolver:
                 return value
         return 0
 
-    # --- corruption and metric -------------------------------------------------------------
-
     def corruption(self, base: list[Prompt]) -> CorruptPlan | None:
+        """`corrupt: noise 3σ on "subject"`: the subject's positions in each prompt and the
+        noise's standard deviation."""
         c = self.spec.corrupt
         if c is None:
             return None
@@ -432,74 +291,14 @@ class _Resolver:
         std = c.scale * sigma if c.relative else c.scale
         return CorruptPlan(std, tuple(positions), c.samples, c.seed, sigma)
 
-    def metric(self, has_source: bool) -> MetricPlan | None:
-        from nbvene.spec.metrics import lookup  # the merge moves this to the top
-
-        m = self.spec.metric
-        if m is None:
-            return None
-        found = lookup(m.name)
-        if found is None:  # a Spec built by hand: the parser knows the registered names
-            raise self.error(f"unknown metric {m.name!r}", m.line)
-        ids = tuple(self.token_id(arg, m.line) for arg in m.args)
-        if m.normalized and not has_source:
-            raise self.error(
-                "normalized needs a clean run to compare with",
-                m.line,
-                hint="add a source: or a corrupt: line, or drop 'normalized'",
-                token="normalized",
-            )
-        if found.needs_clean and not has_source:
-            raise self.error(
-                f"{m.name} compares with the clean run: the spec needs a source: or corrupt: line",
-                m.line,
-            )
-        return MetricPlan(m.name, ids, m.normalized)
-
-    def token_id(self, text: str | int, line: int) -> int:
-        if isinstance(text, int):
-            return self.output_id(text, line)
-        if self.tokenizer is None:
-            raise self.error(
-                f"the metric token {text!r} needs a tokenizer",
-                line,
-                hint="pass tokenizer=..., or name the output index: p(42)",
-                token=f'"{text}"',
-            )
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        if len(ids) != 1:
-            pieces = [self.tokenizer.decode([i]) for i in ids]
-            raise self.error(
-                f"{text!r} is {len(ids)} tokens for this tokenizer: {pieces}",
-                line,
-                hint="the metric reads one next token; pick a word that is a single token, "
-                'often with a leading space, e.g. " Paris"',
-                token=f'"{text}"',
-            )
-        return self.output_id(ids[0], line)
-
-    def output_id(self, index: int, line: int) -> int:
-        """A metric's token id (or class index): one of the scores the model outputs."""
-        size = limits.outputs(self.model)
-        if index < 0 or (size is not None and index >= size):
-            upper = f"0..{size - 1}" if size is not None else "0 or more"
-            raise self.error(
-                f"the metric reads output {index}, and the model's outputs go {upper}",
-                line,
-                hint='name a token id in the vocabulary, or the token\'s text: p(" Paris")',
-                token=str(index),
-            )
-        return index
-
-    # --- statements ----------------------------------------------------------------------
-
     def statements(self, base, source) -> tuple[list[Op], list[_Statement]]:
+        """Each intervention statement as an op, with its component and axes checked."""
         ops, statements = [], []
         for stmt in self.spec.interventions:
             try:
                 component = self.sites.resolve(stmt.component)
             except NbveneError as e:
-                raise self.placed(e, stmt.line, stmt.component) from None
+                raise self.error(e, stmt.line, token=stmt.component) from None
             origin = self.origin(stmt, source)
             op = replace(self.op(stmt, base, origin), origin=stmt.source, into=stmt.into)
             ops.append(op)
@@ -519,35 +318,34 @@ class _Resolver:
                 hint="give one list per base prompt, or one flat list for all: dims=[0, 3]",
             )
 
-    def origin(self, stmt: Intervention, source):
+    def origin(self, stmt: Edit, source):
         """The prompts a statement's values come from: its `from` source, or the source: line."""
         return self.named[stmt.source] if stmt.source is not None else source
 
-    def op(self, stmt: Intervention, base, source) -> Op:
+    def op(self, stmt: Edit, base, source) -> Op:
+        """The statement's intervention module and the value it takes."""
         line = stmt.line
         if isinstance(stmt.via, Call):  # via rotated(k=1): the trainable family, built here
-            from nbvene.train.interventions import build
-
             args = {k: self.lookup(v, line) if isinstance(v, Var) else v for k, v in stmt.via.args}
             try:
                 module = build(stmt.via.name, args)
             except NbveneError as e:
-                raise self.placed(e, line, stmt.via.name + "(") from None
+                raise self.error(e, line, token=stmt.via.name + "(") from None
             if module.needs_source and source is None:
                 raise self.error(
                     f"{stmt.via.name}(...) needs a source", line, hint="add a source: line"
                 )
             self.check_per_example(module, base, line, stmt.via.name + "(")
-            return Op(stmt.verb, module, "run" if module.needs_source else None, line)
+            return Op(stmt.verb, module, ValueKind.RUN if module.needs_source else None, line)
         if stmt.via is not None:
             value = self.lookup(stmt.via, line)
             try:
-                module = iv.as_intervention(value)
+                module = as_intervention(value)
             except TypeError as e:
                 raise self.error(str(e), line, token="{" + stmt.via.name + "}") from None
             self.check_per_example(module, base, line, "{" + stmt.via.name + "}")
             needs = getattr(module, "needs_source", True) and source is not None
-            return Op(stmt.verb, module, "run" if needs else None, line)
+            return Op(stmt.verb, module, ValueKind.RUN if needs else None, line)
         if stmt.verb in ("add", "subtract") and stmt.by is not None:
             vector = self.lookup(stmt.by.vector, line)
             if not isinstance(vector, torch.Tensor):
@@ -556,10 +354,10 @@ class _Resolver:
                     line,
                 )
             module = _MODULES[stmt.verb]()
-            return Op(stmt.verb, module, "vector", line, vector=vector * stmt.by.scale)
+            return Op(stmt.verb, module, ValueKind.VECTOR, line, vector=vector * stmt.by.scale)
         if stmt.verb == "mean":
             prompts = self.prompts(stmt.over, line) if stmt.over is not None else base
-            return Op("mean", iv.Interchange(), "mean", line, mean_prompts=tuple(prompts))
+            return Op("mean", Interchange(), ValueKind.MEAN, line, mean_prompts=tuple(prompts))
         module = _MODULES[stmt.verb]()
         if stmt.verb in ("patch", "restore", "add", "subtract") and source is None:
             hint = (
@@ -568,9 +366,11 @@ class _Resolver:
                 else "add a source: line, or give a vector: by {vector}"
             )
             raise self.error(f"{stmt.verb}: needs a source", line, hint=hint, token=stmt.verb)
-        return Op(stmt.verb, module, "run" if module.needs_source else None, line)
+        return Op(stmt.verb, module, ValueKind.RUN if module.needs_source else None, line)
 
     def check_axes(self, s: _Statement) -> None:
+        """layer=, head= and window= are given where the component needs them, and only
+        there."""
         stmt, line = s.spec, s.spec.line
         if stmt.selector("head") is not None and s.heads is None:
             raise self.error(
@@ -596,8 +396,6 @@ class _Resolver:
             raise self.error("window= needs layer=", line, token="window=")
         if stmt.verb == "collect" and stmt.window is not None:
             raise self.error("collect: takes no window=", line, token="window=")
-
-    # --- the grid ------------------------------------------------------------------------
 
     def grid(self, statements, base, batched) -> tuple[list[Axis], dict[str, list]]:
         """Swept axes in the order layer, pos, head; values per axis (pos: per example)."""
@@ -642,41 +440,9 @@ class _Resolver:
                 axes.append(Axis("pos", labels, tuple(per_example[0])))
         return axes, values
 
-    def ints(
-        self, selector, axis: str, line: int, heads: int | None = None, check=None
-    ) -> list[int]:
-        """The integers a swept layer/head/pos selector stands for; `check` raises on the first
-        value of a range out of bounds, as the range is laid out."""
-        if isinstance(selector, All):
-            return list(range(self.sites.n_layers if axis == "layer" else heads))
-        if isinstance(selector, Span):
-            if selector.stop < selector.start:
-                raise self.error(
-                    f"the range {selector.start}..{selector.stop} is empty",
-                    line,
-                    hint="ranges include both ends and go upwards: 3..5 is 3, 4, 5",
-                    token=f"{selector.start}..{selector.stop}",
-                )
-            values = []
-            for value in range(selector.start, selector.stop + 1):
-                if check is not None:
-                    check(value)  # stops a range such as 0..10**18 at the first bad value
-                values.append(value)
-            return values
-        return list(selector.items)
-
-    def layer(self, value: int, stmt: Intervention) -> int:
-        n = self.sites.n_layers
-        if not -n <= value < n:
-            raise self.error(
-                f"layer {value} is out of range: the model has {n} layers (0..{n - 1})",
-                stmt.line,
-                hint=f"use layer=0..{n - 1} or layer=*",
-                token="layer=",
-            )
-        return value % n
-
     def head(self, value: int, s: _Statement) -> int:
+        """A head number, checked against the statement's component (a negative one counts
+        from the end)."""
         n = s.heads
         if not -n <= value < n:
             kind = (
@@ -693,7 +459,7 @@ class _Resolver:
             )
         return value % n
 
-    def swept_positions(self, selector, base: list[Prompt], stmt: Intervention):
+    def swept_positions(self, selector, base: list[Prompt], stmt: Edit):
         """Per example, the positions a swept pos= selector stands for."""
         if isinstance(selector, All):
             lengths = {len(p) for p in base}
@@ -713,70 +479,8 @@ class _Resolver:
         wanted = self.ints(selector, "pos", stmt.line, check=check)
         return [[self.position(Index(i), p, stmt) for i in wanted] for p in base]
 
-    def position(self, selector, prompt: Prompt, stmt: Intervention) -> int:
-        match selector:
-            case Last():
-                return len(prompt) - 1
-            case Index(value):
-                if not -len(prompt) <= value < len(prompt):
-                    raise self.error(
-                        f"pos={value} is past the prompt, which has {len(prompt)} tokens: "
-                        f"{list(prompt.tokens)}",
-                        stmt.line,
-                        hint=f"positions go from 0 to {len(prompt) - 1}, or -1 for the last",
-                        token="pos=",
-                    )
-                return value % len(prompt)
-        raise TypeError(selector)  # pragma: no cover
-
-    def find(self, prompt: Prompt, text: str, line: int) -> list[int]:
-        """The positions of the tokens that make up `text` in the prompt."""
-        found = prompt.find(text)
-        if not found:
-            raise self.error(
-                f"{text!r} is not in the prompt {prompt.text!r}; its tokens are "
-                f"{list(prompt.tokens)}",
-                line,
-                hint="write the text exactly as it appears in the prompt",
-                token=f'"{text}"',
-            )
-        return found
-
-    def fixed_positions(self, selector, prompt: Prompt, example: int, stmt: Intervention):
-        """The positions of a non-swept pos= selector (several for a token text)."""
-        match selector:
-            case None:
-                return list(range(len(prompt)))
-            case TokenText(text):
-                return self.find(prompt, text, stmt.line)
-            case SelectorVar(name):
-                value = self.lookup(Var(name), stmt.line)
-                if isinstance(value, int) and not isinstance(value, bool):
-                    value = [value]
-                if (
-                    isinstance(value, list | tuple)
-                    and value
-                    and all(isinstance(v, list | tuple) for v in value)
-                ):
-                    value = value[example]  # one list per example: ragged locations
-                if (
-                    not isinstance(value, list | tuple)
-                    or not value
-                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-                ):
-                    raise self.error(
-                        f"pos={{{name}}} must be an int, a list of ints, or one list of ints "
-                        f"per example; got {value!r}",
-                        stmt.line,
-                        token="{" + name + "}",
-                    )
-                return [self.position(Index(v), prompt, stmt) for v in value]
-            case _:
-                return [self.position(selector, prompt, stmt)]
-
-    # --- rows ----------------------------------------------------------------------------
-
     def rows(self, statements, axes, values, base, source, corrupt) -> list[Row]:
+        """One row per example, grid cell and noise sample, each with its units."""
         grid = [a for a in axes if a.name != "example"]
         samples = corrupt.samples if corrupt is not None else 1
         cells = math.prod(len(a.labels) for a in grid)
@@ -843,7 +547,9 @@ class _Resolver:
             target = named[stmt.into][example if len(named[stmt.into]) > 1 else 0]
         return target, src, prompt
 
-    def units(self, s: _Statement, at, values, example, prompt, src, swept_in=None) -> list[Unit]:
+    def units(self, s: _Statement, at, values, example, prompt, src, base_prompt) -> list[Unit]:
+        """A statement's units in one row: in the run of `prompt` (the base's, or a named
+        source's it changes), reading `src`; swept positions count in `base_prompt`."""
         stmt = s.spec
         layer_sel, pos_sel, head_sel = (stmt.selector(a) for a in AXIS_ORDER)
         # layers
@@ -852,7 +558,7 @@ class _Resolver:
         elif is_swept(layer_sel):
             layers = [values["layer"][at["layer"]]]
         else:
-            layers = [self.layer(self._single(layer_sel, stmt, "layer"), stmt)]
+            layers = [self.layer(self.single(layer_sel, stmt, "layer"), stmt)]
         if stmt.window is not None:
             n, w = self.sites.n_layers, stmt.window
             # ROME's window: layers l - w//2 .. l + ceil(w/2) - 1, clipped to the model
@@ -872,8 +578,8 @@ class _Resolver:
         else:
             if pos_sel is not None and is_swept(pos_sel):
                 base_pos = [values["pos"][example][at["pos"]]]
-                if swept_in is not None and swept_in is not prompt:  # into a source's run
-                    base_pos = self.aligned(base_pos, swept_in, prompt, stmt)
+                if base_prompt is not prompt:  # into a named source's run
+                    base_pos = self.aligned(base_pos, base_prompt, prompt, stmt)
             else:
                 base_pos = self.fixed_positions(pos_sel, prompt, example, stmt)
             source_pos = self.aligned(base_pos, prompt, src, stmt) if src is not None else base_pos
@@ -890,7 +596,7 @@ class _Resolver:
         elif is_swept(head_sel):
             head = values["head"][at["head"]]
         else:
-            head = self.head(self._single(head_sel, stmt, "head"), s)
+            head = self.head(self.single(head_sel, stmt, "head"), s)
         return [
             Unit(
                 s.op, self.sites.site(s.component, layer), tuple(base_pos), tuple(source_pos), head
@@ -898,30 +604,30 @@ class _Resolver:
             for layer in layers
         ]
 
-    def _single(self, selector, stmt: Intervention, axis: str) -> int:
-        if isinstance(selector, Index):
-            return selector.value
-        if isinstance(selector, SelectorVar):
-            value = self.lookup(Var(selector.name), stmt.line)
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-        raise self.error(
-            f"{axis}={selector_text(selector)} is not a single {axis}",
-            stmt.line,
-            hint=f"use an integer, or a sweep such as {axis}=* or {axis}=[1, 2]",
-            token=f"{axis}=",
-        )
 
-    def aligned(self, base_pos, prompt: Prompt, src: Prompt, stmt: Intervention) -> list[int]:
-        """Source positions for base positions, aligned from the end of the prompts."""
-        shift = len(src) - len(prompt)
-        out = [p + shift for p in base_pos]
-        if any(not 0 <= p < len(src) for p in out):
-            raise self.error(
-                f"base ({len(prompt)} tokens) and source ({len(src)} tokens) differ in length, "
-                "and aligning them from the end leaves some positions without a source",
-                stmt.line,
-                hint="map positions explicitly with pos=a->b (base a takes source b)",
-                token="pos=" if stmt.selector("pos") is not None else None,
-            )
-        return out
+def check_attribution(plan: Plan) -> None:
+    """Raise unless attribution patching can estimate this plan: patch:/restore: statements
+    taking the source run's activations, a metric, and no attention weights."""
+    for stmt, op in zip(plan.spec.interventions, plan.ops, strict=True):
+        if stmt.verb not in ATTRIBUTION:
+            _unsupported(plan, f"{stmt.verb}: statements (line {stmt.line})")
+        if stmt.via is not None or op.value != ValueKind.RUN:
+            _unsupported(plan, f"'via' interventions (line {stmt.line})")
+        if op.origin is not None or op.into is not None:
+            _unsupported(plan, f"named sources (from/into, line {stmt.line})")
+    for row in plan.rows:
+        for unit in row.units:
+            if unit.site.io == "weights" or unit.site.component == "attention_weight":
+                _unsupported(plan, f"{unit.site.component} (attention weights)")
+    if plan.metric is None:
+        _unsupported(plan, "a spec without a metric")
+
+
+def _unsupported(plan: Plan, what: str):
+    raise error_at(
+        plan.spec,
+        f"estimate: attribution does not support {what}",
+        plan.spec.lines.get("estimate", 0),
+        hint="attribution patching estimates patch: and restore: sweeps; "
+        "remove the estimate: line for an exact run",
+    )

@@ -70,8 +70,9 @@ class Trainable(Intervention):
     """True when it treats each base example its own way: the engine then also passes
     `examples`, the base example of each unit row."""
 
-    def forward(self, base: torch.Tensor, source: torch.Tensor | None,
-                examples: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self, base: torch.Tensor, source: torch.Tensor | None, examples: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if self.width is None:
             self.build(base.shape[-1], base.device)
         self.check(base.shape[-1])
@@ -192,8 +193,16 @@ class Boundless(Trainable):
 
     kind = "boundless"
 
-    def __init__(self, *, init: float = 0.5, t_start: float = 1.0, t_end: float = 0.01,
-                 penalty: float = 1.0, seed: int = 0, width: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        init: float = 0.5,
+        t_start: float = 1.0,
+        t_end: float = 0.01,
+        penalty: float = 1.0,
+        seed: int = 0,
+        width: int | None = None,
+    ):
         if not 0 < init <= 1:
             raise NbveneError(f"boundless: init is a fraction of the width in (0, 1], got {init}")
         self.init, self.t_start, self.t_end, self.weight = init, t_start, t_end, penalty
@@ -231,8 +240,13 @@ class Boundless(Trainable):
         return self.rotation.weight[:, : self.k].detach().float().cpu()
 
     def config(self) -> dict:
-        return {"init": self.init, "t_start": self.t_start, "t_end": self.t_end,
-                "penalty": self.weight, "seed": self.seed}  # fmt: skip
+        return {
+            "init": self.init,
+            "t_start": self.t_start,
+            "t_end": self.t_end,
+            "penalty": self.weight,
+            "seed": self.seed,
+        }
 
 
 class SigmoidMask(Trainable):
@@ -242,8 +256,15 @@ class SigmoidMask(Trainable):
 
     kind = "sigmoid_mask"
 
-    def __init__(self, *, t_start: float = 1.0, t_end: float = 0.01, penalty: float = 0.1,
-                 seed: int = 0, width: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        t_start: float = 1.0,
+        t_end: float = 0.01,
+        penalty: float = 0.1,
+        seed: int = 0,
+        width: int | None = None,
+    ):
         self.t_start, self.t_end, self.weight = t_start, t_end, penalty
         super().__init__(seed=seed, width=width)
 
@@ -270,8 +291,12 @@ class SigmoidMask(Trainable):
         return torch.eye(self.width)[:, chosen]
 
     def config(self) -> dict:
-        return {"t_start": self.t_start, "t_end": self.t_end, "penalty": self.weight,
-                "seed": self.seed}  # fmt: skip
+        return {
+            "t_start": self.t_start,
+            "t_end": self.t_end,
+            "penalty": self.weight,
+            "seed": self.seed,
+        }
 
 
 class LoReFT(_Projected):
@@ -331,8 +356,15 @@ class Interchange(Trainable):
 
     kind = "interchange"
 
-    def __init__(self, *, dims=None, subspace=None, k: int | None = None, seed: int = 0,
-                 width: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        dims=None,
+        subspace=None,
+        k: int | None = None,
+        seed: int = 0,
+        width: int | None = None,
+    ):
         given = [x is not None for x in (dims, subspace, k)]
         if sum(given) != 1:
             raise NbveneError(
@@ -401,8 +433,10 @@ class Interchange(Trainable):
 
     def config(self) -> dict:
         if self.dims is not None:
-            return {"dims": [list(d) for d in self.dims] if self.per_example else list(self.dims),
-                    "seed": self.seed}  # fmt: skip
+            return {
+                "dims": [list(d) for d in self.dims] if self.per_example else list(self.dims),
+                "seed": self.seed,
+            }
         return {"k": self.k, "seed": self.seed}
 
 

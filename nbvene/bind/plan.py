@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import nn
 
-from nbvene.plan.prompts import Prompt
+from nbvene.bind.prompts import Prompt
 from nbvene.sites import Site, SiteMap
 from nbvene.spec import Spec
 
@@ -44,17 +46,27 @@ class Axis:
     positions: tuple | None = None
 
 
+class ValueKind(str, enum.Enum):
+    """What an op's intervention takes as its second argument (its source value)."""
+
+    __str__ = str.__str__  # the value, as enum.StrEnum (Python 3.11+) gives it
+
+    RUN = "run"
+    """The source run's activation at the matching unit."""
+    VECTOR = "vector"
+    """The op's `vector`, broadcast to the units."""
+    MEAN = "mean"
+    """The unit's mean over the op's `mean_prompts`."""
+
+
 @dataclass(frozen=True)
 class Op:
-    """What one spec statement does: the intervention module and where its source comes from.
-
-    `source` is "run" (the source run's activation at the matching unit), "vector" (`vector`
-    broadcast), "mean" (the unit's mean over `mean_prompts`) or None.
-    """
+    """What one spec statement does: the intervention module and the value it takes (`value`;
+    None for an op that takes none, such as `zero:`)."""
 
     verb: str
     module: nn.Module
-    source: str | None
+    value: ValueKind | None
     line: int
     vector: torch.Tensor | None = None
     mean_prompts: tuple[Prompt, ...] = ()
@@ -83,8 +95,19 @@ class CorruptPlan:
     sigma: float | None = None
 
 
+class MemoryModel(Protocol):
+    """An engine's estimate of the memory a plan's rows take (`nbvene.engine.memory`)."""
+
+    def row_bytes(self, plan: Plan) -> int: ...
+
+    def rows_within(self, plan: Plan, budget: int | str) -> int: ...
+
+
 @dataclass
 class Plan:
+    """A spec bound to one model: its prompts tokenised, its statements as `ops`, its grid as
+    `axes` and one `Row` per patched run; what the engine runs."""
+
     spec: Spec
     model: nn.Module
     sites: SiteMap
@@ -102,13 +125,11 @@ class Plan:
     """Whether the base is a batch (the result then has an `example` axis first)."""
     estimate: str = "exact"
     """"exact", or "attribution": a first-order estimate of the sweep from one backward pass."""
-    meta: dict = field(default_factory=dict)
     named: dict[str, list[Prompt]] = field(default_factory=dict)
     """Named sources (`source s1: ...`), ordered so a run comes after those patched into it."""
-
-    @property
-    def grid_shape(self) -> tuple[int, ...]:
-        return tuple(len(a.labels) for a in self.axes)
+    memory: MemoryModel | None = field(default=None, repr=False, compare=False)
+    """How much memory running it takes, as the engine that runs it estimates (`nv.plan`
+    gives the engine's); `describe()` reports it."""
 
     def source_example(self, example: int) -> int:
         return example if self.source is not None and len(self.source) > 1 else 0
@@ -123,13 +144,14 @@ class Plan:
 
     def describe(self, *, max_batch: int = 64, max_memory: int | str | None = None) -> str:
         """What `--dry-run` prints: the grid, the sites, and what running it takes (forward
-        passes of `max_batch` rows, activation memory, arithmetic)."""
-        from nbvene.engine.memory import row_bytes, rows_within
-
+        passes of `max_batch` rows, arithmetic, and activation memory where `memory` says)."""
+        memory = self.memory
         grid = " × ".join(f"{a.name}={len(a.labels)}" for a in self.axes) or "one cell"
         sites = sorted({u.site.module + "." + u.site.io for r in self.rows for u in r.units})
         rows = len(self.rows)
-        per_pass = min(max_batch, rows_within(self, max_memory)) if max_memory else max_batch
+        per_pass = max_batch
+        if max_memory and memory is not None:
+            per_pass = min(max_batch, memory.rows_within(self, max_memory))
         chunks = math.ceil(rows / per_pass) if rows else 0
         before = self._unpatched_runs()
         serial = len(self.serial())  # named sources patched `into` run before each chunk
@@ -148,22 +170,27 @@ class Plan:
             + ")",
             f"time: about {2 * parameters * tokens / 1e9:.3g} GFLOP (a CPU core runs some "
             "10 GFLOP/s, a GPU some 10,000)",
-            f"memory: about {_size(row_bytes(self) * rows_a_pass)} of activations a pass "
-            f"({rows_a_pass} rows), besides the model's {_size(weights)}",
         ]
+        if memory is not None:
+            lines.append(
+                f"memory: about {_size(memory.row_bytes(self) * rows_a_pass)} of activations a "
+                f"pass ({rows_a_pass} rows), besides the model's {_size(weights)}"
+            )
         c = self.corrupt
         if c is not None:
             if c.sigma is None:
                 lines.append(f"noise: std {c.std:g}, added to the input embeddings' output")
             else:
-                lines.append(f"noise: {c.std / c.sigma:g}σ = {c.std:.4g}, added to the input "
-                             f"embeddings' output (σ = {c.sigma:.4g}, their std)")  # fmt: skip
+                lines.append(
+                    f"noise: {c.std / c.sigma:g}σ = {c.std:.4g}, added to the input "
+                    f"embeddings' output (σ = {c.sigma:.4g}, their std)"
+                )
         return "\n".join(lines)
 
     def _unpatched_runs(self) -> list[str]:
         """The runs made once before the patched rows: clean, means, named sources."""
         before = ["1 clean"] if self.source is not None else []
-        means = sum(op.source == "mean" for op in self.ops)
+        means = sum(op.value == ValueKind.MEAN for op in self.ops)
         if means:
             before.append(f"{means} mean")
         serial = len(self.serial())

@@ -2,6 +2,7 @@
 
 `base` holds the units at the intervened locations, shape (n, d); `source` the matching units
 from the source run (or a vector broadcast to that shape). A plain function works the same way.
+The trainable ones (`via rotated(k=1)`) are in `nbvene.interventions.trainable`.
 """
 
 from __future__ import annotations
@@ -49,34 +50,6 @@ class Zero(Intervention):
 
     def forward(self, base, source):
         return torch.zeros_like(base)
-
-
-class MeanAblate(Intervention):
-    """Mean-ablation: the unit's mean over a set of prompts (given to the module as `mean`)."""
-
-    needs_source = False
-
-    def __init__(self, mean: torch.Tensor):
-        super().__init__()
-        self.register_buffer("mean", mean)
-
-    def forward(self, base, source):
-        return self.mean.to(base.dtype).expand_as(base)
-
-
-class Noise(Intervention):
-    """Gaussian noise of standard deviation `std`, reproducible from `seed` on any device."""
-
-    needs_source = False
-
-    def __init__(self, std: float, seed: int = 0):
-        super().__init__()
-        self.std, self.seed = std, seed
-
-    def forward(self, base, source):
-        generator = torch.Generator().manual_seed(self.seed)
-        noise = torch.randn(base.shape, generator=generator, dtype=torch.float32)
-        return base + (self.std * noise).to(base.device, base.dtype)
 
 
 class Collect(Intervention):

@@ -1,5 +1,6 @@
-"""A spec's `via rotated(k=1)` statements bound to modules: each becomes `via {rotated#0}` with the
-module in the namespace, so the same modules serve training, evaluation and saving."""
+"""A training spec's `via rotated(k=1)` statements bound to modules: each becomes
+`via {rotated#0}` with the module in the namespace, so the same modules serve training,
+evaluation and saving."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from dataclasses import replace
 
 import torch
 
-from nbvene.errors import NbveneError
+from nbvene.errors import NbveneError, error_at
+from nbvene.interventions.trainable import Trainable, build
 from nbvene.spec import Call, Spec, Var
-from nbvene.train.interventions import Trainable, build
 
 
-def named(spec: Spec) -> tuple[Spec, dict[str, tuple[int, Call]]]:
+def named_calls(spec: Spec) -> tuple[Spec, dict[str, tuple[int, Call]]]:
     """The spec with each `via name(...)` replaced by `via {name#i}` (i: the statement's index),
     and the calls by their new names."""
     calls: dict[str, tuple[int, Call]] = {}
@@ -27,10 +28,12 @@ def named(spec: Spec) -> tuple[Spec, dict[str, tuple[int, Call]]]:
     return replace(spec, interventions=tuple(statements)), calls
 
 
-def bind(spec: Spec, namespace: Mapping, seed: int | None = None) -> tuple[Spec, dict]:
-    """`named(spec)`, with the modules the calls build (by name). `seed` seeds the modules
+def resolve_calls(
+    spec: Spec, namespace: Mapping, seed: int | None = None
+) -> tuple[Spec, dict[str, Trainable]]:
+    """`named_calls(spec)`, with the modules the calls build (by name). `seed` seeds the modules
     whose call gives none."""
-    bound, calls = named(spec)
+    bound, calls = named_calls(spec)
     modules: dict[str, Trainable] = {}
     for name, (i, call) in calls.items():
         line = spec.interventions[i].line
@@ -38,8 +41,13 @@ def bind(spec: Spec, namespace: Mapping, seed: int | None = None) -> tuple[Spec,
         for key, value in call.args:
             if isinstance(value, Var):
                 if value.name not in namespace:
-                    raise _at(spec, line, f"{{{value.name}}} is not defined",
-                              hint=f"pass namespace={{'{value.name}': ...}}")  # fmt: skip
+                    raise error_at(
+                        spec,
+                        f"{{{value.name}}} is not defined",
+                        line,
+                        hint=f"pass namespace={{'{value.name}': ...}}",
+                        token="{" + value.name + "}",
+                    )
                 value = namespace[value.name]
             args[key] = value
         if seed is not None and "seed" not in args:
@@ -47,7 +55,7 @@ def bind(spec: Spec, namespace: Mapping, seed: int | None = None) -> tuple[Spec,
         try:
             modules[name] = build(call.name, args)
         except NbveneError as e:
-            raise _at(spec, line, e.message, e.hint, call.name + "(") from None
+            raise error_at(spec, e, line, token=call.name + "(") from None
     return bound, modules
 
 
@@ -62,9 +70,3 @@ def via_modules(spec: Spec, namespace: Mapping) -> dict[str, torch.nn.Module]:
         ):
             found[stmt.via.name] = module
     return found
-
-
-def _at(spec: Spec, line: int, message: str, hint=None, token=None) -> NbveneError:
-    text = spec.line_text(line)
-    column = text.index(token) if token and token in text else None
-    return NbveneError(message, line=line, text=text or None, column=column, hint=hint)
