@@ -18,6 +18,7 @@ from nbvene.train.interventions import (
 )
 from nbvene.train.loop import train
 from nbvene.train.trained import Trained, load
+from nbvene.train.trained import load as load_interventions
 
 __all__ = [
     "CONSTRUCTORS",
@@ -32,5 +33,6 @@ __all__ = [
     "Trainable",
     "Trained",
     "load",
+    "load_interventions",
     "train",
 ]
