@@ -24,20 +24,28 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "nbvene"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("magics", "demo"),
+    ("demo",),
+    ("magics",),
     ("nbvene",),  # the package root, nbvene/__init__.py: the public API
-    ("api", "trace", "path_patch", "steer", "train"),
-    ("figures", "widgets"),
+    ("trace", "path_patch"),
+    ("api",),
+    ("steer", "train"),
+    ("widgets",),
     ("results",),
-    ("engine",),
-    ("bind", "plan"),  # plan/ is becoming bind/
-    ("interventions", "models"),
-    ("sites",),
-    ("spec",),
-    ("errors", "files"),
+    ("figures", "engine"),
+    ("bind", "plan"),  # plan/ is the binder's old name
+    ("interventions", "models", "files"),
+    ("sites", "spec"),
+    ("errors", "version"),
 )
-"""The units from top to bottom; `nbvene` is the package root, every other name a subpackage or
-module directly under it. A unit imports only its own layer and the layers below."""
+"""The units from top to bottom: `nbvene` is the package root, every other name a subpackage or
+a module directly under it. A unit imports only units of lower layers, never one of its own
+layer. The same layers, less the root, are the layers contract in pyproject.toml
+(tests/test_layers.py checks that the two agree)."""
+
+EXTENSION_HOOK = ("nbvene", "magics")
+"""The one edge upwards that is by design: `%load_ext nbvene` calls the root's
+`load_ipython_extension`, which imports the magics when called."""
 
 RANK = {unit: depth for depth, layer in enumerate(LAYERS) for unit in layer}
 
@@ -53,8 +61,8 @@ class Import:
     in_function: bool
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -64,9 +72,9 @@ def is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def imports(path: Path, modules: set[str]) -> list[Import]:
-    """Every import of an nbvene module in one file, with its line and whether it is in a function."""
-    name = module_name(path)
+def imports(path: Path, modules: set[str], root: Path = ROOT) -> list[Import]:
+    """The imports of nbvene modules in one file, each with its line, and whether in a function."""
+    name = module_name(path, root)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: list[Import] = []
 
@@ -78,10 +86,8 @@ def imports(path: Path, modules: set[str]) -> list[Import]:
             anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
             base = ".".join([*anchor, base] if base else anchor)
         # `from nbvene import figures` imports a module; `from nbvene import run`, a name of one
-        return [
-            f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
-            for alias in node.names
-        ]
+        named = [f"{base}.{alias.name}" for alias in node.names]
+        return list(dict.fromkeys(name if name in modules else base for name in named))
 
     def visit(node: ast.AST, in_function: bool) -> None:
         for child in ast.iter_child_nodes(node):
@@ -106,13 +112,13 @@ def unit(module: str) -> str:
     return parts[1] if len(parts) > 1 else PACKAGE
 
 
-def graph() -> dict[tuple[str, str], list[Import]]:
+def graph(root: Path = ROOT) -> dict[tuple[str, str], list[Import]]:
     """Edges between units, each with the imports behind it (imports within a unit left out)."""
-    paths = sorted((ROOT / PACKAGE).rglob("*.py"))
-    modules = {module_name(p) for p in paths}
+    paths = sorted((root / PACKAGE).rglob("*.py"))
+    modules = {module_name(p, root) for p in paths}
     edges: dict[tuple[str, str], list[Import]] = defaultdict(list)
     for path in paths:
-        for found in imports(path, modules):
+        for found in imports(path, modules, root):
             edge = (unit(found.importer), unit(found.imported))
             if edge[0] != edge[1]:
                 edges[edge].append(found)
@@ -155,20 +161,28 @@ def cycles(edges) -> list[list[str]]:
 
 
 def against_flow(importer: str, imported: str) -> bool:
-    """An edge upwards (or touching a unit `LAYERS` does not place, which needs placing)."""
+    """An edge upwards or within a layer (or touching a unit `LAYERS` does not place yet)."""
+    if (importer, imported) == EXTENSION_HOOK:
+        return False
     if importer not in RANK or imported not in RANK:
         return True
-    return RANK[imported] < RANK[importer]
+    return RANK[imported] <= RANK[importer]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--verbose", "-v", action="store_true", help="list every import")
+    parser.add_argument(
+        "--quiet", "-q", action="store_true", help="only the edges against the flow, and cycles"
+    )
     args = parser.parse_args(argv)
     edges = graph()
     order = sorted(edges, key=lambda e: (RANK.get(e[0], -1), e[0], RANK.get(e[1], -1), e[1]))
-    print(f"imports between the units of {PACKAGE}/ (top to bottom: " + " > ".join(
-        "/".join(layer) for layer in LAYERS) + ")")
+    print(
+        f"imports between the units of {PACKAGE}/ (top to bottom: "
+        + " > ".join("/".join(layer) for layer in LAYERS)
+        + ")"
+    )
     for importer, imported in order:
         found = edges[importer, imported]
         late = sum(f.in_function for f in found)
@@ -176,15 +190,19 @@ def main(argv: list[str] | None = None) -> int:
         if late:
             counts += f", {late} inside functions"
         mark = "   <-- against the flow" if against_flow(importer, imported) else ""
+        if args.quiet and not mark:
+            continue
         print(f"  {importer:>13} -> {imported:<13} ({counts}){mark}")
         if args.verbose or mark:
             for f in found:
                 where = f"{f.path.relative_to(ROOT)}:{f.line}"
-                print(f"{'':20}{where}  {f.importer} -> {f.imported}"
-                      + ("  (in a function)" if f.in_function else ""))
-    loops = cycles(edges)
+                print(
+                    f"{'':20}{where}  {f.importer} -> {f.imported}"
+                    + ("  (in a function)" if f.in_function else "")
+                )
+    loops = cycles([e for e in edges if e != EXTENSION_HOOK])
     for loop in loops:
-        print(f"cycle: {' <-> '.join(loop)}", file=sys.stderr)
+        print(f"cycle among {', '.join(loop)}", file=sys.stderr)
     if not loops:
         print("no cycles")
     return 1 if loops else 0
