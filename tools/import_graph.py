@@ -4,11 +4,13 @@ those under `if TYPE_CHECKING:` (which never run).
 
     python tools/import_graph.py            # the edges, each marked when it goes against the flow
     python tools/import_graph.py --verbose  # also the file and line of every import behind an edge
+    python tools/import_graph.py --quiet    # only the edges against the flow (make lint)
 
-The intended flow runs down `LAYERS`: a unit may import units of lower layers and of its own
-layer; an edge upwards is marked `against the flow`. The script exits with 1 when the graph has
-a cycle (two units that import each other, directly or round a loop), with the loop printed;
-`lint-imports` (import-linter, contracts in pyproject.toml) enforces the same flow in CI.
+The intended flow runs down `LAYERS`: a unit imports only units of lower layers; an edge upwards
+or within a layer is marked `against the flow`, with the imports behind it. The script exits
+with 1 when the graph has a cycle (units that import each other, directly or round a loop),
+naming the units of each; `lint-imports` (import-linter, with the contracts in pyproject.toml)
+enforces the same layers in CI.
 """
 
 from __future__ import annotations
