@@ -20,9 +20,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: setup
 	$(PY) -m nbvene.demo --out out/causal_trace.html
 
+# ruff, then the layers: import-linter's contracts (pyproject.toml) and the import graph's
+# cycles (tools/import_graph.py; without -q it prints every edge between the subpackages)
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(PY) tools/import_graph.py -q
 
 # Debian's Chromium for the widget tests in a real browser, installed when missing and apt-get can
 # (as root); elsewhere the browser tests are skipped, with a note saying so

@@ -4,13 +4,17 @@
 >>> model, tok = nv.models.load()
 >>> res = nv.run('base: "..."\\nsource: "..."\\npatch: block_output layer=* pos=-1\\n'
 ...              'metric: logit_diff(" Paris", " Rome")', model=model, tokenizer=tok)
+
+The names here are the ones the README and docs/ use, no more. Importing the package imports
+no transformers (nor pandas, ipywidgets, anywidget or Altair): each is imported where first
+needed, so `import nbvene` costs little beyond `import torch` (benchmarks/import_time.py).
 """
 
-__version__ = "0.1.0"
+import warnings
 
-from nbvene import figures, interventions, models
+from nbvene import figures, interventions, models, steer
 from nbvene.api import plan, run
-from nbvene.engine.lock import ModelLock, lock
+from nbvene.engine.lock import lock
 from nbvene.errors import (
     GenerationInterrupted,
     Interrupted,
@@ -24,7 +28,37 @@ from nbvene.sites import SiteMap
 from nbvene.spec import Spec, parse
 from nbvene.steer import Generation, Vector, generate, vector
 from nbvene.trace import causal_trace
-from nbvene.train import Intervened, Trained, load, train
+from nbvene.train import Intervened, Trained, load_interventions, train
+from nbvene.version import __version__ as __version__
+
+__all__ = [
+    "Generation",
+    "GenerationInterrupted",
+    "Interrupted",
+    "Intervened",
+    "NbveneError",
+    "Result",
+    "SiteMap",
+    "Spec",
+    "SweepInterrupted",
+    "Trained",
+    "TrainingInterrupted",
+    "Vector",
+    "causal_trace",
+    "figures",
+    "generate",
+    "interventions",
+    "load_interventions",
+    "lock",
+    "models",
+    "parse",
+    "path_patch",
+    "plan",
+    "run",
+    "steer",
+    "train",
+    "vector",
+]
 
 
 def load_ipython_extension(ipython) -> None:
@@ -41,34 +75,13 @@ def unload_ipython_extension(ipython) -> None:
     magics.unload_ipython_extension(ipython)
 
 
-__all__ = [
-    "Generation",
-    "GenerationInterrupted",
-    "Interrupted",
-    "Intervened",
-    "ModelLock",
-    "NbveneError",
-    "Result",
-    "SiteMap",
-    "Spec",
-    "SweepInterrupted",
-    "Trained",
-    "TrainingInterrupted",
-    "Vector",
-    "__version__",
-    "causal_trace",
-    "figures",
-    "generate",
-    "interventions",
-    "load",
-    "load_ipython_extension",
-    "lock",
-    "models",
-    "parse",
-    "path_patch",
-    "plan",
-    "run",
-    "train",
-    "unload_ipython_extension",
-    "vector",
-]
+def __getattr__(name: str):
+    """`nv.load`, the old name of `nv.load_interventions`, still works but warns (PEP 562)."""
+    if name == "load":
+        warnings.warn(
+            "nv.load is deprecated: use nv.load_interventions (nv.models.load loads models)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return load_interventions
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

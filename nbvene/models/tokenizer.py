@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import functools
 from importlib import resources
+from typing import TYPE_CHECKING
 
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import PreTrainedTokenizerFast
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 VOCAB_SIZE = 1000
 MAX_LENGTH = 128
@@ -25,6 +26,16 @@ SPECIAL_TOKENS = (EOS, PAD, UNK, MASK)
 @functools.lru_cache(maxsize=1)
 def _trained_json() -> str:
     """The trained tokenizer, serialised: a string, so no caller can mutate the cached copy."""
+    from tokenizers import (
+        AddedToken,
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+
     corpus = resources.files(__package__).joinpath("corpus.txt").read_text(encoding="utf-8")
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -53,6 +64,10 @@ def tiny_tokenizer(*, masked: bool = False) -> PreTrainedTokenizerFast:
     It adds no BOS token and pads on the right; `masked=True` also sets `mask_token` ("[MASK]"),
     for BERT-style models.
     """
+    # Imported when first called, so that `import nbvene` does not import transformers.
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
     special = {"bos_token": EOS, "eos_token": EOS, "unk_token": UNK, "pad_token": PAD}
     if masked:
         special["mask_token"] = MASK

@@ -1,5 +1,6 @@
 """Tiny randomly initialised models, one per architecture family, built from a config in
 milliseconds: for tests and demos, with no download and weights that depend only on a seed.
+(The site adapters of each family are `nbvene.sites.families`; this module only builds models.)
 """
 
 from __future__ import annotations
@@ -7,19 +8,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    AutoModelForMaskedLM,
-    PreTrainedModel,
-    PreTrainedTokenizerFast,
-)
 
 from nbvene.errors import NbveneError, did_you_mean
 from nbvene.models.tokenizer import tiny_tokenizer
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 HIDDEN = 64
 HEADS = 4
@@ -144,6 +141,9 @@ def tiny(
             f"unknown model family {family!r}",
             hint=f"{hint} Known families: {known}" if hint else f"known families: {known}",
         )
+    # transformers is imported here, not at the top: `import nbvene` stays fast without it.
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+
     tokenizer = tiny_tokenizer(masked=spec.masked)
     kwargs = {
         **spec.config(layers),
