@@ -15,9 +15,10 @@ from nbvene.engine.lock import runs_model
 from nbvene.engine.rerun import Rerun
 from nbvene.engine.run import Interrupted, Outcome, Progress, device_of, execute
 from nbvene.errors import NbveneError, SweepInterrupted
-from nbvene.results import Axis, Result
+from nbvene.results import Axis, Result, add_live_view
 from nbvene.sites import SiteMap
 from nbvene.spec import Spec, is_steering, parse
+from nbvene.version import __version__
 
 
 def plan(
@@ -267,8 +268,6 @@ def _metric_text(metric) -> str:
 def _meta(p: Plan) -> dict:
     import transformers
 
-    import nbvene
-
     model = p.model
     config = getattr(model, "config", None)
     param = next(model.parameters(), None)
@@ -279,7 +278,21 @@ def _meta(p: Plan) -> dict:
         "device": str(device_of(model)),
         "seed": p.corrupt.seed if p.corrupt is not None else None,
         "tokens": [list(prompt.tokens) for prompt in p.base],  # per example: labels are the first's
-        "nbvene": nbvene.__version__,
+        "nbvene": __version__,
         "transformers": transformers.__version__,
         "torch": torch.__version__,
     }
+
+
+def _widget_view(result: Result) -> tuple[dict, dict]:
+    """The live widget's part of a Result's display, when a kernel can show one (see
+    `nbvene.widgets.mimebundle`); nothing without anywidget or outside a kernel, so showing a
+    Result never fails for want of widgets."""
+    try:
+        from nbvene import widgets
+    except ImportError:  # anywidget is not installed
+        return {}, {}
+    return widgets.mimebundle(result)
+
+
+add_live_view(_widget_view)

@@ -160,15 +160,25 @@ class Result:
         write_bytes(path, png(self, scale=scale))  # written whole: a failure leaves no file
 
 
+_live_views: list[Callable[[Result], tuple[dict, dict]]] = []
+
+
+def add_live_view(view: Callable[[Result], tuple[dict, dict]]) -> None:
+    """Add a live view to every Result's display: `view(result) -> (data, metadata)`, empty
+    where it cannot show one. The widgets add theirs from the layer above (`nbvene.api`), so
+    a Result, plain data, knows nothing of them."""
+    _live_views.append(view)
+
+
 def _widget_view(res: Result) -> tuple[dict, dict]:
-    """The live widget's part of the display, when a kernel can show one (see
-    `nbvene.widgets.mimebundle`); nothing without anywidget or outside a kernel, so showing a
-    Result never fails for want of widgets."""
-    try:
-        from nbvene import widgets
-    except ImportError:  # anywidget is not installed
-        return {}, {}
-    return widgets.mimebundle(res)
+    """The live views' part of the display (merged in the order they were added)."""
+    data: dict = {}
+    metadata: dict = {}
+    for view in _live_views:
+        more, meta = view(res)
+        data.update(more)
+        metadata.update(meta)
+    return data, metadata
 
 
 _SHADES = " ░▒▓█"

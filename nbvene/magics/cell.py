@@ -4,6 +4,7 @@ the equivalent Python call, and errors shown as a few lines instead of a traceba
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 import shlex
 from dataclasses import dataclass
@@ -11,9 +12,12 @@ from dataclasses import dataclass
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from nbvene.bind.limits import MAX_CELLS
+import nbvene as nv
 from nbvene.errors import NbveneError, did_you_mean
 from nbvene.spec import SelectorVar, Spec, Var
+
+MAX_CELLS: int = inspect.signature(nv.run).parameters["max_cells"].default
+"""nv.run's `max_cells`: the most patched runs a plan may take, unless a cell says otherwise."""
 
 _CAPTURE = re.compile(r"^\s*([A-Za-z_]\w*)\s*<<\s*")
 

@@ -15,13 +15,20 @@ from torch import nn
 from traitlets import Bool, Int, TraitError, Unicode, Union
 
 import nbvene as nv
-from nbvene.bind.limits import MAX_CELLS
 from nbvene.errors import NbveneError, UserCodeError, did_you_mean
-from nbvene.magics.cell import Body, CellError, Options, line_options, parse_line, python_code
+from nbvene.magics.cell import (
+    MAX_CELLS,
+    Body,
+    CellError,
+    Options,
+    line_options,
+    parse_line,
+    python_code,
+)
 from nbvene.magics.complete import COMMANDS, Context, fits
 from nbvene.magics.defaults import Defaults
 from nbvene.magics.reference import SiteTable, help_text
-from nbvene.spec import KEYWORDS, is_steering
+from nbvene.spec import KEYWORDS, has_sliders, is_steering
 from nbvene.widgets.display import can_display, live_view
 
 
@@ -167,16 +174,14 @@ class Intervene(Magics):
         """A steering spec with generate: the baseline and steered text side by side; with
         sliders, the live steering panel (its Knob is the panel's callback)."""
         from nbvene.steer import Knob
-        from nbvene.steer.run import generation, steer_plan
 
         if options.dry_run:
             raise NbveneError(
                 "--dry-run checks patching specs; a generate: spec makes its vectors first",
                 hint="drop --dry-run, or run with a small max_new_tokens",
             )
-        steering = steer_plan(spec, **kwargs)
-        if steering.sliders:
-            knob = Knob(steering)
+        if has_sliders(spec):
+            knob = Knob.of(spec, **kwargs)
             if can_display() and not out:
                 shown = knob.panel()
             else:  # no widgets here (a terminal), or stored: the text at the sliders' start
@@ -188,7 +193,7 @@ class Intervene(Magics):
                 shown = knob.generation(knob.start)
         else:
             try:
-                shown = generation(steering, steering.rows())
+                shown = nv.generate(spec, **kwargs)
             except nv.GenerationInterrupted as stop:
                 shown = stop.result
                 where = f"stored as {out}" if out else "returned"

@@ -23,14 +23,13 @@ from nbvene.spec.ast import (
     Slider,
     Source,
     Span,
-    Spec,
     Strengths,
     Text,
     TokenText,
     Var,
-    is_steering,
     is_swept,
 )
+from nbvene.spec.document import Spec, has_sliders, is_steering
 from nbvene.spec.metrics import MetricDef
 from nbvene.spec.parse import parse
 from nbvene.spec.serial import from_json, to_json
@@ -67,6 +66,7 @@ __all__ = [
     "Var",
     "format_spec",
     "from_json",
+    "has_sliders",
     "is_steering",
     "is_swept",
     "parse",

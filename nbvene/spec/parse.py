@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 
 from nbvene.errors import NbveneError, did_you_mean
-from nbvene.spec.ast import Source, Spec
+from nbvene.spec.ast import Source
+from nbvene.spec.document import Spec
 from nbvene.spec.statements import KEYWORDS, STATEMENTS
 from nbvene.spec.values import Line, prompts
 

@@ -7,23 +7,24 @@ import json
 from typing import Any
 
 from nbvene.errors import NbveneError
-from nbvene.spec import ast
+from nbvene.spec import ast, document
 
 _TYPES = {
     cls.__name__: cls
-    for cls in vars(ast).values()
+    for module in (ast, document)
+    for cls in vars(module).values()
     if isinstance(cls, type) and dataclasses.is_dataclass(cls)
 }
 _TYPES["Intervention"] = ast.Edit  # documents written before the rename
 _VERSION = 1
 
 
-def to_json(spec: ast.Spec, **dump_options: Any) -> str:
+def to_json(spec: document.Spec, **dump_options: Any) -> str:
     """The spec as a JSON document (tagged dataclasses, plus the spec text for people)."""
     return json.dumps({"nbvene_spec": _VERSION, "spec": _encode(spec)}, **dump_options)
 
 
-def from_json(document: str) -> ast.Spec:
+def from_json(document: str) -> document.Spec:
     """The spec that `to_json` wrote."""
     data = json.loads(document)
     if not isinstance(data, dict) or data.get("nbvene_spec") != _VERSION:

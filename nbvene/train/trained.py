@@ -34,6 +34,7 @@ from nbvene.interventions.trainable import CONSTRUCTORS, Trainable, build
 from nbvene.sites import Site, SiteMap
 from nbvene.spec import Index, Spec, Var, format_spec, parse
 from nbvene.train.forward import Forward, check_trainable, plan_examples
+from nbvene.version import __version__
 
 FORMAT = "nbvene-interventions"
 FORMAT_VERSION = 1
@@ -152,8 +153,6 @@ class Trained(nn.Module):
 
     def save(self, folder: str | Path) -> Path:
         """Write `config.json` and `interventions.safetensors` into `folder` (made if needed)."""
-        import nbvene
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tensors: dict[str, torch.Tensor] = {}
@@ -185,7 +184,7 @@ class Trained(nn.Module):
         config = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "nbvene": nbvene.__version__,
+            "nbvene": __version__,
             "torch": torch.__version__,
             "spec": self.spec.text,
             "sites": dict(self.sites) if self.sites else None,
