@@ -100,6 +100,8 @@ def _cell(name: str | None) -> str:
 
 def _transformerlens(sites: SiteMap, name: str) -> str | None:
     """The TransformerLens hook with `name`'s tensor here (heads flattened for whole views)."""
+    if name == "attn_in" and sites.shape.kv_heads != sites.shape.heads:
+        return None  # TransformerLens refuses use_attn_in with grouped-query attention
     for short, (hook, canonical) in TRANSFORMERLENS.items():
         if name == short and short in sites.transformerlens:
             return f"blocks.{{l}}.{hook}"
