@@ -57,13 +57,13 @@ def definitions(model: nn.Module) -> list[Definition]:
     """The cross-library names of every site of `model` (a `transformers` model nbvene knows)."""
     sites = SiteMap(model)
     model_type = model.config.model_type
-    tuples = _tuple_outputs(model, sites)
+    tuples, flat = _probe(model, sites)
     rows = []
     names = {**sites.parts, **sites.transformerlens}
     for name, part in names.items():
         tl = None if model_type in _NO_TRANSFORMERLENS else _transformerlens(sites, name)
         pyvene = name if _pyvene_has(model_type, name, sites) else None
-        nnsight = _nnsight(sites.family.blocks, part, tuples, sites)
+        nnsight = _nnsight(sites.family.blocks, part, tuples, flat)
         rows.append(Definition(name, pyvene, tl, nnsight))
     return rows
 
@@ -122,11 +122,16 @@ def _pyvene_has(model_type: str, name: str, sites: SiteMap) -> bool:
     return name not in _PYVENE_LACKS[model_type]
 
 
-def _nnsight(blocks: str, part: Part, tuples: set[str], sites: SiteMap) -> str:
+def _nnsight(blocks: str, part: Part, tuples: set[str], flat: set[tuple[str, str]]) -> str | None:
     """The nnsight expression for a part: `.input`, `.output` (`[0]` of a tuple), the view."""
+    if {"input", "output"} & set(part.path.split(".")):
+        return None  # BERT's child module named `output`: nnsight's `.output` shadows it
     block = f"{blocks}[{{l}}]"
     module = f"{block}.{part.path}" if part.path else block
-    first = "[0]" if f"{blocks}.0.{part.path}".rstrip(".") in tuples else ""
+    probed = f"{blocks}.0.{part.path}".rstrip(".")
+    first = "[0]" if probed in tuples else ""
+    if (probed, part.io) in flat:  # OPT's MLP: (batch · positions, d)
+        return f"{module}.{part.io}; batch and positions flattened into one dimension"
     if part.io == "residual":
         return f"{module}.output{first} + {block}.input"
     if part.io == "weights":
@@ -142,18 +147,24 @@ def _nnsight(blocks: str, part: Part, tuples: set[str], sites: SiteMap) -> str:
     return f"{text}; split into {view.heads} heads" if view.by_head else text
 
 
-def _tuple_outputs(model: nn.Module, sites: SiteMap) -> set[str]:
-    """Which modules of block 0 return a tuple (nnsight then needs `.output[0]`): one forward of
-    two tokens with hooks that only look."""
+def _probe(model: nn.Module, sites: SiteMap) -> tuple[set[str], set[tuple[str, str]]]:
+    """Which modules of block 0 return a tuple (nnsight then needs `.output[0]`), and which see
+    (module, "input" or "output") with batch and positions flattened into one dimension: one
+    forward of two tokens with hooks that only look."""
     seen: set[str] = set()
+    flat: set[tuple[str, str]] = set()
     handles = []
     block = f"{sites.family.blocks}.0"
     for name, module in model.named_modules():
         if name == block or name.startswith(block + "."):
 
-            def look(_m, _args, output, name=name):
+            def look(_m, args, output, name=name):
                 if isinstance(output, tuple):
                     seen.add(name)
+                first = output[0] if isinstance(output, tuple) else output
+                for io, tensor in (("input", args[0] if args else None), ("output", first)):
+                    if isinstance(tensor, torch.Tensor) and tensor.dim() == 2:
+                        flat.add((name, io))
 
             handles.append(module.register_forward_hook(look))
     try:
@@ -162,4 +173,4 @@ def _tuple_outputs(model: nn.Module, sites: SiteMap) -> set[str]:
     finally:
         for handle in handles:
             handle.remove()
-    return seen
+    return seen, flat
