@@ -21,6 +21,12 @@ from nbvene.sites.map import SiteMap
 from nbvene.sites.names import TRANSFORMERLENS
 
 _RESIDUAL_ONLY = {"resid_mid", "attention_weight"}
+_HEADS = {
+    "head_attention_value_output",
+    "head_query_output",
+    "head_key_output",
+    "head_value_output",
+}
 _GATED = {"llama", "mistral", "qwen2", "gemma", "gemma2", "olmo"}
 # pyvene 0.1.8's model types, and the components of nbvene's vocabulary it maps to the same
 # tensor (read from pyvene/models/*/modelings_intervenable_*.py). Llama-style `mlp_activation`
@@ -31,6 +37,10 @@ _PYVENE_TYPES = {"gpt2", "gpt_neox", "gpt_neo", *_GATED}
 _PYVENE_LACKS = {
     "gpt2": _RESIDUAL_ONLY,
     **{t: _RESIDUAL_ONLY | {"mlp_activation"} for t in _GATED},
+    # pyvene fails on these: it reads `config.head_dim`, which Qwen 2 configs lack, and
+    # `config.hhead_dim` (sic) for Gemma's head_value_output.
+    "qwen2": _RESIDUAL_ONLY | {"mlp_activation", *_HEADS},
+    "gemma": _RESIDUAL_ONLY | {"mlp_activation", "head_value_output"},
     "gpt_neox": _RESIDUAL_ONLY | {"query_output", "key_output", "value_output",
                                  "head_query_output", "head_key_output", "head_value_output"},
     "gpt_neo": _RESIDUAL_ONLY | {"attention_value_output", "head_attention_value_output",
