@@ -15,7 +15,7 @@ from nbvene.sites.names import (
     Component,
     component,
     no_equivalent,
-    transformerlens,
+    transformerlens_name,
 )
 from nbvene.sites.view import WHOLE, View
 
@@ -88,7 +88,7 @@ class SiteMap:
                 )
             return Component(written, module=m.group(1), io=m.group(2))
         found = component(written)
-        tl = transformerlens(written)
+        tl = transformerlens_name(written)
         if tl is not None and tl[0] in self.transformerlens:
             return Component(tl[0], layer=tl[1])
         if found is None and no_equivalent(written):

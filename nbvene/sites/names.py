@@ -128,7 +128,7 @@ def component(written: str) -> Component | None:
     return None
 
 
-def transformerlens(written: str) -> tuple[str, int | None] | None:
+def transformerlens_name(written: str) -> tuple[str, int | None] | None:
     """The TransformerLens short name (`attn_out`) and layer a written name means, if it is one
     of TransformerLens' names: a short name or alias (`mlp_post`), or a hook name."""
     if written == "mlp_post":

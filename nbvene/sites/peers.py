@@ -1,9 +1,9 @@
 """The same tensor under the other libraries' names: for each site of a model, the pyvene 0.1.8
 component, the TransformerLens 3.x hook and the nnsight module path that give it.
 
->>> [d for d in definitions(model) if d.component == "attn_in"]
+>>> [d for d in definitions(gpt2) if d.component == "attn_in"]
 [Definition(component='attn_in', pyvene=None, transformerlens='blocks.{l}.hook_attn_in',
-            nnsight='model.layers[{l}].input_layernorm.input')]
+            nnsight='transformer.h[{l}].ln_1.input')]
 
 The tests in tests/peers/ check every equality these rows claim on tensors, against the
 libraries themselves where they are installed.
@@ -27,6 +27,7 @@ _HEADS = {
     "head_key_output",
     "head_value_output",
 }
+_QKV = {"query_output", "key_output", "value_output"}
 _GATED = {"llama", "mistral", "qwen2", "gemma", "gemma2", "olmo"}
 # pyvene 0.1.8's model types, and the components of nbvene's vocabulary it maps to the same
 # tensor (read from pyvene/models/*/modelings_intervenable_*.py). Llama-style `mlp_activation`
@@ -39,14 +40,11 @@ _PYVENE_LACKS = {
     **{t: _RESIDUAL_ONLY | {"mlp_activation"} for t in _GATED},
     # pyvene fails on these: it reads `config.head_dim`, which Qwen 2 configs lack, and
     # `config.hhead_dim` (sic) for Gemma's head_value_output.
-    "qwen2": _RESIDUAL_ONLY | {"mlp_activation", *_HEADS},
+    "qwen2": _RESIDUAL_ONLY | {"mlp_activation"} | _HEADS,
     "gemma": _RESIDUAL_ONLY | {"mlp_activation", "head_value_output"},
-    "gpt_neox": _RESIDUAL_ONLY | {"query_output", "key_output", "value_output",
-                                 "head_query_output", "head_key_output", "head_value_output"},
-    "gpt_neo": _RESIDUAL_ONLY | {"attention_value_output", "head_attention_value_output",
-                                "query_output", "key_output", "value_output",
-                                "head_query_output", "head_key_output", "head_value_output"},
-}  # fmt: skip
+    "gpt_neox": _RESIDUAL_ONLY | _QKV | (_HEADS - {"head_attention_value_output"}),
+    "gpt_neo": _RESIDUAL_ONLY | _QKV | _HEADS | {"attention_value_output"},
+}
 # TransformerLens' HookedEncoder defines BERT's hooks differently (its resid_mid is before the
 # norm); only decoder families are mapped.
 _NO_TRANSFORMERLENS = {"bert", "roberta"}

@@ -15,7 +15,7 @@ import nbvene as nv
 from nbvene.errors import NbveneError
 from nbvene.models.tokenizer import tiny_tokenizer
 from nbvene.sites import ALIASES, COMPONENTS
-from nbvene.sites.names import TRANSFORMERLENS_ONLY, transformerlens
+from nbvene.sites.names import TRANSFORMERLENS_ONLY, transformerlens_name
 
 BASE = "The Colosseum is located in the city of"
 SOURCE = "The Eiffel Tower is located in the city of"
@@ -414,7 +414,7 @@ def test_transformerlens_hook_names_equal_the_canonical_names_per_layer(family):
     sites = nv.SiteMap(model)
     base, source = prompts(family)
     for hook, name in HOOK_NAMES.items():
-        short, _ = transformerlens(f"blocks.0.{hook}")
+        short, _ = transformerlens_name(f"blocks.0.{hook}")
         canonical, mapping = transformerlens_meaning(sites, short, name)
         heads = head_suffix(canonical or name, sites)
         if canonical is None:
