@@ -123,9 +123,10 @@ class Family:
     def parts(self, config, shape: Shape) -> dict[str, Part]:
         raise NotImplementedError
 
-    def transformerlens(self, config) -> dict[str, Part]:
+    def transformerlens(self, config) -> dict[str, Part | None]:
         """Where TransformerLens' names (by short name) sit when no component holds their
-        tensor: `attn_in`, `mlp_in`, and names meaning another tensor here than elsewhere."""
+        tensor: `attn_in`, `mlp_in`, and names meaning another tensor here than elsewhere;
+        None where no module holds TransformerLens' tensor in this family."""
         return {}
 
     def fits(self, model: nn.Module) -> bool:
@@ -319,6 +320,17 @@ class BERT(Family):
         }
         weights = _weights("attention.self", s)
         return {**BLOCK, "resid_mid": Part("attention", "output"), **attention, **weights, **mlp}
+
+    def transformerlens(self, config):
+        # TransformerLens' HookedEncoder: attn_out and mlp_out are the sublayers' projections,
+        # before the residual sum and its norm; resid_mid and resid_post are that sum, which no
+        # module outputs (nbvene's resid_mid and block_output are after the norm)
+        return {
+            "attn_out": Part("attention.output.dense", "output"),
+            "mlp_out": Part("output.dense", "output"),
+            "resid_mid": None,
+            "resid_post": None,
+        }
 
 
 FAMILIES: tuple[Family, ...] = (

@@ -11,6 +11,7 @@ from nbvene.errors import NbveneError, did_you_mean
 from nbvene.sites.families import Discovered, Part, Shape, family_of
 from nbvene.sites.names import (
     ALIASES,
+    COMPONENTS,
     TRANSFORMERLENS_ONLY,
     Component,
     component,
@@ -56,7 +57,7 @@ class SiteMap:
         config = getattr(model, "config", None)
         self.shape = Shape.of(config) if config is not None and self.family else None
         self.parts: dict[str, Part] = {}
-        self.transformerlens: dict[str, Part] = {}
+        self.transformerlens: dict[str, Part | None] = {}
         """Parts for TransformerLens' names whose tensor no component holds (by short name)."""
         self.n_layers: int | None = None
         if self.family is not None:
@@ -88,8 +89,15 @@ class SiteMap:
                 )
             return Component(written, module=m.group(1), io=m.group(2))
         found = component(written)
-        tl = transformerlens_name(written)
+        tl = transformerlens_name(written) if written not in COMPONENTS else None
         if tl is not None and tl[0] in self.transformerlens:
+            if self.transformerlens[tl[0]] is None:
+                raise NbveneError(
+                    f"TransformerLens' {written!r} has no equivalent on this model "
+                    f"({self.family_name})",
+                    hint="TransformerLens' HookedEncoder takes it before the block's post-norm, "
+                    "as the sum no module outputs; resid_mid and block_output are after the norm",
+                )
             return Component(tl[0], layer=tl[1])
         if found is None and no_equivalent(written):
             raise NbveneError(

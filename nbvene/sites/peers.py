@@ -45,9 +45,6 @@ _PYVENE_LACKS = {
     "gpt_neox": _RESIDUAL_ONLY | _QKV | (_HEADS - {"head_attention_value_output"}),
     "gpt_neo": _RESIDUAL_ONLY | _QKV | _HEADS | {"attention_value_output"},
 }
-# TransformerLens' HookedEncoder defines BERT's hooks differently (its resid_mid is before the
-# norm); only decoder families are mapped.
-_NO_TRANSFORMERLENS = {"bert", "roberta"}
 
 
 @dataclass(frozen=True)
@@ -67,9 +64,9 @@ def definitions(model: nn.Module) -> list[Definition]:
     model_type = model.config.model_type
     tuples, flat = _probe(model, sites)
     rows = []
-    names = {**sites.parts, **sites.transformerlens}
+    names = {**sites.parts, **{k: p for k, p in sites.transformerlens.items() if p is not None}}
     for name, part in names.items():
-        tl = None if model_type in _NO_TRANSFORMERLENS else _transformerlens(sites, name)
+        tl = _transformerlens(sites, name)
         pyvene = name if _pyvene_has(model_type, name, sites) else None
         nnsight = _nnsight(sites.family.blocks, part, tuples, flat)
         rows.append(Definition(name, pyvene, tl, nnsight))
@@ -111,7 +108,7 @@ def _transformerlens(sites: SiteMap, name: str) -> str | None:
     if name == "attn_in" and sites.shape.kv_heads != sites.shape.heads:
         return None  # TransformerLens refuses use_attn_in with grouped-query attention
     for short, (hook, canonical) in TRANSFORMERLENS.items():
-        if name == short and short in sites.transformerlens:
+        if name == short and sites.transformerlens.get(short) is not None:
             return f"blocks.{{l}}.{hook}"
         if canonical == name and short not in sites.transformerlens:
             return f"blocks.{{l}}.{hook}"

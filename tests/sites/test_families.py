@@ -383,9 +383,11 @@ def transformerlens_meaning(sites: nv.SiteMap, short: str, canonical: str):
     """What a TransformerLens name should equal on this model: the canonical component, or a
     user mapping to the module the family places TransformerLens' tensor at (`attn_in`; `attn_out`
     after Gemma 2's post-norm), or None where the model has neither."""
-    part = sites.transformerlens.get(short)
-    if part is None:
+    if short not in sites.transformerlens:
         return (canonical, None) if canonical in sites.parts else (None, None)
+    part = sites.transformerlens[short]
+    if part is None:  # TransformerLens' tensor is held by no module of this family
+        return None, None
     return "tl", {"tl": f"{sites.family.blocks}[{{layer}}].{part.path}.{part.io}"}
 
 

@@ -150,3 +150,29 @@ def test_attn_in_where_no_norm_feeds_the_attention_alone_is_refused(family):
         with pytest.raises(NbveneError, match="not available") as e:
             nv.plan(f'base: "{base}"\ncollect: {written} pos=-1', model=model, tokenizer=tok)
         assert "TransformerLens'" in str(e.value)
+
+
+def test_on_bert_the_names_mean_what_transformerlens_hookedencoder_means():
+    """HookedEncoder's hook_attn_out / hook_mlp_out are the sublayers' dense projections, before
+    the residual sum and the post-norm; its hook_resid_mid / hook_resid_post are that sum, which
+    no module outputs, so nbvene refuses them (its resid_mid and block_output are normed)."""
+    model, tok = nv.models.tiny("bert", seed=0)
+    base = f"{BASE} [MASK]."
+    vector = torch.randn(model.config.hidden_size, generator=torch.Generator().manual_seed(3))
+    ids = tok(base, return_tensors="pt")
+    for short, module in (("attn_out", "attention.output.dense"), ("mlp_out", "output.dense")):
+        target = model.get_submodule(f"bert.encoder.layer.0.{module}")
+        handle = target.register_forward_hook(lambda _m, _a, out: out + vector)
+        try:
+            with torch.no_grad():
+                expected = model(**ids, output_hidden_states=True).hidden_states[-1][0]
+        finally:
+            handle.remove()
+        spec = f'base: "{base}"\nadd: {short} layer=0 by {{v}}\n'
+        spec += "collect: block_output layer=1 pos=*"
+        got = nv.run(spec, model=model, tokenizer=tok, namespace={"v": vector}).values
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0, msg=short)
+    for written in ("blocks.0.hook_resid_mid", "blocks.1.hook_resid_post", "resid_post layer=0"):
+        with pytest.raises(NbveneError, match="no equivalent on this model"):
+            nv.plan(f'base: "{base}"\ncollect: {written} pos=-1', model=model, tokenizer=tok)
+    nv.plan(f'base: "{base}"\ncollect: resid_mid layer=0 pos=-1', model=model, tokenizer=tok)
