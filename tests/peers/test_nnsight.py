@@ -147,6 +147,7 @@ EMBEDDINGS = {
     "llama": "model.embed_tokens",
     "gpt2": "transformer.wte",
     "gemma": "model.embed_tokens",
+    "gpt_neox": "gpt_neox.embed_in",
 }
 
 
@@ -184,3 +185,19 @@ def test_a_rome_trace_in_nnsight_with_sigma_by_hand_equals_noise_3_sigma(family)
     ours = nv.run(spec, model=model, tokenizer=tok)
     torch.testing.assert_close(ours.values, theirs, atol=1e-6, rtol=0)
     assert abs(float(ours.values) - float(ours.corrupted)) > 0, "the restore changes the run"
+
+    # the same on transformers' default SDPA attention, rows starting at their layer or not;
+    # and what collect: sees at the embeddings' output is the noised embeddings
+    sdpa, _ = nv.models.tiny(family, seed=0)
+    sdpa.set_attn_implementation("sdpa")
+    for start_at_layer in (True, False):
+        got = nv.run(spec, model=sdpa, tokenizer=tok, start_at_layer=start_at_layer)
+        torch.testing.assert_close(got.values, theirs, atol=1e-5, rtol=0)
+    with lm.trace(ids(tok, prompt)):
+        noised = module(lm, EMBEDDINGS[family]).output
+        noised[:, subject] += 3 * sigma * draws
+        noised = noised.save()
+    collect = f'base: "{prompt}"\ncorrupt: noise 3σ on "Eiffel Tower" seed=5\n'
+    collect += f"collect: {EMBEDDINGS[family]}.output pos=*"
+    got = nv.run(collect, model=sdpa, tokenizer=tok).values
+    torch.testing.assert_close(got, noised[0], atol=1e-5, rtol=0)

@@ -61,6 +61,14 @@ def models(family: str):
     return model, tok, hooked.eval()
 
 
+@functools.cache
+def sdpa(family: str):
+    """The same weights with transformers' default attention (SDPA)."""
+    model, _ = nv.models.tiny(family, seed=0)
+    model.set_attn_implementation("sdpa")
+    return model
+
+
 def tokens(tok, text: str) -> torch.Tensor:
     return tok(text, return_tensors="pt")["input_ids"]
 
@@ -70,9 +78,9 @@ def logit_diff(tok):
     return lambda logits: logits[0, -1, paris] - logits[0, -1, rome]
 
 
-def run(model, tok, body: str):
+def run(model, tok, body: str, **options):
     spec = f'base: "{BASE}"\nsource: "{SOURCE}"\n{body}\n{METRIC}'
-    return nv.run(spec, model=model, tokenizer=tok, progress=lambda done, total: None)
+    return nv.run(spec, model=model, tokenizer=tok, progress=lambda done, total: None, **options)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -88,17 +96,23 @@ SWEEPS = {  # transformer_lens.patching function → the nbvene spec line (docs/
     "get_act_patch_attn_out": "patch: attn_out layer=* pos=*",
     "get_act_patch_mlp_out": "patch: mlp_out layer=* pos=*",
     "get_act_patch_attn_head_out_by_pos": "patch: z layer=* pos=* head=*",
+    "get_act_patch_attn_head_pattern_all_pos": "patch: pattern layer=* head=*",
 }
+# nbvene's side: transformers' default SDPA attention with rows starting at their layer (the
+# default), and the eager model with full forward passes.
+RUNS = {"sdpa": {"start_at_layer": True}, "eager": {"start_at_layer": False}}
 
 
+@pytest.mark.parametrize("attention", list(RUNS))
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("sweep", list(SWEEPS))
-def test_patching_sweeps_equal_the_nbvene_specs(family, sweep):
+def test_patching_sweeps_equal_the_nbvene_specs(family, sweep, attention):
     model, tok, hooked = models(family)
+    model = sdpa(family) if attention == "sdpa" else model
     with torch.no_grad():
         _, clean_cache = hooked.run_with_cache(tokens(tok, SOURCE))
         theirs = getattr(patching, sweep)(hooked, tokens(tok, BASE), clean_cache, logit_diff(tok))
-    ours = run(model, tok, SWEEPS[sweep])
+    ours = run(model, tok, SWEEPS[sweep], **RUNS[attention])
     assert ours.values.shape == theirs.shape
     torch.testing.assert_close(ours.values.float(), theirs.float(), atol=ATOL, rtol=0)
     assert theirs.abs().max() > 1e-3, "the sweep moves the metric"
