@@ -27,10 +27,11 @@ COMPONENTS = (
 )
 
 # TransformerLens' hooks inside `blocks.{l}`, by the short name its `get_act_name` takes, with the
-# nbvene component that holds the same tensor. None: no component does; `attn_in` and `mlp_in` are
-# the residual stream as the attention's and the MLP's norms read it (a copy: patching it changes
-# that branch only), which each family's adapter places (`Family.transformerlens`). TL's
-# `hook_attn_in` repeats the copy per head; nbvene's `attn_in` is the copy every head reads.
+# nbvene component that holds the same tensor on most families (`Family.transformerlens` names
+# the exceptions: Gemma 2's post-normed `attn_out`, BERT's). None: no component does; `attn_in`
+# and `mlp_in` are the residual stream as the attention's and the MLP's norms read it (a copy:
+# editing it changes that branch only), which each family's adapter places. TL's `hook_attn_in`
+# repeats the copy per head; nbvene's `attn_in` is the copy every head reads.
 TRANSFORMERLENS = {
     "resid_pre": ("hook_resid_pre", "block_input"),
     "resid_mid": ("hook_resid_mid", "resid_mid"),
