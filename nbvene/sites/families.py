@@ -106,6 +106,12 @@ def _mlp(mlp: str, down: str) -> dict[str, Part]:
 BLOCK = {"block_input": Part("", "input"), "block_output": Part("", "output")}
 
 
+def _norm_inputs(attention_norm: str, mlp_norm: str) -> dict[str, Part]:
+    """TransformerLens' `attn_in` and `mlp_in`: the residual stream as each branch's norm reads
+    it, before the norm (patching it changes that branch only, not the residual stream)."""
+    return {"attn_in": Part(attention_norm, "input"), "mlp_in": Part(mlp_norm, "input")}
+
+
 class Family:
     """Where the blocks are, and where each component sits inside one block."""
 
@@ -116,6 +122,12 @@ class Family:
 
     def parts(self, config, shape: Shape) -> dict[str, Part]:
         raise NotImplementedError
+
+    def transformerlens(self, config) -> dict[str, Part | None]:
+        """Where TransformerLens' names (by short name) sit when no component holds their
+        tensor: `attn_in`, `mlp_in`, and names meaning another tensor here than elsewhere;
+        None where no module holds TransformerLens' tensor in this family."""
+        return {}
 
     def fits(self, model: nn.Module) -> bool:
         try:
@@ -152,6 +164,22 @@ class Llama(Family):
         weights = _weights("self_attn", s)
         return {**BLOCK, "resid_mid": mid, **attention, **weights, **_mlp("mlp", "mlp.down_proj")}
 
+    def transformerlens(self, config):
+        if config.model_type == "olmo2":  # no norm before attention and MLP: they read the stream
+            return {
+                **_norm_inputs("self_attn", "mlp"),
+                "attn_out": Part("post_attention_layernorm", "output"),
+                "mlp_out": Part("post_feedforward_layernorm", "output"),
+            }
+        if config.model_type in ("gemma2", "gemma3_text"):
+            # TransformerLens' attn_out and mlp_out are what the block adds: after the post-norms
+            return {
+                **_norm_inputs("input_layernorm", "pre_feedforward_layernorm"),
+                "attn_out": Part("post_attention_layernorm", "output"),
+                "mlp_out": Part("post_feedforward_layernorm", "output"),
+            }
+        return _norm_inputs("input_layernorm", "post_attention_layernorm")
+
 
 class Phi3(Family):
     name = "phi3"
@@ -172,6 +200,9 @@ class Phi3(Family):
         weights = _weights("self_attn", s)
         return {**BLOCK, **mid, **attention, **weights, **_mlp("mlp", "mlp.down_proj")}
 
+    def transformerlens(self, config):
+        return _norm_inputs("input_layernorm", "post_attention_layernorm")
+
 
 class GPT2(Family):
     name = "gpt2"
@@ -186,6 +217,9 @@ class GPT2(Family):
         mid = _mid("attn")
         weights = _weights("attn", s)
         return {**BLOCK, **mid, **attention, **weights, **_mlp("mlp", "mlp.c_proj")}
+
+    def transformerlens(self, config):
+        return _norm_inputs("ln_1", "ln_2")
 
 
 class GPTNeoX(Family):
@@ -205,6 +239,9 @@ class GPTNeoX(Family):
             parts.update(_mid("attention"))
         return parts
 
+    def transformerlens(self, config):
+        return _norm_inputs("input_layernorm", "post_attention_layernorm")
+
 
 class GPTNeo(Family):
     name = "gpt_neo"
@@ -218,6 +255,9 @@ class GPTNeo(Family):
             "attn", f"{a}.q_proj", f"{a}.k_proj", f"{a}.v_proj", f"{a}.out_proj", s
         )
         return {**BLOCK, **_mid("attn"), **attention, **_mlp("mlp", "mlp.c_proj")}
+
+    def transformerlens(self, config):
+        return _norm_inputs("ln_1", "ln_2")
 
 
 class GPTJ(Family):
@@ -251,6 +291,11 @@ class OPT(Family):
         }
         return {**BLOCK, **_mid("self_attn"), **attention, **_weights("self_attn", s), **mlp}
 
+    def transformerlens(self, config):
+        if not getattr(config, "do_layer_norm_before", True):  # post-norm (OPT-350m)
+            return {}
+        return _norm_inputs("self_attn_layer_norm", "final_layer_norm")
+
 
 class BERT(Family):
     """Encoders (BERT, RoBERTa): post-norm, so attention and MLP outputs include the norm."""
@@ -275,6 +320,17 @@ class BERT(Family):
         }
         weights = _weights("attention.self", s)
         return {**BLOCK, "resid_mid": Part("attention", "output"), **attention, **weights, **mlp}
+
+    def transformerlens(self, config):
+        # TransformerLens' HookedEncoder: attn_out and mlp_out are the sublayers' projections,
+        # before the residual sum and its norm; resid_mid and resid_post are that sum, which no
+        # module outputs (nbvene's resid_mid and block_output are after the norm)
+        return {
+            "attn_out": Part("attention.output.dense", "output"),
+            "mlp_out": Part("output.dense", "output"),
+            "resid_mid": None,
+            "resid_post": None,
+        }
 
 
 FAMILIES: tuple[Family, ...] = (

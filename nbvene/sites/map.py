@@ -10,7 +10,15 @@ from torch import nn
 
 from nbvene.errors import NbveneError, did_you_mean
 from nbvene.sites.families import Discovered, Part, Shape, family_of
-from nbvene.sites.names import ALIASES, Component, component
+from nbvene.sites.names import (
+    ALIASES,
+    COMPONENTS,
+    TRANSFORMERLENS_ONLY,
+    Component,
+    component,
+    no_equivalent,
+    transformerlens_name,
+)
 from nbvene.sites.view import WHOLE, View
 
 
@@ -63,9 +71,12 @@ class SiteMap:
         config = getattr(model, "config", None)
         self.shape = Shape.of(config) if config is not None and self.family else None
         self.parts: dict[str, Part] = {}
+        self.transformerlens: dict[str, Part | None] = {}
+        """Parts for TransformerLens' names whose tensor no component holds (by short name)."""
         self.n_layers: int | None = None
         if self.family is not None:
             self.parts = self.family.parts(config, self.shape)
+            self.transformerlens = self.family.transformerlens(config)
             self.n_layers = len(model.get_submodule(self.family.blocks))
         for template in self.mapping.values():
             if "{layer}" in template and self.n_layers is None:
@@ -92,6 +103,21 @@ class SiteMap:
                 )
             return Component(written, module=m.group(1), io=m.group(2))
         found = component(written)
+        tl = transformerlens_name(written) if written not in COMPONENTS else None
+        if tl is not None and tl[0] in self.transformerlens:
+            if self.transformerlens[tl[0]] is None:
+                raise NbveneError(
+                    f"TransformerLens' {written!r} has no equivalent on this model "
+                    f"({self.family_name})",
+                    hint="TransformerLens' HookedEncoder takes it before the block's post-norm, "
+                    "as the sum no module outputs; resid_mid and block_output are after the norm",
+                )
+            return Component(tl[0], layer=tl[1])
+        if found is None and no_equivalent(written):
+            raise NbveneError(
+                f"{written!r} is a TransformerLens hook with no equivalent in nbvene",
+                hint=no_equivalent(written),
+            )
         if found is None:
             names = [*self.components(), *(a for a, c in ALIASES.items() if c in self.parts)]
             raise NbveneError(
@@ -122,7 +148,7 @@ class SiteMap:
             module = _module_path(c.module.replace("{layer}", str(layer)))
             return Site(c.name, layer, module, c.io)
         layer = c.layer if c.layer is not None else layer
-        part = self.parts[c.name]
+        part = self._part(c)
         block = f"{self.family.blocks}.{layer}"
         module = f"{block}.{part.path}" if part.path else block
         if part.io == "residual":  # the module's output plus the block's input
@@ -133,10 +159,19 @@ class SiteMap:
         """How many heads the component's units split into, or None."""
         if c.raw:
             return None
-        view = self.parts[c.name].view
+        view = self._part(c).view
         return view.heads if view.by_head else None
 
+    def _part(self, c: Component) -> Part:
+        return self.parts.get(c.name) or self.transformerlens[c.name]
+
     def _unavailable_hint(self, name: str) -> str:
+        if name in TRANSFORMERLENS_ONLY:
+            return (
+                f"TransformerLens' {name} is the residual stream before the norm that feeds only "
+                f"the {'attention' if name == 'attn_in' else 'MLP'}; this family has no such "
+                "norm (GPT-J's attention and MLP share ln_1; post-norm models norm afterwards)"
+            )
         if name == "attention_weight":
             return (
                 "this family computes attention without transformers' attention interface, "

@@ -15,6 +15,7 @@ import nbvene as nv
 from nbvene.errors import NbveneError
 from nbvene.models.tokenizer import tiny_tokenizer
 from nbvene.sites import ALIASES, COMPONENTS
+from nbvene.sites.names import TRANSFORMERLENS_ONLY, transformerlens_name
 
 BASE = "The Colosseum is located in the city of"
 SOURCE = "The Eiffel Tower is located in the city of"
@@ -67,9 +68,9 @@ HOOK_NAMES = {  # TransformerLens hook names inside blocks.{l}
     "hook_resid_pre": "block_input",
     "hook_resid_mid": "resid_mid",
     "hook_resid_post": "block_output",
-    "hook_attn_in": "attention_input",
+    "hook_attn_in": "attn_in",
     "hook_attn_out": "attention_output",
-    "hook_mlp_in": "mlp_input",
+    "hook_mlp_in": "mlp_in",
     "hook_mlp_out": "mlp_output",
     "mlp.hook_post": "mlp_activation",
     "attn.hook_q": "head_query_output",
@@ -374,7 +375,20 @@ def test_other_head_layouts_and_residual_styles(name):
 
 # --- other names for the same sites -------------------------------------------------------
 
-NAMED = ["gpt2", "llama", "gpt_neox", "bert"]  # fused qkv, GQA, per-head fused qkv, encoder
+# fused qkv, GQA, per-head fused qkv, post-norms on the branches, encoder
+NAMED = ["gpt2", "llama", "gpt_neox", "gemma2", "bert"]
+
+
+def transformerlens_meaning(sites: nv.SiteMap, short: str, canonical: str):
+    """What a TransformerLens name should equal on this model: the canonical component, or a
+    user mapping to the module the family places TransformerLens' tensor at (`attn_in`; `attn_out`
+    after Gemma 2's post-norm), or None where the model has neither."""
+    if short not in sites.transformerlens:
+        return (canonical, None) if canonical in sites.parts else (None, None)
+    part = sites.transformerlens[short]
+    if part is None:  # TransformerLens' tensor is held by no module of this family
+        return None, None
+    return "tl", {"tl": f"{sites.family.blocks}[{{layer}}].{part.path}.{part.io}"}
 
 
 @pytest.mark.parametrize("family", NAMED)
@@ -382,14 +396,16 @@ def test_transformerlens_aliases_equal_the_canonical_names(family):
     model, tok = tiny(family)
     sites = nv.SiteMap(model)
     base, source = prompts(family)
-    for alias, canonical in ALIASES.items():
-        body = f"layer=* pos=[3, -1]{head_suffix(canonical, sites)}\n{METRIC}"
-        if canonical not in sites.parts:
+    for alias in [*ALIASES, *TRANSFORMERLENS_ONLY]:
+        short = "post" if alias == "mlp_post" else alias
+        canonical, mapping = transformerlens_meaning(sites, short, ALIASES.get(alias, alias))
+        body = f"layer=* pos=[3, -1]{head_suffix(canonical or alias, sites)}\n{METRIC}"
+        if canonical is None:
             with pytest.raises(NbveneError):
                 run(model, tok, f"patch: {alias} {body}", base, source)
             continue
         ours = run(model, tok, f"patch: {alias} {body}", base, source)
-        theirs = run(model, tok, f"patch: {canonical} {body}", base, source)
+        theirs = run(model, tok, f"patch: {canonical} {body}", base, source, sites=mapping)
         assert ours.axes == theirs.axes
         close(ours.values, theirs.values)
 
@@ -399,15 +415,16 @@ def test_transformerlens_hook_names_equal_the_canonical_names_per_layer(family):
     model, tok = tiny(family)
     sites = nv.SiteMap(model)
     base, source = prompts(family)
-    for hook, canonical in HOOK_NAMES.items():
-        heads = head_suffix(canonical, sites)
-        if canonical not in sites.parts:
+    for hook, name in HOOK_NAMES.items():
+        short, _ = transformerlens_name(f"blocks.0.{hook}")
+        canonical, mapping = transformerlens_meaning(sites, short, name)
+        heads = head_suffix(canonical or name, sites)
+        if canonical is None:
             with pytest.raises(NbveneError):
                 run(model, tok, f"patch: blocks.0.{hook} pos=-1\n{METRIC}", base, source)
             continue
-        reference = run(
-            model, tok, f"patch: {canonical} layer=* pos=[3, -1]{heads}\n{METRIC}", base, source
-        )
+        body = f"patch: {canonical} layer=* pos=[3, -1]{heads}\n{METRIC}"
+        reference = run(model, tok, body, base, source, sites=mapping)
         for layer in range(sites.n_layers):
             named = f"blocks.{layer}.{hook}"
             res = run(model, tok, f"patch: {named} pos=[3, -1]{heads}\n{METRIC}", base, source)
