@@ -13,13 +13,13 @@ skipped. Tracebacks point at the Markdown file and line of the failing statement
 from __future__ import annotations
 
 import ast
-import linecache
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from markdown import python_view
 
 ROOT = Path(__file__).resolve().parents[1]
 EXECUTED = (
@@ -105,21 +105,6 @@ def _param(block: Block):
     return pytest.param(block, marks=marks, id=f"{block.path}:{block.line}")
 
 
-def python_view(path: str) -> str:
-    """The Markdown file's name, registered in `linecache` as its Python: every block at its
-    own lines, the prose blank. Code that reads its caller's source (nnsight, which pyvene
-    imports, does on every `Tensor.backward()`) then parses Python, not Markdown."""
-    filename = str(ROOT / path)
-    if filename not in linecache.cache:
-        lines = ["\n"] * len((ROOT / path).read_text(encoding="utf-8").splitlines())
-        for block in blocks(path):
-            body = block.code.splitlines(keepends=True)
-            lines[block.line - 1 : block.line - 1 + len(body)] = body
-        # no modification time: linecache keeps the entry (as IPython does for its cells)
-        linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
-    return filename
-
-
 @dataclass
 class Session:
     """One file's shared namespace, and which of its blocks have run in it."""
@@ -132,7 +117,9 @@ class Session:
     def execute(self, block: Block) -> None:
         """Run one block here; its line numbers are the Markdown file's."""
         try:
-            filename = python_view(block.path)
+            filename = python_view(
+                ROOT / block.path, [(b.line, b.code) for b in blocks(block.path)]
+            )
             code = compile("\n" * (block.line - 1) + block.code, filename, "exec")
             exec(code, self.namespace)
         except BaseException:

@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+from markdown import python_view
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "training.md"
 
@@ -31,9 +32,10 @@ def test_the_page_has_its_examples():
 def test_training_page_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__docs__"}
+    filename = python_view(PAGE, blocks())
     for line, code in blocks():
         try:
-            exec(compile("\n" * (line - 1) + code, str(PAGE), "exec"), namespace)
+            exec(compile("\n" * (line - 1) + code, filename, "exec"), namespace)
         except Exception:
             pytest.fail(f"docs/training.md: the block at line {line} failed", pytrace=True)
     assert (tmp_path / "adder-das" / "config.json").is_file()
