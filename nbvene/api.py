@@ -9,10 +9,11 @@ import torch
 import transformers
 from torch import nn
 
+from nbvene.engine.executor import device_of
 from nbvene.engine.lock import runs_model
 from nbvene.engine.memory import rows_within
 from nbvene.engine.rerun import Rerun
-from nbvene.engine.run import Interrupted, Outcome, Progress, device_of, execute
+from nbvene.engine.run import Outcome, Progress, Stopped, execute
 from nbvene.errors import NbveneError, SweepInterrupted
 from nbvene.plan import Plan, resolve
 from nbvene.plan.limits import MAX_CELLS
@@ -134,7 +135,7 @@ def run(
     try:
         outcome = execute(p, max_batch=max_batch, progress=_partial(p, progress),
                           start_at_layer=start_at_layer, max_memory=max_memory)  # fmt: skip
-    except Interrupted as stop:
+    except Stopped as stop:
         raise SweepInterrupted(_result(p, stop.outcome, tokenizer)) from None
     finally:
         if bar is not None:
@@ -180,7 +181,7 @@ def _live(p: Plan, tokenizer, *, max_batch: int, start_at_layer: bool, max_memor
         try:
             outcome = execute(p, max_batch=max_batch, progress=_partial(p, sweep),
                               start_at_layer=start_at_layer, max_memory=max_memory)  # fmt: skip
-        except Interrupted as stop:
+        except Stopped as stop:
             partial = _result(p, stop.outcome, tokenizer)
             sweep.finish(partial, stopped=True)
             _shown(partial, sweep)

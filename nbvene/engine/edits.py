@@ -58,8 +58,27 @@ def group_units(rows: list[Row]) -> dict[tuple[Site, int], list[tuple[int, Unit]
     return groups
 
 
-def unit_edit(plan: Plan, sources: Sources, site: Site, op_index: int, members, rows, shape,
-              found: dict | None = None):  # fmt: skip
+def base_edits(
+    plan: Plan, sources: Sources, rows: list[Row], hooks, shape, found: dict | None = None
+) -> None:
+    """Register the edits of `rows` that act in their base run (ids of `shape`) on `hooks`: every
+    unit but those `into` a named source, made in that source's run before. `found` gathers
+    what `collect:` units see."""
+    for (site, op), members in group_units(rows).items():
+        if plan.ops[op].into is None:
+            hooks.at(site, unit_edit(plan, sources, site, op, members, rows, shape, found))
+
+
+def unit_edit(
+    plan: Plan,
+    sources: Sources,
+    site: Site,
+    op_index: int,
+    members,
+    rows,
+    shape,
+    found: dict | None = None,
+):
     """The edit for one (site, op) in one forward pass of `rows` (ids of `shape`)."""
     op, device = plan.ops[op_index], sources.device
     row_idx, pos, head, src_row, src_pos, examples = [], [], [], [], [], []
@@ -84,7 +103,7 @@ def unit_edit(plan: Plan, sources: Sources, site: Site, op_index: int, members, 
     )
 
     def edit(raw: torch.Tensor) -> torch.Tensor | None:
-        x = _unflatten(raw, shape)
+        x = unflatten(raw, shape)
         units = site.view.read(x)
         chosen = units[index]
         if found is not None and op.verb == "collect":
@@ -134,10 +153,12 @@ def _applied(plan: Plan, op: Op, base: torch.Tensor, source, per_example: dict) 
     try:
         new = op.module(base, source, **per_example)
     except Exception as e:  # the user's code: any error, placed on the line that calls it
-        placed = error_at(plan.spec, f"via: {shown} raised {type(e).__name__}: {e}", op.line,
-                          token="via")  # fmt: skip
-        raise UserCodeError(placed.message, line=placed.line, text=placed.text,
-                            column=placed.column) from e  # fmt: skip
+        placed = error_at(
+            plan.spec, f"via: {shown} raised {type(e).__name__}: {e}", op.line, token="via"
+        )
+        raise UserCodeError(
+            placed.message, line=placed.line, text=placed.text, column=placed.column
+        ) from e
     if not isinstance(new, torch.Tensor) or new.numel() != base.numel():
         got = f"shape {tuple(new.shape)}" if isinstance(new, torch.Tensor) else repr(new)[:40]
         raise error_at(
@@ -164,7 +185,7 @@ def _keys(weights: torch.Tensor, width: int) -> torch.Tensor:
     return torch.nn.functional.pad(weights, (0, width - weights.shape[-1]))
 
 
-def _unflatten(raw: torch.Tensor, shape) -> torch.Tensor:
+def unflatten(raw: torch.Tensor, shape) -> torch.Tensor:
     """Some modules see (batch·seq, d) (OPT's MLP): give them back their (batch, seq) axes."""
     if raw.dim() == 2 and raw.shape[0] == shape[0] * shape[1]:
         return raw.unflatten(0, tuple(shape))
@@ -176,7 +197,7 @@ def store_edit(site: Site, stored: dict, shape, *, detach: bool = True):
     gradients (interchange intervention training)."""
 
     def edit(raw: torch.Tensor) -> None:
-        units = site.view.read(_unflatten(raw, shape))
+        units = site.view.read(unflatten(raw, shape))
         stored[site] = units.detach() if detach else units
 
     return edit

@@ -10,8 +10,8 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from nbvene.engine.executor import device_of
 from nbvene.engine.lock import holding
-from nbvene.engine.run import device_of
 from nbvene.errors import NbveneError
 from nbvene.spec import Spec, Var, parse
 from nbvene.train.bind import bind, via_modules

@@ -126,8 +126,9 @@ def train(
     stopped, metrics = False, {"iia": math.nan, "loss": math.nan}
     try:
         budget = Budget(batch_size)
-        run = _Training(plan, labels, modules, loss, train_model, generator, held, checkpoint,
-                        budget)  # fmt: skip
+        run = _Training(
+            plan, labels, modules, loss, train_model, generator, held, checkpoint, budget
+        )
         with checkpointed(model, plan.sites) if checkpoint else nullcontext():
             try:
                 run.fit(examples, epochs, lr, batch_size, patience, progress)
@@ -169,8 +170,9 @@ def train(
 
 
 class _Training:
-    def __init__(self, plan, labels, modules, loss, train_model, generator, held, checkpoint,
-                 budget: Budget):  # fmt: skip
+    def __init__(
+        self, plan, labels, modules, loss, train_model, generator, held, checkpoint, budget: Budget
+    ):
         self.budget = budget
         self.forward = Forward(plan, grad_source=train_model, budget=budget)
         self.checkpoint = checkpoint
@@ -195,8 +197,9 @@ class _Training:
     def scores(self, examples) -> dict:
         """IIA and loss on the held-out examples, or on the training ones without them."""
         if self.held is None:
-            return measure(self.forward, examples.tolist(), self.labels, self.loss,
-                           budget=self.budget)  # fmt: skip
+            return measure(
+                self.forward, examples.tolist(), self.labels, self.loss, budget=self.budget
+            )
         _, indices, labels = self.held
         return measure(self.held_forward, indices.tolist(), labels, self.loss, budget=self.budget)
 
@@ -311,8 +314,14 @@ def objective(outputs: torch.Tensor, labels: torch.Tensor, loss: Loss | None) ->
     return nn.functional.cross_entropy(outputs.float(), labels)
 
 
-def measure(forward: Forward, indices: list[int], labels: torch.Tensor, loss: Loss | None,
-            batch_size: int = 256, budget: Budget | None = None) -> dict:  # fmt: skip
+def measure(
+    forward: Forward,
+    indices: list[int],
+    labels: torch.Tensor,
+    loss: Loss | None,
+    batch_size: int = 256,
+    budget: Budget | None = None,
+) -> dict:
     """Interchange intervention accuracy and mean loss over `indices`, without gradients, in
     the budget's chunks (`batch_size` examples a chunk without one)."""
     hits, total, count = 0, 0.0, 0
@@ -350,13 +359,16 @@ def labels_of(plan: Plan, namespace: Mapping, tokenizer, classes: bool) -> torch
     try:
         labels = torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError):
-        raise error(f"{{{name}}} must be a tensor or a list of labels, got "
-                    f"{type(value).__name__}") from None  # fmt: skip
+        raise error(
+            f"{{{name}}} must be a tensor or a list of labels, got {type(value).__name__}"
+        ) from None
     labels = labels.detach().cpu()
     if labels.dim() == 0 or labels.shape[0] != len(plan.base):
         got = "one label" if labels.dim() == 0 else f"{labels.shape[0]} labels"
-        raise error(f"{{{name}}} has {got} for {len(plan.base)} base examples",
-                    hint="give one label per base example")  # fmt: skip
+        raise error(
+            f"{{{name}}} has {got} for {len(plan.base)} base examples",
+            hint="give one label per base example",
+        )
     if classes and (labels.is_floating_point() or labels.dim() != 1):
         raise error(
             f"{{{name}}} must hold class indices or token ids (integers), one per example; "
@@ -368,12 +380,16 @@ def labels_of(plan: Plan, namespace: Mapping, tokenizer, classes: bool) -> torch
 
 def _token(tokenizer, text: str, error) -> int:
     if tokenizer is None:
-        raise error(f"the label {text!r} is text, and no tokenizer was given",
-                    hint="pass tokenizer=..., or give token ids")  # fmt: skip
+        raise error(
+            f"the label {text!r} is text, and no tokenizer was given",
+            hint="pass tokenizer=..., or give token ids",
+        )
     ids = tokenizer.encode(text, add_special_tokens=False)
     if len(ids) != 1:
-        raise error(f"the label {text!r} is {len(ids)} tokens for this tokenizer",
-                    hint='a label is one token, often with a leading space: " Paris"')  # fmt: skip
+        raise error(
+            f"the label {text!r} is {len(ids)} tokens for this tokenizer",
+            hint='a label is one token, often with a leading space: " Paris"',
+        )
     return ids[0]
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from nbvene.engine.executor import device_of
 from nbvene.engine.lock import holding
-from nbvene.engine.run import device_of
 from nbvene.errors import NbveneError
 from nbvene.files import (
     DTYPES,
