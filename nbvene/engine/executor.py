@@ -47,12 +47,12 @@ class _StopForward(Exception):
 
 
 class Executor:
-    """Forward passes of one model on prompts, under the edits of a `Hooks`.
+    """Forward passes of one model on prompts, under the edits of the caller's `Hooks`.
 
     >>> executor = Executor(model, pad_id=tok.pad_token_id)  # doctest: +SKIP
     >>> with Hooks(model) as hooks:
     ...     hooks.at(site, edit)
-    ...     logits = executor.forward(hooks, prompts)  # (prompts, vocabulary) at read positions
+    ...     logits = executor.forward(prompts)  # (prompts, vocabulary) at read positions
     """
 
     def __init__(self, model: nn.Module, pad_id: int = 0, budget: Budget | None = None):
@@ -92,34 +92,36 @@ class Executor:
 
     def forward(
         self,
-        hooks: Hooks,
         prompts: list[Prompt],
         *,
         width: int = 0,
         read: bool = True,
         stop_after: Collection[Site] = (),
     ) -> torch.Tensor | None:
-        """One forward pass of `prompts` (right-padded to at least `width` tokens) under
-        `hooks`. With `read`, the output at each prompt's read position, the LM head computed
-        there only (an output without a sequence axis, (batch, classes), is returned whole).
-        Without, None: the pass is for activations, its LM head runs at one position, and it
-        stops after the last block that `stop_after`'s sites live in."""
+        """One forward pass of `prompts` (right-padded to at least `width` tokens), under the
+        edits the caller's `Hooks` hold. With `read`, the output at each prompt's read position,
+        the LM head computed there only (an output without a sequence axis, (batch, classes),
+        is returned whole). Without, None: the pass is for activations, its LM head runs at one
+        position, and it stops after the last block that `stop_after`'s sites live in."""
         ids, mask = self.pad(prompts, width)
         head = _output_embeddings(self.model)
         n = len(prompts)
         at = torch.tensor([p.read_at for p in prompts], device=self.device)
-        if not read:
+        # the pass's own hooks, after the edits (`hooks` may be kept for a backward pass; these
+        # go when the pass ends)
+        with Hooks(self.model) as own:
+            if not read:
+                if head is not None:
+                    own.on(head, "input", lambda h: h[:, -1:] if h.dim() == 3 else None)
+                block = last_block(self.model, stop_after)
+                if block is not None:
+                    own.on(block, "output", _stop)
+                with contextlib.suppress(_StopForward):  # raised after the last block needed
+                    self.call(ids, mask)
+                return None
             if head is not None:
-                hooks.on(head, "input", lambda h: h[:, -1:] if h.dim() == 3 else None)
-            block = last_block(self.model, stop_after)
-            if block is not None:
-                hooks.on(block, "output", _stop)
-            with contextlib.suppress(_StopForward):  # raised after the last block needed
-                self.call(ids, mask)
-            return None
-        if head is not None:
-            hooks.on(head, "input", lambda h: h[torch.arange(n, device=h.device), at].unsqueeze(1))
-        logits = _logits(self.call(ids, mask))
+                own.on(head, "input", lambda h: h[torch.arange(n, device=h.device), at][:, None])
+            logits = _logits(self.call(ids, mask))
         if head is not None:
             return logits[:, -1]
         if logits.dim() == 2:
@@ -151,7 +153,7 @@ class Executor:
             with Hooks(self.model, keep) as hooks:
                 for site in sites:
                     hooks.at(site, store_edit(site, found, (len(chunk), width), detach=not grad))
-                output = self.forward(hooks, chunk, width=width, read=read, stop_after=stop)
+                output = self.forward(chunk, width=width, read=read, stop_after=stop)
             return output, found
 
         if budget is None:

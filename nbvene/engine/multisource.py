@@ -102,7 +102,7 @@ def patched_runs(
                 hooks.at(site, store_edit(site, stored, shape, detach=False))
             # every edit still runs (one may raise), and the pass stops after the last of them
             stop = () if keep is not None else read | patched
-            executor.forward(hooks, prompts, read=False, stop_after=stop)
+            executor.forward(prompts, read=False, stop_after=stop)
         sources.named.update({(name, site): units for site, units in stored.items()})
 
 

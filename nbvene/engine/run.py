@@ -251,6 +251,8 @@ class Sweep:
         """The corrupted run (the base, with noise if any): its metric per row (None without
         one), the block inputs the tail starts from, and (if asked) its logits."""
         plan = self.plan
+        if plan.metric is None and self.tail is None and not self.keep_base_logits:
+            return None  # nothing to measure or record: `collect:` runs only the grid
         width = max(len(p) for p in plan.base)
         layers = {self.start(r) for r in plan.rows} - {0}
         # Rows that edit attention weights run under nbvene's eager attention, which builds its
@@ -323,7 +325,7 @@ class Sweep:
             noise = noise_edit(self.plan, rows, self.noise, self.device)
             hooks.on(self.model.get_input_embeddings(), "output", noise, first=True)
         chosen = [self.plan.base[r.example] for r in rows]
-        return self.executor.forward(hooks, chosen, width=width, read=read, stop_after=stop_after)
+        return self.executor.forward(chosen, width=width, read=read, stop_after=stop_after)
 
     def collected(self, found: dict, n: int) -> torch.Tensor:
         counts = {len(found[i]) for i in range(n)}  # the plan made them equal

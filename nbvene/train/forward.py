@@ -116,7 +116,7 @@ class Forward:
         patched_runs(part, sources, rows, self.executor, self.keep)
         with Hooks(self.model, self.keep) as hooks:
             base_edits(part, sources, rows, hooks, (len(rows), max(len(p) for p in base)))
-            return self.executor.forward(hooks, base)
+            return self.executor.forward(base)
 
     @contextmanager
     def kept(self):
