@@ -64,15 +64,23 @@ class Executor:
 
     # --- calling the model ---------------------------------------------------------------
 
-    def call(self, ids: torch.Tensor, mask: torch.Tensor | None = None, **options):
-        """Run the model on `ids`: a transformers model takes keywords (the attention mask,
-        and no KV cache unless `options` ask for one); any other module gets the ids as its one
-        argument. `options` the model does not take are left out."""
+    def call(self, ids, mask=None, *, cache=None, use_cache=False, last_only=False):
+        """Run the model on `ids` (and the attention `mask`, if given): a transformers model
+        takes keywords, builds no KV cache unless `use_cache` (then `cache` holds the steps'
+        before), and with `last_only` computes the LM head at the last position only where it
+        allows that; any other module gets the ids as its one argument."""
         if "input_ids" not in self._takes:
             return self.model(ids)
-        keywords = {"use_cache": False, "attention_mask": mask, **options}
-        taken = {k: v for k, v in keywords.items() if k in self._takes and v is not None}
-        return self.model(input_ids=ids, **taken)
+        keywords = {}
+        if use_cache:
+            keywords.update(past_key_values=cache, use_cache=True)
+        elif "use_cache" in self._takes:
+            keywords["use_cache"] = False
+        if mask is not None and "attention_mask" in self._takes:
+            keywords["attention_mask"] = mask
+        if last_only and "logits_to_keep" in self._takes:
+            keywords["logits_to_keep"] = 1
+        return self.model(input_ids=ids, **keywords)
 
     def pad(self, prompts: list[Prompt], width: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-padded ids and mask on the input device, at least `width` tokens wide: a pass
@@ -107,8 +115,8 @@ class Executor:
         head = _output_embeddings(self.model)
         n = len(prompts)
         at = torch.tensor([p.read_at for p in prompts], device=self.device)
-        # the pass's own hooks, after the edits (`hooks` may be kept for a backward pass; these
-        # go when the pass ends)
+        # the pass's own hooks, run after the caller's edits; they go when the pass ends (the
+        # caller's may be kept for a backward pass)
         with Hooks(self.model) as own:
             if not read:
                 if head is not None:
@@ -157,8 +165,7 @@ class Executor:
             return output, found
 
         if budget is None:
-            output, found = run(list(prompts))
-            return output, found
+            return run(list(prompts))
         return _joined(budget.chunks(prompts, run, what))
 
     # --- generation ----------------------------------------------------------------------
@@ -168,10 +175,7 @@ class Executor:
         cache of the steps before if `use_cache`. Returns the last position's logits (rows,
         vocabulary) in float32 and the cache (None without one); the LM head runs at the last
         position only where the model allows it."""
-        options = {"logits_to_keep": 1}
-        if use_cache:
-            options.update(use_cache=True, past_key_values=cache)
-        out = self.call(ids, **options)
+        out = self.call(ids, cache=cache, use_cache=use_cache, last_only=True)
         logits = _logits(out)
         if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
             raise NbveneError(
