@@ -11,9 +11,10 @@ from torch import nn
 from nbvene.bind import Plan, resolve
 from nbvene.bind.limits import MAX_CELLS
 from nbvene.engine import memory
+from nbvene.engine.executor import device_of
 from nbvene.engine.lock import runs_model
 from nbvene.engine.rerun import Rerun
-from nbvene.engine.run import Interrupted, Outcome, Progress, device_of, execute
+from nbvene.engine.run import Outcome, Progress, Stopped, execute
 from nbvene.errors import NbveneError, SweepInterrupted
 from nbvene.results import Axis, Result, add_live_view
 from nbvene.sites import SiteMap
@@ -144,7 +145,7 @@ def run(
             start_at_layer=start_at_layer,
             max_memory=max_memory,
         )
-    except Interrupted as stop:
+    except Stopped as stop:
         raise SweepInterrupted(_result(p, stop.outcome, tokenizer)) from None
     finally:
         if bar is not None:
@@ -195,7 +196,7 @@ def _live(p: Plan, tokenizer, *, max_batch: int, start_at_layer: bool, max_memor
                 start_at_layer=start_at_layer,
                 max_memory=max_memory,
             )
-        except Interrupted as stop:
+        except Stopped as stop:
             partial = _result(p, stop.outcome, tokenizer)
             sweep.finish(partial, stopped=True)
             _shown(partial, sweep)

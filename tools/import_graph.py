@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("widgets",),
     ("results",),
     ("figures", "engine"),
-    ("bind", "plan"),  # plan/ is the binder's old name
+    ("bind",),
     ("interventions", "models", "files"),
     ("sites", "spec"),
     ("errors", "version"),

@@ -19,11 +19,11 @@ import torch
 
 from nbvene.bind.patching import check_attribution
 from nbvene.bind.plan import Plan, Row
-from nbvene.engine.edits import _unflatten
+from nbvene.engine.edits import unflatten
 from nbvene.engine.hooks import Hooks
 from nbvene.engine.memory import Budget
 from nbvene.engine.metrics import metric_values
-from nbvene.engine.run import Outcome, _Runner
+from nbvene.engine.run import Outcome, Sweep
 from nbvene.sites import Site
 
 
@@ -33,13 +33,10 @@ def estimate(plan: Plan, max_batch: int = 64) -> Outcome:
     base's forward and backward pass run `max_batch` rows at a time (halved on out-of-memory):
     each row's gradients are its own."""
     check_attribution(plan)
-    budget = Budget(max_batch)
-    runner = _Runner(plan, start_at_layer=False, budget=budget)
+    sweep = Sweep(plan, start_at_layer=False, budget=Budget(max_batch))
     with torch.no_grad():
-        clean_logits = runner.source_run()
-    samples = plan.corrupt.samples if plan.corrupt is not None else 1
-    base_rows = [Row(e, (), (), k) for e in range(len(plan.base)) for k in range(samples)]
-    runner.base_rows = base_rows
+        clean_logits = sweep.source_run()
+    base_rows = sweep.base_rows
     sites = {u.site for r in plan.rows for u in r.units}
     width = max(len(p) for p in plan.base)
 
@@ -51,25 +48,25 @@ def estimate(plan: Plan, max_batch: int = 64) -> Outcome:
         with torch.enable_grad(), Hooks(plan.model) as hooks:
             for site in sites:
                 hooks.at(site, _grad_edit(site, acts, deltas))
-            logits = runner.logits(hooks, chunk, plan.base, width=width)
-            values = metric_values(plan.metric, logits, runner.reference(clean_logits, chunk))
+            logits = sweep.logits(hooks, chunk, width=width)
+            values = metric_values(plan.metric, logits, sweep.reference(clean_logits, chunk))
             order = list(deltas)
-            grads = torch.autograd.grad(values.sum(), [deltas[s] for s in order],
-                                        allow_unused=True)  # fmt: skip
+            wrt = [deltas[s] for s in order]
+            grads = torch.autograd.grad(values.sum(), wrt, allow_unused=True)
         units = {}
         for site, g in zip(order, grads, strict=True):
             g = torch.zeros_like(deltas[site]) if g is None else g
-            units[site] = (site.view.read(_unflatten(acts[site], shape)),
-                           site.view.read(_unflatten(g, shape)))  # fmt: skip
+            read = site.view.read
+            units[site] = (read(unflatten(acts[site], shape)), read(unflatten(g, shape)))
         return values.detach().float(), units
 
-    parts = [out for _, out in budget.chunks(base_rows, base_pass, "attribution's base pass")]
+    chunks = sweep.budget.chunks(base_rows, base_pass, "attribution's base pass")
+    parts = [out for _, out in chunks]
     values = torch.cat([v for v, _ in parts])
     base_at = {s: torch.cat([u[s][0] for _, u in parts]) for s in parts[0][1]}
     grad_at = {s: torch.cat([u[s][1] for _, u in parts]) for s in parts[0][1]}
     del parts
-    index = {(r.example, r.sample): i for i, r in enumerate(base_rows)}
-    rows_in_base = [index[r.example, r.sample] for r in plan.rows]
+    rows_in_base = sweep.in_base(plan.rows)
     total = values[torch.tensor(rows_in_base, device=values.device)].clone()
     for site, members in _by_site(plan, rows_in_base).items():
         if site not in grad_at:
@@ -79,15 +76,14 @@ def estimate(plan: Plan, max_batch: int = 64) -> Outcome:
         )
         at = (base_row, pos) if site.heads is None else (base_row, pos, head)
         src_at = (src_row, src_pos) if site.heads is None else (src_row, src_pos, head)
-        source = runner.sources.cache[site]
+        source = sweep.sources.cache[site]
         source = source[tuple(i.to(source.device) for i in src_at)].float()
         diff = source.to(values.device) - base_at[site][at].float()
         total.index_add_(0, row, (diff * grad_at[site][at].float()).flatten(1).sum(-1))
-    runner.values = total.cpu()
-    corrupted = runner.per_example(values)
+    corrupted = sweep.per_example(values)
     clean = metric_values(plan.metric, clean_logits, clean_logits).float()
     clean = clean.expand(len(plan.base)) if len(clean) == 1 else clean
-    return runner.outcome(clean, corrupted)
+    return sweep.outcome(clean, corrupted, values=total.cpu())
 
 
 def _grad_edit(site: Site, acts: dict, deltas: dict):

@@ -57,8 +57,27 @@ def group_units(rows: list[Row]) -> dict[tuple[Site, int], list[tuple[int, Unit]
     return groups
 
 
-def unit_edit(plan: Plan, sources: Sources, site: Site, op_index: int, members, rows, shape,
-              found: dict | None = None):  # fmt: skip
+def base_edits(
+    plan: Plan, sources: Sources, rows: list[Row], hooks, shape, found: dict | None = None
+) -> None:
+    """Register the edits of `rows` that act in their base run (ids of `shape`) on `hooks`: every
+    unit but those `into` a named source, made in that source's run before. `found` gathers
+    what `collect:` units see."""
+    for (site, op), members in group_units(rows).items():
+        if plan.ops[op].into is None:
+            hooks.at(site, unit_edit(plan, sources, site, op, members, rows, shape, found))
+
+
+def unit_edit(
+    plan: Plan,
+    sources: Sources,
+    site: Site,
+    op_index: int,
+    members,
+    rows,
+    shape,
+    found: dict | None = None,
+):
     """The edit for one (site, op) in one forward pass of `rows` (ids of `shape`)."""
     op, device = plan.ops[op_index], sources.device
     row_idx, pos, head, src_row, src_pos, examples = [], [], [], [], [], []
@@ -83,7 +102,7 @@ def unit_edit(plan: Plan, sources: Sources, site: Site, op_index: int, members, 
     )
 
     def edit(raw: torch.Tensor) -> torch.Tensor | None:
-        x = _unflatten(raw, shape)
+        x = unflatten(raw, shape)
         units = site.view.read(x)
         chosen = units[index]
         if found is not None and op.verb == "collect":
@@ -160,7 +179,7 @@ def _keys(weights: torch.Tensor, width: int) -> torch.Tensor:
     return torch.nn.functional.pad(weights, (0, width - weights.shape[-1]))
 
 
-def _unflatten(raw: torch.Tensor, shape) -> torch.Tensor:
+def unflatten(raw: torch.Tensor, shape) -> torch.Tensor:
     """Some modules see (batch·seq, d) (OPT's MLP): give them back their (batch, seq) axes."""
     if raw.dim() == 2 and raw.shape[0] == shape[0] * shape[1]:
         return raw.unflatten(0, tuple(shape))
@@ -172,7 +191,7 @@ def store_edit(site: Site, stored: dict, shape, *, detach: bool = True):
     gradients (interchange intervention training)."""
 
     def edit(raw: torch.Tensor) -> None:
-        units = site.view.read(_unflatten(raw, shape))
+        units = site.view.read(unflatten(raw, shape))
         stored[site] = units.detach() if detach else units
 
     return edit

@@ -13,12 +13,21 @@ from torch import nn
 
 from nbvene.bind.plan import Plan
 from nbvene.errors import NbveneError
+from nbvene.sites.families import dimensions
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-_UNITS = {"": 1, "b": 1, "kb": 2**10, "mb": 2**20, "gb": 2**30, "kib": 2**10, "mib": 2**20,
-          "gib": 2**30}  # fmt: skip
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 2**10,
+    "mb": 2**20,
+    "gb": 2**30,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+}
 
 # What allocators say when they fail, for backends (and older torch) that raise a plain
 # RuntimeError rather than torch.OutOfMemoryError: CUDA/HIP/XPU/MPS "… out of memory", the CPU's
@@ -55,16 +64,15 @@ def token_bytes(model: nn.Module, tokens: int, *, cache: bool = False, grad: boo
     computes the LM head at the positions it reads only). With `cache`, a KV cache too (keys
     and values of every layer, at most 2 × hidden per token and layer); with `grad` (a pass
     with a backward pass), every layer's activations, kept for it."""
-    config = getattr(model, "config", None)
-    hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 1024)
-    inner = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None)
-    inner = inner or 4 * hidden
-    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", 16)
-    vocab = getattr(config, "vocab_size", 50_000)
+    dims = dimensions(model)
+    hidden = dims.hidden or 1024
+    inner = dims.intermediate or 4 * hidden
+    heads = dims.heads or 16
+    vocab = dims.vocab or 50_000
     param = next(model.parameters(), None)
     dtype = param.element_size() if param is not None else 4
     per_token = dtype * (12 * hidden + 3 * inner) + 4 * 4 * heads * tokens
-    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 1)
+    layers = dims.layers or 1
     if grad:
         per_token *= layers
     if cache:
@@ -89,8 +97,9 @@ def rows_within(plan: Plan, budget: int | str, *, grad: bool = False) -> int:
     return rows_fitting(plan.model, longest(plan), budget, grad=grad)
 
 
-def rows_fitting(model: nn.Module, tokens: int, budget: int | str, *, cache: bool = False,
-                 grad: bool = False) -> int:  # fmt: skip
+def rows_fitting(
+    model: nn.Module, tokens: int, budget: int | str, *, cache: bool = False, grad: bool = False
+) -> int:
     """How many rows of `tokens` tokens fit `budget` bytes (at least one, else an error)."""
     limit = parse_bytes(budget)
     need = token_bytes(model, tokens, cache=cache, grad=grad)
@@ -130,8 +139,15 @@ class Budget:
         self.halvings = 0
 
     @classmethod
-    def within(cls, max_batch: int, max_memory: int | str | None, model: nn.Module,
-               tokens: int, *, cache: bool = False) -> Budget:  # fmt: skip
+    def within(
+        cls,
+        max_batch: int,
+        max_memory: int | str | None,
+        model: nn.Module,
+        tokens: int,
+        *,
+        cache: bool = False,
+    ) -> Budget:
         """`max_batch`, lowered to the rows of `tokens` tokens that fit `max_memory` (with a
         KV cache: `cache`)."""
         if max_memory is not None:

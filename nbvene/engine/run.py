@@ -13,16 +13,15 @@ import torch
 from torch import nn
 
 from nbvene.bind.plan import Plan, Row
-from nbvene.bind.prompts import Prompt
-from nbvene.engine.edits import Sources, group_units, noise_edit, store_edit, unit_edit
+from nbvene.engine.edits import Sources, base_edits, noise_edit
+from nbvene.engine.executor import Executor
 from nbvene.engine.hooks import Hooks
 from nbvene.engine.memory import Budget, parse_bytes
 from nbvene.engine.metrics import metric_values
-from nbvene.engine.multisource import clean_runs, patched_runs
-from nbvene.engine.passes import joined, kept_units, pad_to
+from nbvene.engine.multisource import clean_runs, patched_runs, source_run, unit_means
 from nbvene.engine.tail import Tail, start_layer
 from nbvene.errors import NbveneError
-from nbvene.sites import Site
+from nbvene.sites.families import dimensions
 
 Progress = Callable[..., None]
 """Called after each chunk of the grid with (rows done, rows in all); a callback that takes a
@@ -41,9 +40,9 @@ class Outcome:
     done: bool = True
 
 
-class Interrupted(Exception):
+class Stopped(Exception):
     """Raised by `execute` on KeyboardInterrupt (in any pass, the grid's or those before it),
-    carrying what was measured so far."""
+    carrying what was measured so far (the public `nv.SweepInterrupted` is made from it)."""
 
     def __init__(self, outcome: Outcome):
         super().__init__("interrupted")
@@ -62,12 +61,6 @@ def _reporter(progress: Progress | None, partial: Callable[[], Outcome]):
     return lambda done, total: progress(done, total, partial())
 
 
-def device_of(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def execute(
     plan: Plan,
     *,
@@ -80,11 +73,11 @@ def execute(
     the grid's rows, and the source, baseline and `mean:` prompts too. With `max_memory`,
     rows start at their layer only if the block inputs that needs kept fit in it."""
     with torch.no_grad():
-        runner = _Runner(plan, start_at_layer, Budget(max_batch))
-        kept = runner.tail is not None and max_memory is not None
-        if kept and runner.tail_bytes() > parse_bytes(max_memory):
-            runner.tail = None  # full forward passes: the same values, nothing kept
-        return runner.run(progress)
+        sweep = Sweep(plan, start_at_layer, Budget(max_batch))
+        kept = sweep.tail is not None and max_memory is not None
+        if kept and sweep.tail_bytes() > parse_bytes(max_memory):
+            sweep.tail = None  # full forward passes: the same values, nothing kept
+        return sweep.run(progress)
 
 
 @dataclass
@@ -105,41 +98,45 @@ def cell_logits(plan: Plan, rows: list[int]) -> CellLogits:
     if plan.collect is not None or plan.metric is None:
         raise NbveneError("only a sweep with a metric has logits to show per cell")
     with torch.no_grad():
-        runner = _Runner(plan, start_at_layer=False)
-        runner.keep_base_logits = True
-        clean_logits = runner.source_run()
-        runner.mean_runs()
-        runner.baselines(clean_logits)
+        sweep = Sweep(plan, start_at_layer=False)
+        sweep.keep_base_logits = True
+        clean_logits = sweep.source_run()
+        sweep.mean_runs()
+        sweep.baselines(clean_logits)
         chosen = [plan.rows[i] for i in rows]
-        index = {(r.example, r.sample): i for i, r in enumerate(runner.base_rows)}
-        corrupted = runner.base_logits[[index[r.example, r.sample] for r in chosen]]
-        runner.keep_logits = True
-        metric = runner.chunk(chosen, clean_logits)
+        corrupted = sweep.base_logits[sweep.in_base(chosen)]
+        metric, patched = sweep.chunk(chosen, clean_logits, keep_logits=True)
         return CellLogits(
-            patched=_cpu(runner.kept),
+            patched=_cpu(patched),
             corrupted=_cpu(corrupted),
-            clean=_cpu(runner.reference(clean_logits, chosen)),
+            clean=_cpu(sweep.reference(clean_logits, chosen)),
             metric=metric,
         )
 
 
-class _Runner:
+class Sweep:
+    """The passes of one plan through one `Executor`: the source run, the named sources' and
+    `mean:` runs, the corrupted baseline (one run per example and noise sample, its `base_rows`),
+    then the grid's rows in the budget's chunks, starting at their layer where the family
+    allows (`Tail`)."""
+
     def __init__(self, plan: Plan, start_at_layer: bool, budget: Budget | None = None):
         self.plan = plan
-        self.budget = budget or Budget()
         self.model = plan.model
-        self.device = device_of(plan.model)
+        self.executor = Executor(plan.model, plan.pad_id, budget)
+        self.budget = self.executor.budget
+        self.device = self.executor.device
         self.sources = Sources(plan, self.device)
         self.noise = _noise(plan, self.model)
         self.tail = None
         if start_at_layer and plan.collect is None and Tail.supports(self.model, plan.sites):
             self.tail = Tail(self.model, plan.sites)
-        self.call = _caller(self.model)
+        samples = plan.corrupt.samples if plan.corrupt else 1
+        # one corrupted run per (example, noise sample); a row reuses its own
+        self.base_rows = [Row(e, (), (), k) for e in range(len(plan.base)) for k in range(samples)]
         self.values: torch.Tensor | None = None
         self.base_logits: torch.Tensor | None = None  # the corrupted runs' outputs, if kept
         self.keep_base_logits = False  # a sweep keeps their metric only: rows, not rows × vocab
-        self.keep_logits = False  # `cell_logits` keeps a chunk's logits, not only its metric
-        self.kept: torch.Tensor | None = None
 
     # --- the whole run -------------------------------------------------------------------
 
@@ -147,22 +144,19 @@ class _Runner:
         clean = corrupted = None
         try:
             clean_logits = self.source_run()
-            clean_runs(self.plan, self.sources, self.call, self.device, budget=self.budget)
+            clean_runs(self.plan, self.sources, self.executor, budget=self.budget)
             self.mean_runs()
             clean, corrupted = self.baselines(clean_logits)
             report = _reporter(progress, lambda: self.outcome(clean, corrupted, done=False))
             self.sweep(report, clean_logits)
         except KeyboardInterrupt:
             # before the grid too: the caller gets an empty (all-NaN) outcome, not a bare stop
-            raise Interrupted(self.outcome(clean, corrupted, done=False)) from None
+            raise Stopped(self.outcome(clean, corrupted, done=False)) from None
         return self.outcome(clean, corrupted)
 
     def baselines(self, clean_logits):
         """The metric on the clean (source) run and on the corrupted run, per example."""
         plan = self.plan
-        samples = plan.corrupt.samples if plan.corrupt else 1
-        # one corrupted run per (example, noise sample); a row reuses its own
-        self.base_rows = [Row(e, (), (), k) for e in range(len(plan.base)) for k in range(samples)]
         metric = self.baseline(clean_logits)
         if plan.metric is None:
             return None, None
@@ -178,7 +172,7 @@ class _Runner:
         order, done = self.order(), 0
 
         def run(indices: list[int]) -> torch.Tensor:
-            return self.chunk([rows[i] for i in indices], clean_logits)
+            return self.chunk([rows[i] for i in indices], clean_logits)[0]
 
         for indices, values in self.budget.chunks(order, run, "grid"):
             if self.values is None:
@@ -188,9 +182,10 @@ class _Runner:
             if progress is not None:
                 progress(done, len(order))
 
-    def outcome(self, clean, corrupted, done=True) -> Outcome:
-        """Per-row values (NaN where not run), normalised if asked, and the baselines."""
-        values = self.values
+    def outcome(self, clean, corrupted, done=True, values: torch.Tensor | None = None) -> Outcome:
+        """Per-row values (the grid's, NaN where not run; or `values` given, an estimate's),
+        normalised if asked, and the baselines."""
+        values = self.values if values is None else values
         if values is None:
             values = torch.full((len(self.plan.rows),), float("nan"))
         metric = self.plan.metric
@@ -205,12 +200,10 @@ class _Runner:
         starts at, for each (example, noise sample)."""
         plan = self.plan
         layers = {self.start(r) for r in plan.rows} - {0}
-        samples = plan.corrupt.samples if plan.corrupt else 1
-        config = getattr(self.model, "config", None)
-        hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 0)
+        hidden = dimensions(self.model).hidden or 0
         dtype = next(self.model.parameters()).element_size()
         tokens = max(len(p) for p in plan.base)
-        return len(layers) * len(plan.base) * samples * tokens * hidden * dtype
+        return len(layers) * len(self.base_rows) * tokens * hidden * dtype
 
     def order(self) -> list[int]:
         """Rows in the order they run: by the layer they start at, so a chunk starts late."""
@@ -231,6 +224,11 @@ class _Runner:
             return None
         return clean_logits[[self.plan.source_example(r.example) for r in rows]]
 
+    def in_base(self, rows: list[Row]) -> list[int]:
+        """Where each row's corrupted run sits among `base_rows`."""
+        index = {(r.example, r.sample): i for i, r in enumerate(self.base_rows)}
+        return [index[r.example, r.sample] for r in rows]
+
     def per_example(self, values: torch.Tensor) -> torch.Tensor:
         """Average over noise samples: one value per example."""
         samples = len(self.base_rows) // len(self.plan.base)
@@ -239,31 +237,22 @@ class _Runner:
     # --- the runs before the grid ----------------------------------------------------------
 
     def source_run(self) -> torch.Tensor | None:
-        """Keep the source activations every unit needs; return the source's logits."""
-        plan = self.plan
-        if plan.source is None:
+        """Keep the source activations every unit needs; return the source's logits (None
+        without a metric to read them: then the run stops after the last block it keeps)."""
+        if self.plan.source is None:
             return None
-        reads = [op.value == "run" and op.origin is None for op in plan.ops]
-        sites = {u.site for r in plan.rows for u in r.units if reads[u.op]}
-        rows = [Row(i, (), ()) for i in range(len(plan.source))]
-        width = max(len(p) for p in plan.source)
-
-        def run(chunk: list[Row]):
-            stored: dict = {}
-            with Hooks(self.model) as hooks:
-                for site in sites:
-                    hooks.at(site, store_edit(site, stored, (len(chunk), width)))
-                return self.logits(hooks, chunk, plan.source, noisy=False, width=width), stored
-
-        return joined(self.budget.chunks(rows, run, "source run"), self.sources.cache)
+        read = self.plan.metric is not None
+        return source_run(self.plan, self.sources, self.executor, read=read, budget=self.budget)
 
     def mean_runs(self) -> None:
-        self.sources.means = unit_means(self.plan, self.call, self.device, self.budget)
+        self.sources.means = unit_means(self.plan, self.executor, self.budget)
 
     def baseline(self, clean_logits) -> torch.Tensor | None:
         """The corrupted run (the base, with noise if any): its metric per row (None without
         one), the block inputs the tail starts from, and (if asked) its logits."""
         plan = self.plan
+        if plan.metric is None and self.tail is None and not self.keep_base_logits:
+            return None  # nothing to measure or record: `collect:` runs only the grid
         width = max(len(p) for p in plan.base)
         layers = {self.start(r) for r in plan.rows} - {0}
         # Rows that edit attention weights run under nbvene's eager attention, which builds its
@@ -277,7 +266,7 @@ class _Runner:
                     self.tail.record(hooks, layers)
                     for module in weights:
                         hooks.on(module, "weights", lambda probs: None)
-                logits = self.logits(hooks, chunk, plan.base, width=width)
+                logits = self.logits(hooks, chunk, width=width)
             if self.tail is not None:
                 self.tail.commit()
             metric = None
@@ -298,115 +287,50 @@ class _Runner:
 
     # --- patched runs ----------------------------------------------------------------------
 
-    def chunk(self, rows: list[Row], clean_logits) -> torch.Tensor:
-        """One forward pass: metric values (or collected units) of `rows`, on the host."""
+    def chunk(self, rows: list[Row], clean_logits, *, keep_logits: bool = False):
+        """One forward pass: metric values (or collected units) of `rows`, on the host, and
+        (with `keep_logits`, for `cell_logits`) the rows' logits."""
         plan = self.plan
         chosen = [plan.base[r.example] for r in rows]
         shape = (len(rows), max(len(p) for p in chosen))
         found: dict = {}
-        patched_runs(plan, self.sources, rows, self.call, self.device)
+        patched_runs(plan, self.sources, rows, self.executor)
         with Hooks(self.model) as hooks:
-            for (site, op), members in group_units(rows).items():
-                if plan.ops[op].into is not None:  # made in a named source's run, above
-                    continue
-                edit = unit_edit(plan, self.sources, site, op, members, rows, shape, found)
-                hooks.at(site, edit)
+            base_edits(plan, self.sources, rows, hooks, shape, found)
             start = min(self.start(r) for r in rows) if self.tail is not None else 0
             if plan.collect is not None:
-                self.run_rows(hooks, rows, chosen)
-                return self.collected(found, len(rows))
+                # the pass stops after the last block any of its edits live in
+                edited = {u.site for r in rows for u in r.units}
+                self.logits(hooks, rows, read=False, stop_after=edited)
+                return self.collected(found, len(rows)), None
             if start > 0:
                 read = torch.tensor([p.read_at for p in chosen], device=self.device)
-                index = {(r.example, r.sample): i for i, r in enumerate(self.base_rows)}
-                rows_in_base = [index[r.example, r.sample] for r in rows]
-                logits = self.tail.forward(start, rows_in_base, read)
+                logits = self.tail.forward(start, self.in_base(rows), read)
             else:
-                logits = self.logits(hooks, rows, plan.base)
-        if self.keep_logits:
-            self.kept = logits
+                logits = self.logits(hooks, rows)
         reference = self.reference(clean_logits, rows)
-        return metric_values(plan.metric, logits, reference).float().cpu()
+        metric = metric_values(plan.metric, logits, reference).float().cpu()
+        return metric, (logits if keep_logits else None)
 
-    def run_rows(self, hooks: Hooks, rows: list[Row], prompts: list[Prompt], noisy=True,
-                 width: int = 0):  # fmt: skip
-        """The model's forward pass on `prompts` (one per row, right-padded to at least `width`
-        tokens), with the rows' noise if any."""
-        ids, mask = pad_to(prompts, self.plan.pad_id, self.device, width)
-        if self.noise is not None and noisy:
+    def logits(
+        self, hooks: Hooks, rows: list[Row], *, width: int = 0, read: bool = True, stop_after=()
+    ) -> torch.Tensor | None:
+        """The base run of `rows` (right-padded to at least `width` tokens) under `hooks`, with
+        the rows' noise if any: the logits at each row's read position (its last token), or
+        (without `read`) None, the pass run for what its edits see."""
+        if self.noise is not None:
             # ROME's order: the noise first, then edits and reads at the embeddings' output
             # (registered before this) see and replace the corrupted value, as they would at
             # block 0's input
-            hooks.on(self.model.get_input_embeddings(), "output",
-                     noise_edit(self.plan, rows, self.noise, self.device), first=True)  # fmt: skip
-        return self.call(ids, mask)
-
-    def logits(self, hooks: Hooks, rows: list[Row], prompts: list[Prompt], noisy=True,
-               width: int = 0):  # fmt: skip
-        """Logits at each row's read position (its last token)."""
-        chosen = [prompts[r.example] for r in rows]
-        return read_output(
-            self.model,
-            hooks,
-            chosen,
-            self.device,
-            lambda: self.run_rows(hooks, rows, chosen, noisy, width),
-        )
+            noise = noise_edit(self.plan, rows, self.noise, self.device)
+            hooks.on(self.model.get_input_embeddings(), "output", noise, first=True)
+        chosen = [self.plan.base[r.example] for r in rows]
+        return self.executor.forward(chosen, width=width, read=read, stop_after=stop_after)
 
     def collected(self, found: dict, n: int) -> torch.Tensor:
         counts = {len(found[i]) for i in range(n)}  # the plan made them equal
         stacked = torch.stack([found[i] for i in range(n)]).float().cpu()
         return stacked.squeeze(1) if counts == {1} else stacked
-
-
-def read_output(model: nn.Module, hooks: Hooks, prompts: list[Prompt], device, forward):
-    """Run `forward()` and return the output at each prompt's read position, computing the LM
-    head there only; an output without a sequence axis, (batch, classes), is returned whole."""
-    n = len(prompts)
-    at = torch.tensor([p.read_at for p in prompts], device=device)
-    head = getattr(model, "get_output_embeddings", lambda: None)()
-    if head is not None:
-        hooks.on(head, "input", lambda h: h[torch.arange(n, device=h.device), at].unsqueeze(1))
-    output = forward()
-    logits = output.logits if hasattr(output, "logits") else output
-    if isinstance(logits, tuple):
-        logits = logits[0]
-    if head is not None:
-        return logits[:, -1]
-    if logits.dim() == 2:
-        return logits
-    return logits[torch.arange(n, device=logits.device), at]
-
-
-def unit_means(plan: Plan, call, device, budget: Budget | None = None
-               ) -> dict[tuple[int, Site], torch.Tensor]:  # fmt: skip
-    """For each `mean:` op, the mean of its sites' units over the real tokens of its prompts
-    (run in the budget's chunks)."""
-    means = {}
-    budget = budget or Budget()
-    for index, op in enumerate(plan.ops):
-        if op.value != "mean":
-            continue
-        sites = {u.site for r in plan.rows for u in r.units if u.op == index}
-        acts = kept_units(plan.model, list(op.mean_prompts), sites, call, device, budget,
-                          "mean: run", plan.pad_id)  # fmt: skip
-        prompts = list(op.mean_prompts)
-        width = max(len(p) for p in prompts)
-        real = torch.tensor([[t < len(p) for t in range(width)] for p in prompts], device=device)
-        for site, act in acts.items():
-            means[index, site] = act[real.to(act.device)].mean(dim=0)
-    return means
-
-
-def _caller(model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], object]:
-    """How to run the model on padded ids: a transformers model takes keywords (and no KV
-    cache is built); any other module gets the ids as its one argument."""
-    takes = inspect.signature(model.forward).parameters
-    if "input_ids" not in takes:
-        return lambda ids, mask: model(ids)
-    extra = {"use_cache": False} if "use_cache" in takes else {}
-    if "attention_mask" not in takes:
-        return lambda ids, mask: model(input_ids=ids, **extra)
-    return lambda ids, mask: model(input_ids=ids, attention_mask=mask, **extra)
 
 
 def _noise(plan: Plan, model: nn.Module) -> dict[tuple[int, int], torch.Tensor] | None:

@@ -14,10 +14,7 @@ from torch import nn
 
 from nbvene.engine.hooks import Hooks
 from nbvene.sites import SiteMap
-
-# Families whose model forward is: embeddings → blocks(hidden, **kwargs) → norm → head.
-FINAL_NORM = {"llama": "model.norm", "phi3": "model.norm", "gpt2": "transformer.ln_f",
-              "gpt_neox": "gpt_neox.final_layer_norm"}  # fmt: skip
+from nbvene.sites.families import final_norm
 
 
 class Tail:
@@ -26,7 +23,7 @@ class Tail:
     def __init__(self, model: nn.Module, sites: SiteMap):
         self.model = model
         self.blocks = model.get_submodule(sites.family.blocks)
-        self.norm = model.get_submodule(FINAL_NORM[sites.family.name])
+        self.norm = model.get_submodule(final_norm(sites.family))
         self.head = model.get_output_embeddings()
         self.softcap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
         self.hidden: dict[int, torch.Tensor] = {}  # block input, at the layers rows start at
@@ -40,7 +37,7 @@ class Tail:
         config = getattr(model, "config", None)
         return (
             family is not None
-            and family.name in FINAL_NORM
+            and final_norm(family) is not None
             and hasattr(model, "get_output_embeddings")
             and model.get_output_embeddings() is not None
             # models that scale their logits after the head (Granite) run full forwards
@@ -84,8 +81,7 @@ class Tail:
         if not self.parts:
             return True
         layers = sorted(self.parts[0])
-        rows = [next(h for h, _, _ in part.values() if h is not None).shape[0]
-                for part in self.parts]  # fmt: skip
+        rows = [next(h for h, _, _ in p.values() if h is not None).shape[0] for p in self.parts]
         shared: dict[tuple, tuple[tuple, dict]] = {}
         arguments = {}
         for layer in layers:

@@ -382,3 +382,57 @@ def family_of(model: nn.Module) -> Family | None:
         if family.fits(model):
             return family
     return Discovered.find(model)
+
+
+# --- what the engine asks of a family: its final norm, and its dimensions -------------------
+
+FINAL_NORMS: dict[str, str | None] = {
+    # The norm between the last block and the LM head, for families whose model forward is
+    # embeddings → blocks(hidden, **kwargs) → norm → head: rows patched at layer l start there.
+    # None: rows of that family run full forward passes (the same values, from layer 0).
+    "llama": "model.norm",
+    "phi3": "model.norm",
+    "gpt2": "transformer.ln_f",
+    "gpt_neox": "gpt_neox.final_layer_norm",
+    "gpt_neo": None,
+    "gptj": None,
+    "opt": None,
+    "bert": None,  # encoders: no causal LM head after a final norm
+    "discovered": None,
+}
+
+
+def final_norm(family: Family) -> str | None:
+    """The module path of a family's final norm, or None where its rows never start at their
+    layer. Every family declares one (a new family without an entry is an error here, not a
+    silent loss of start-at-layer)."""
+    if family.name not in FINAL_NORMS:
+        raise LookupError(
+            f"the {family.name!r} family declares no final norm: add it to FINAL_NORMS "
+            "(None if its rows run full forward passes)"
+        )
+    return FINAL_NORMS[family.name]
+
+
+@dataclass(frozen=True)
+class Dimensions:
+    """A model's sizes as its config gives them, under any of the names families use for them
+    (None where the config does not say, or there is no config)."""
+
+    hidden: int | None
+    intermediate: int | None
+    heads: int | None
+    layers: int | None
+    vocab: int | None
+
+
+def dimensions(model: nn.Module) -> Dimensions:
+    """The sizes in a model's config (what memory estimates and the engine read)."""
+    config = getattr(model, "config", None)
+    return Dimensions(
+        hidden=_first(config, "hidden_size", "n_embd"),
+        intermediate=_first(config, "intermediate_size", "n_inner"),
+        heads=_first(config, "num_attention_heads", "n_head"),
+        layers=_first(config, "num_hidden_layers", "n_layer"),
+        vocab=_first(config, "vocab_size"),
+    )

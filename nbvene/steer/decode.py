@@ -9,17 +9,16 @@ reruns every position and steers the same ones again.
 
 from __future__ import annotations
 
-import inspect
 from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
 
 from nbvene.bind.steering import Steering, Term
+from nbvene.engine.executor import Executor
 from nbvene.engine.hooks import Hooks
 from nbvene.engine.memory import Budget
-from nbvene.engine.run import device_of
-from nbvene.errors import NbveneError, error_at
+from nbvene.errors import error_at
 
 
 class Steerer:
@@ -87,26 +86,31 @@ class Decoded:
     interrupted: bool = False
 
 
-def next_logits(steering: Steering, strengths: torch.Tensor,
-                budget: Budget | None = None) -> torch.Tensor:  # fmt: skip
+def next_logits(
+    steering: Steering, strengths: torch.Tensor, budget: Budget | None = None
+) -> torch.Tensor:
     """(rows, vocab): the steered prompt's next-token logits, in the budget's chunks of rows."""
-    model, device = steering.model, device_of(steering.model)
+    executor = Executor(steering.model)
 
     def run(rows: list[int]) -> torch.Tensor:
-        ids = torch.tensor([steering.prompt.ids] * len(rows), device=device)
+        ids = torch.tensor([steering.prompt.ids] * len(rows), device=executor.device)
         steerer = Steerer(steering, strengths[rows])
-        with torch.no_grad(), Hooks(model) as hooks:
+        with torch.no_grad(), Hooks(steering.model) as hooks:
             steerer.attach(hooks)
-            out = model(input_ids=ids, **_no_cache(model), **_last_only(model))
-        return _logits(out)[:, -1].float()
+            return executor.next_logits(ids)[0]
 
     budget = budget or Budget(max(1, len(strengths)))
     parts = [out for _, out in budget.chunks(range(len(strengths)), run, "steered run")]
     return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
-def decode(steering: Steering, strengths: torch.Tensor, *, use_cache: bool = True,
-           budget: Budget | None = None) -> Decoded:  # fmt: skip
+def decode(
+    steering: Steering,
+    strengths: torch.Tensor,
+    *,
+    use_cache: bool = True,
+    budget: Budget | None = None,
+) -> Decoded:
     """Generate for every row, in the budget's chunks of rows (all rows share the prompt, so
     nothing is padded; a chunk that runs out of memory starts again, halved).
 
@@ -133,20 +137,27 @@ def decode(steering: Steering, strengths: torch.Tensor, *, use_cache: bool = Tru
     vocab = next((f.shape[-1] for f in first if f is not None), None)
     logits = None
     if vocab is not None:  # rows not started (an interrupt) have NaN logits
-        logits = torch.stack([torch.full((vocab,), float("nan")) if f is None else f
-                              for f in first])  # fmt: skip
+        logits = torch.stack(
+            [torch.full((vocab,), float("nan")) if f is None else f for f in first]
+        )
     return Decoded(out_ids, stopped, logits, interrupted)
 
 
-def _decode_rows(steering: Steering, strengths: torch.Tensor, chunk: list[int],
-                 out_ids: list[list[int]], stopped: list[str], first: list, use_cache: bool
-                 ) -> None:  # fmt: skip
+def _decode_rows(
+    steering: Steering,
+    strengths: torch.Tensor,
+    chunk: list[int],
+    out_ids: list[list[int]],
+    stopped: list[str],
+    first: list,
+    use_cache: bool,
+) -> None:
     """Decode the rows `chunk` together, writing each row's ids, stop and first logits in
     place as they come (so an interrupt keeps them)."""
     g = steering.generate
-    model, device = steering.model, device_of(steering.model)
-    takes = inspect.signature(model.forward).parameters
-    use_cache = use_cache and "past_key_values" in takes
+    executor = Executor(steering.model)
+    use_cache = use_cache and executor.takes_cache()
+    device = executor.device
     ids = torch.tensor([steering.prompt.ids] * len(chunk), device=device)
     generators = [torch.Generator().manual_seed(g.seed) for _ in chunk]
     eos = _eos_ids(steering)
@@ -156,19 +167,16 @@ def _decode_rows(steering: Steering, strengths: torch.Tensor, chunk: list[int],
     live = [True] * len(chunk)
     steerer = Steerer(steering, strengths[chunk])
     cache = None
-    with torch.no_grad(), Hooks(model) as hooks:
+    with torch.no_grad(), Hooks(steering.model) as hooks:
         steerer.attach(hooks)
         for step in range(g.max_new_tokens):
             if use_cache:
                 feed = ids if step == 0 else ids[:, -1:]
                 steerer.start = 0 if step == 0 else ids.shape[1] - 1
-                out = model(input_ids=feed, past_key_values=cache, use_cache=True,
-                            **_last_only(model))  # fmt: skip
-                cache = out.past_key_values
+                logits, cache = executor.next_logits(feed, cache, use_cache=True)
             else:
                 steerer.start = 0
-                out = model(input_ids=ids, **_no_cache(model), **_last_only(model))
-            logits = _logits(out)[:, -1].float()
+                logits, _ = executor.next_logits(ids)
             if step == 0:
                 for i, row in enumerate(chunk):
                     first[row] = logits[i].cpu()
@@ -219,27 +227,3 @@ def _eos_ids(steering: Steering) -> set[int]:
         elif isinstance(value, list | tuple):
             ids.update(v for v in value if isinstance(v, int))
     return ids
-
-
-def _no_cache(model) -> dict:
-    takes = inspect.signature(model.forward).parameters
-    return {"use_cache": False} if "use_cache" in takes else {}
-
-
-def _last_only(model) -> dict:
-    """The LM head at the last position only, where the model allows it: no (rows × tokens ×
-    vocabulary) logits for a prompt whose next token is all that is read."""
-    takes = inspect.signature(model.forward).parameters
-    return {"logits_to_keep": 1} if "logits_to_keep" in takes else {}
-
-
-def _logits(out) -> torch.Tensor:
-    logits = out.logits if hasattr(out, "logits") else out
-    if isinstance(logits, tuple):
-        logits = logits[0]
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 3:
-        raise NbveneError(
-            "steering needs a language model: (batch, tokens, vocabulary) logits",
-            hint="use a causal LM such as nv.models.load() or AutoModelForCausalLM",
-        )
-    return logits

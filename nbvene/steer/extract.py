@@ -12,10 +12,9 @@ from torch import nn
 from nbvene.bind import limits
 from nbvene.bind.prompts import Prompt, tokenize
 from nbvene.bind.steering import steered_site
+from nbvene.engine.executor import Executor
 from nbvene.engine.lock import runs_model
 from nbvene.engine.memory import Budget
-from nbvene.engine.passes import kept_units
-from nbvene.engine.run import _caller, device_of
 from nbvene.errors import NbveneError
 from nbvene.sites import Site, SiteMap
 from nbvene.steer.vector import Vector
@@ -88,18 +87,21 @@ def vector(
     return made.normalized() if normalize else made
 
 
-def units(model: nn.Module, prompts: list[Prompt], site: Site,
-          budget: Budget | None = None) -> torch.Tensor:  # fmt: skip
+def units(
+    model: nn.Module, prompts: list[Prompt], site: Site, budget: Budget | None = None
+) -> torch.Tensor:
     """The site's units for right-padded prompts (the pad id is never read): (prompts, tokens,
-    d), in the budget's chunks of prompts."""
+    d), in the budget's chunks of prompts; each pass stops after the site's block."""
     with torch.no_grad():
-        stored = kept_units(model, prompts, {site}, _caller(model), device_of(model),
-                            budget or Budget(), "steering vector's run")  # fmt: skip
+        _, stored = Executor(model).stored(
+            prompts, {site}, "steering vector's run", budget=budget or Budget()
+        )
     return stored[site].float()
 
 
-def last_token_units(model: nn.Module, prompts: list[Prompt], site: Site,
-                     budget: Budget | None = None) -> torch.Tensor:  # fmt: skip
+def last_token_units(
+    model: nn.Module, prompts: list[Prompt], site: Site, budget: Budget | None = None
+) -> torch.Tensor:
     """(prompts, d): each prompt's units at its last token."""
     found = units(model, prompts, site, budget)
     last = torch.tensor([len(p) - 1 for p in prompts], device=found.device)
@@ -119,8 +121,9 @@ def _fitting(model: nn.Module, tokenizer, text: str) -> Prompt:
     return prompt
 
 
-def _aligned_difference(model, site: Site, pos: list[str], neg: list[str], plus_prompts,
-                        minus_prompts, budget: Budget):  # fmt: skip
+def _aligned_difference(
+    model, site: Site, pos: list[str], neg: list[str], plus_prompts, minus_prompts, budget: Budget
+):
     if len(pos) != 1 or len(neg) != 1:
         raise NbveneError("diff takes two prompts: one positive, one negative")
     plus, minus = plus_prompts[0], minus_prompts[0]

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from nbvene.bind.training import resolve_calls, via_modules
+from nbvene.engine.executor import device_of
 from nbvene.engine.lock import holding
-from nbvene.engine.run import device_of
 from nbvene.errors import NbveneError, error_at
 from nbvene.spec import Spec, Var, parse
 from nbvene.train.forward import Forward, check_trainable, plan_examples

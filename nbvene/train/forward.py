@@ -12,12 +12,11 @@ import torch
 
 from nbvene.bind import resolve
 from nbvene.bind.plan import Plan
-from nbvene.bind.prompts import Prompt, pad
-from nbvene.engine.edits import Sources, group_units, store_edit, unit_edit
+from nbvene.engine.edits import Sources, base_edits
+from nbvene.engine.executor import Executor
 from nbvene.engine.hooks import Hooks
 from nbvene.engine.memory import Budget
-from nbvene.engine.multisource import clean_runs, patched_runs
-from nbvene.engine.run import _caller, device_of, read_output, unit_means
+from nbvene.engine.multisource import clean_runs, patched_runs, read_sites, source_run, unit_means
 from nbvene.errors import NbveneError
 from nbvene.interventions.trainable import Trainable
 from nbvene.spec import Metric, Spec
@@ -87,12 +86,11 @@ class Forward:
     def __init__(self, plan: Plan, *, grad_source: bool = False, budget: Budget | None = None):
         self.plan = plan
         self.model = plan.model
-        self.device = device_of(plan.model)
-        self.call = _caller(plan.model)
+        self.executor = Executor(plan.model, plan.pad_id)
         self.grad_source = grad_source
         self.keep: list[Hooks] | None = None
         with torch.no_grad():
-            self.means = unit_means(plan, self.call, self.device, budget)
+            self.means = unit_means(plan, self.executor, budget)
 
     def __len__(self) -> int:
         return len(self.plan.base)
@@ -107,33 +105,18 @@ class Forward:
             source = [source[i] for i in indices]
         named = {n: [p[i] for i in indices] if len(p) > 1 else p for n, p in plan.named.items()}
         part = replace(plan, base=base, source=source, rows=rows, named=named)
-        sources = Sources(part, self.device)
+        sources = Sources(part, self.executor.device)
         sources.means = self.means
-        if source is not None:
-            self.source_run(part, sources)
         grad = self.grad_source and torch.is_grad_enabled()
-        clean_runs(part, sources, self.call, self.device, grad=grad, keep=self.keep)
-        patched_runs(part, sources, rows, self.call, self.device, self.keep)
+        if source is not None and read_sites(part, None, rows):
+            # the source activations the units read (with their gradients, if asked)
+            with torch.set_grad_enabled(grad):
+                source_run(part, sources, self.executor, grad=grad, keep=self.keep)
+        clean_runs(part, sources, self.executor, grad=grad, keep=self.keep)
+        patched_runs(part, sources, rows, self.executor, self.keep)
         with Hooks(self.model, self.keep) as hooks:
-            shape = (len(rows), max(len(p) for p in base))
-            for (site, op), members in group_units(rows).items():
-                if part.ops[op].into is not None:
-                    continue
-                hooks.at(site, unit_edit(part, sources, site, op, members, rows, shape))
-            return self.read(hooks, base)
-
-    def source_run(self, part: Plan, sources: Sources) -> None:
-        """Keep the source activations the units read (with their gradients, if asked)."""
-        reads = [op.value == "run" and op.origin is None for op in part.ops]
-        sites = {u.site for r in part.rows for u in r.units if reads[u.op]}
-        if not sites:
-            return
-        shape = (len(part.source), max(len(p) for p in part.source))
-        grad = self.grad_source and torch.is_grad_enabled()
-        with torch.set_grad_enabled(grad), Hooks(self.model, self.keep) as hooks:
-            for site in sites:
-                hooks.at(site, store_edit(site, sources.cache, shape, detach=not grad))
-            self.call(*pad(part.source, part.pad_id, self.device))
+            base_edits(part, sources, rows, hooks, (len(rows), max(len(p) for p in base)))
+            return self.executor.forward(base)
 
     @contextmanager
     def kept(self):
@@ -146,8 +129,3 @@ class Forward:
             for hooks in self.keep:
                 hooks.remove()
             self.keep = None
-
-    def read(self, hooks: Hooks, prompts: list[Prompt]) -> torch.Tensor:
-        """Run the model on `prompts`; the output at each one's read position."""
-        ids, mask = pad(prompts, self.plan.pad_id, self.device)
-        return read_output(self.model, hooks, prompts, self.device, lambda: self.call(ids, mask))

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from nbvene.bind.training import named_calls, via_modules
+from nbvene.engine.executor import device_of
 from nbvene.engine.lock import holding
-from nbvene.engine.run import device_of
 from nbvene.errors import NbveneError
 from nbvene.files import (
     DTYPES,
@@ -34,6 +34,7 @@ from nbvene.interventions.trainable import CONSTRUCTORS, Trainable, build
 from nbvene.sites import Site, SiteMap
 from nbvene.spec import Index, Spec, Var, format_spec, parse
 from nbvene.train.forward import Forward, check_trainable, plan_examples
+from nbvene.train.measure import labels_of, measure
 from nbvene.version import __version__
 
 FORMAT = "nbvene-interventions"
@@ -127,8 +128,6 @@ class Trained(nn.Module):
         >>> trained.evaluate(namespace=dict(base=B2, source=S2, label=Y2))
         {'iia': 0.98, 'loss': 0.07}
         """
-        from nbvene.train.loop import labels_of, measure
-
         objective = loss if loss is not None else self.objective
         names = dict(zip(self.names, self.interventions, strict=True))
         values = {**self.namespace, **dict(namespace or {}), **names}

@@ -125,7 +125,8 @@ def test_out_of_memory_while_extracting_a_vector_halves_the_prompts(llama, form)
     cruel = ["You are cruel.", "What an awful day.", "I hate you, fool."]
     full = nv.vector(kind, cruel, model=model, tokenizer=tok, layer=1)
     clean = Snapshot(model)
-    with Passes(model.model.layers[-1], on_call(1, error=OUT_OF_MEMORY[form])) as passes:
+    # the passes stop after block 1, the one the vector reads: the faults are injected there
+    with Passes(model.model.layers[1], on_call(1, error=OUT_OF_MEMORY[form])) as passes:
         v = nv.vector(kind, cruel, model=model, tokenizer=tok, layer=1)
     # the positives' pass of 3 rows failed: 3 → 1 row a pass, kept for the negatives too
     assert passes.rows == [3, 1, 1, 1, 1, 1, 1]
