@@ -48,9 +48,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
     model, _ = nv.models.tiny(
-        "llama", layers=args.layers, hidden_size=256, intermediate_size=1024,
-        num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=args.length,
-    )  # fmt: skip
+        "llama",
+        layers=args.layers,
+        hidden_size=256,
+        intermediate_size=1024,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        max_position_embeddings=args.length,
+    )
     g = torch.Generator().manual_seed(0)
     n = 8 * args.steps
     values = {
@@ -64,15 +69,25 @@ def main() -> None:
     patch:  block_output layer=0 pos=-1 via low_rank_rotated(k=4)
     label:  {label}
     """
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.layers} layers, "
-          f"{args.steps} steps of 8 prompts × {args.length} tokens")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.layers} layers, "
+        f"{args.steps} steps of 8 prompts × {args.length} tokens"
+    )
     print("| checkpoint | s | peak MiB | losses |\n| --- | ---: | ---: | --- |")
     losses = {}
     for checkpoint in (False, True):
 
         def fit(checkpoint=checkpoint):
-            return nv.train(spec, model=model, namespace=values, epochs=1, batch_size=8,
-                            held_out=None, progress=False, checkpoint=checkpoint)  # fmt: skip
+            return nv.train(
+                spec,
+                model=model,
+                namespace=values,
+                epochs=1,
+                batch_size=8,
+                held_out=None,
+                progress=False,
+                checkpoint=checkpoint,
+            )
 
         trained, seconds, peak = measured(fit)
         losses[checkpoint] = trained.history[0]["loss"]

@@ -55,11 +55,15 @@ def by_hand(model, tok, layers: range) -> torch.Tensor:
 
             return hook
 
-        handles = [b.self_attn.o_proj.register_forward_pre_hook(frozen(i))
-                   for i, b in enumerate(blocks)]  # fmt: skip
+        handles = [
+            b.self_attn.o_proj.register_forward_pre_hook(frozen(i)) for i, b in enumerate(blocks)
+        ]
         q = {}
-        handles.append(blocks[last].self_attn.q_proj.register_forward_hook(
-            lambda m, a, out: q.__setitem__("q", out.clone())))  # fmt: skip
+        handles.append(
+            blocks[last].self_attn.q_proj.register_forward_hook(
+                lambda m, a, out: q.__setitem__("q", out.clone())
+            )
+        )
         model(input_ids=base, use_cache=False)
         for h in handles:
             h.remove()
@@ -77,9 +81,8 @@ def by_hand(model, tok, layers: range) -> torch.Tensor:
     with torch.no_grad():
         z_source, z_base = z_of(source), z_of(base)
         return torch.tensor(
-            [[cell(z_source, z_base, layer, head) for head in range(heads)]
-             for layer in layers]
-        )  # fmt: skip
+            [[cell(z_source, z_base, layer, head) for head in range(heads)] for layer in layers]
+        )
 
 
 def main() -> None:
@@ -90,15 +93,22 @@ def main() -> None:
     args = parser.parse_args()
     model, tok = nv.models.load()
     last = model.config.num_hidden_layers - 1
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; senders: "
-          f"layers {args.first}..{args.first + args.layers - 1} × "
-          f"{model.config.num_attention_heads} heads")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; senders: "
+        f"layers {args.first}..{args.first + args.layers - 1} × "
+        f"{model.config.num_attention_heads} heads"
+    )
     start = time.perf_counter()
     res = nv.path_patch(
-        BASE, SOURCE, senders=f"z layer={args.first}..{args.first + args.layers - 1} head=*",
-        receivers=f"q layer={last} pos=-1", metric='logit_diff(" Mary", " John")',
-        model=model, tokenizer=tok, max_batch=args.max_batch,
-    )  # fmt: skip
+        BASE,
+        SOURCE,
+        senders=f"z layer={args.first}..{args.first + args.layers - 1} head=*",
+        receivers=f"q layer={last} pos=-1",
+        metric='logit_diff(" Mary", " John")',
+        model=model,
+        tokenizer=tok,
+        max_batch=args.max_batch,
+    )
     ours = time.perf_counter() - start
     start = time.perf_counter()
     expected = by_hand(model, tok, range(args.first, args.first + args.layers))

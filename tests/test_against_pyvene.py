@@ -439,8 +439,10 @@ def pyvene_two_sources(c: Case, mode: str, third: torch.Tensor, sites, positions
     if mode == "parallel":
         locations = {"sources->base": ([[[p0]], [[p1]]], [[[p0]], [[p1]]])}
     else:
-        locations = {"source_0->source_1": ([[[p0]]], [[[p0]]]),
-                     "source_1->base": ([[[p1]]], [[[p1]]])}  # fmt: skip
+        locations = {
+            "source_0->source_1": ([[[p0]]], [[[p0]]]),
+            "source_1->base": ([[[p1]]], [[[p1]]]),
+        }
     with quiet(), torch.no_grad():
         _, patched = model(
             {"input_ids": c.base}, [{"input_ids": c.source}, {"input_ids": third}], locations

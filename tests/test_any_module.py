@@ -81,6 +81,9 @@ def test_user_mapping_collects(toy):
 
 def test_token_text_needs_a_tokenizer(toy):
     with pytest.raises(nv.NbveneError, match="needs a tokenizer") as info:
-        nv.run("base: {b}\nzero: block_output layer=0\nmetric: p(\" x\")", model=toy,
-               namespace={"b": BASE})  # fmt: skip
+        nv.run(
+            'base: {b}\nzero: block_output layer=0\nmetric: p(" x")',
+            model=toy,
+            namespace={"b": BASE},
+        )
     assert "p(42)" in info.value.hint

@@ -51,8 +51,11 @@ def test_a_saved_training_gets_the_umask(umask, tmp_path):
 
 def test_a_saved_page_gets_the_umask(umask, tmp_path):
     model, tok = nv.models.tiny("gpt2")
-    res = nv.run('base: "The Eiffel Tower is in"\nzero: block_output layer=* pos=-1\n'
-                 'metric: p(" Paris")', model=model, tokenizer=tok)  # fmt: skip
+    res = nv.run(
+        'base: "The Eiffel Tower is in"\nzero: block_output layer=* pos=-1\nmetric: p(" Paris")',
+        model=model,
+        tokenizer=tok,
+    )
     res.save_html(tmp_path / "res.html")
     assert mode(tmp_path / "res.html") == 0o666 & ~umask
     assert (tmp_path / "res.html").read_text().startswith("<!")

@@ -112,9 +112,14 @@ def test_path_patching_matches_the_hand_written_oracle(tiny):
     model, tok = tiny
     heads = model.config.num_attention_heads
     res = nv.path_patch(
-        BASE, SOURCE, senders="z layer=0..1 head=*", receivers="q layer=2 head=1 pos=-1",
-        metric=METRIC, model=model, tokenizer=tok,
-    )  # fmt: skip
+        BASE,
+        SOURCE,
+        senders="z layer=0..1 head=*",
+        receivers="q layer=2 head=1 pos=-1",
+        metric=METRIC,
+        model=model,
+        tokenizer=tok,
+    )
     assert res.axes == ("layer", "head") and res.values.shape == (2, heads)
     base, source = ids(tok, BASE), ids(tok, SOURCE)
     expected = torch.tensor(
@@ -132,11 +137,19 @@ def test_path_patching_matches_the_hand_written_oracle(tiny):
 
     # freezing matters: without it, a sender at layer 0 also acts through layer 1's heads
     unfrozen = nv.path_patch(
-        BASE, SOURCE, senders="z layer=0 head=*", receivers="q layer=2 head=1 pos=-1",
-        metric=METRIC, model=model, tokenizer=tok, freeze=(),
-    )  # fmt: skip
-    loose = [logit_diff(tok, oracle(model, base, source, (0, h), [(2, 1)], freeze=False))
-             for h in range(heads)]  # fmt: skip
+        BASE,
+        SOURCE,
+        senders="z layer=0 head=*",
+        receivers="q layer=2 head=1 pos=-1",
+        metric=METRIC,
+        model=model,
+        tokenizer=tok,
+        freeze=(),
+    )
+    loose = [
+        logit_diff(tok, oracle(model, base, source, (0, h), [(2, 1)], freeze=False))
+        for h in range(heads)
+    ]
     torch.testing.assert_close(unfrozen.values, torch.tensor(loose), atol=1e-5, rtol=0)
     assert (unfrozen.values - res.values[0]).abs().max() > 1e-4
 
@@ -144,9 +157,14 @@ def test_path_patching_matches_the_hand_written_oracle(tiny):
 def test_several_receivers_and_the_printed_spec(tiny):
     model, tok = tiny
     res = nv.path_patch(
-        BASE, SOURCE, senders="z layer=1 head=2", receivers=["q layer=2 head=0 pos=-1",
-        "q layer=2 head=3 pos=-1"], metric=METRIC, model=model, tokenizer=tok,
-    )  # fmt: skip
+        BASE,
+        SOURCE,
+        senders="z layer=1 head=2",
+        receivers=["q layer=2 head=0 pos=-1", "q layer=2 head=3 pos=-1"],
+        metric=METRIC,
+        model=model,
+        tokenizer=tok,
+    )
     expected = oracle(model, ids(tok, BASE), ids(tok, SOURCE), (1, 2), [(2, 0), (2, 3)])
     assert abs(float(res.values) - logit_diff(tok, expected)) < 1e-5
     text = str(res.spec)
@@ -176,8 +194,13 @@ def test_a_batch_of_prompts_gives_each_its_own_paths(tiny):
     model, tok = tiny
     bases = [BASE, BASE.replace("John", "Tom")]
     sources = [SOURCE, SOURCE.replace("John", "Tom")]
-    args = dict(senders="z layer=1 head=*", receivers="q layer=2 head=1 pos=-1",
-                metric=f"{METRIC} normalized", model=model, tokenizer=tok)  # fmt: skip
+    args = dict(
+        senders="z layer=1 head=*",
+        receivers="q layer=2 head=1 pos=-1",
+        metric=f"{METRIC} normalized",
+        model=model,
+        tokenizer=tok,
+    )
     batch = nv.path_patch(bases, sources, **args)
     assert batch.axes == ("example", "head")
     for e in range(2):

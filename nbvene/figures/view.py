@@ -175,9 +175,14 @@ def view_of(result: Result) -> View:
     inner = len(facet_axes[-1].labels) if facet_axes else 1
     columns = min(len(facets), inner if inner <= 6 else 4)
     return View(
-        kind="heatmap", rows=rows, cols=cols, facet_axes=facet_axes, facets=facets,
-        columns=columns, **common,
-    )  # fmt: skip
+        kind="heatmap",
+        rows=rows,
+        cols=cols,
+        facet_axes=facet_axes,
+        facets=facets,
+        columns=columns,
+        **common,
+    )
 
 
 def _grid_axes(axes: list[Axis]) -> tuple[Axis, Axis]:

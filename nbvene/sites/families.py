@@ -147,9 +147,19 @@ class Family:
 class Llama(Family):
     name = "llama"
     model_types = (
-        "llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text",
-        "olmo", "olmo2", "granite", "smollm3",
-    )  # fmt: skip
+        "llama",
+        "mistral",
+        "mixtral",
+        "qwen2",
+        "qwen3",
+        "gemma",
+        "gemma2",
+        "gemma3_text",
+        "olmo",
+        "olmo2",
+        "granite",
+        "smollm3",
+    )
     blocks = "model.layers"
     probe = ("self_attn.q_proj", "self_attn.o_proj", "mlp.down_proj")
 
@@ -158,9 +168,13 @@ class Llama(Family):
         post_norm = config.model_type in ("gemma2", "gemma3_text", "olmo2")
         mid = _mid("post_attention_layernorm" if post_norm else "self_attn")["resid_mid"]
         attention = _attention(
-            "self_attn", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-            "self_attn.o_proj", s,
-        )  # fmt: skip
+            "self_attn",
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.o_proj",
+            s,
+        )
         weights = _weights("self_attn", s)
         return {**BLOCK, "resid_mid": mid, **attention, **weights, **_mlp("mlp", "mlp.down_proj")}
 
@@ -281,9 +295,13 @@ class OPT(Family):
 
     def parts(self, config, s):
         attention = _attention(
-            "self_attn", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-            "self_attn.out_proj", s,
-        )  # fmt: skip
+            "self_attn",
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.out_proj",
+            s,
+        )
         mlp = {  # OPT has no MLP module: fc1 → activation → fc2 sit on the block itself
             "mlp_input": Part("fc1", "input"),
             "mlp_activation": Part("fc2", "input"),
@@ -309,9 +327,13 @@ class BERT(Family):
 
     def parts(self, config, s):
         attention = _attention(
-            "attention", "attention.self.query", "attention.self.key", "attention.self.value",
-            "attention.output.dense", s,
-        )  # fmt: skip
+            "attention",
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+            s,
+        )
         attention["attention_output"] = Part("attention.output", "output")
         mlp = {
             "mlp_input": Part("intermediate", "input"),
@@ -334,8 +356,16 @@ class BERT(Family):
 
 
 FAMILIES: tuple[Family, ...] = (
-    Llama(), Phi3(), GPT2(), GPTNeoX(), GPTNeo(), GPTJ(), OPT(), BERT("bert"), BERT("roberta"),
-)  # fmt: skip
+    Llama(),
+    Phi3(),
+    GPT2(),
+    GPTNeoX(),
+    GPTNeo(),
+    GPTJ(),
+    OPT(),
+    BERT("bert"),
+    BERT("roberta"),
+)
 
 
 class Discovered(Family):

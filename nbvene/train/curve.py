@@ -36,9 +36,15 @@ class LiveCurve:
 
     WIDTH, HEIGHT, MARGIN = 480, 180, 40
 
-    def __init__(self, total_steps: int, epochs: int, *,
-                 show: Callable[[str], Callable[[str], None]] | None = None,
-                 interval: float = 0.5, clock: Callable[[], float] = time.monotonic):  # fmt: skip
+    def __init__(
+        self,
+        total_steps: int,
+        epochs: int,
+        *,
+        show: Callable[[str], Callable[[str], None]] | None = None,
+        interval: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.total, self.epochs = max(total_steps, 1), epochs
         self.losses: list[float] = []
         self.held: list[tuple[int, float]] = []

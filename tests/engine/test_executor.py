@@ -98,8 +98,9 @@ def test_inputs_go_to_the_input_embeddings_device(llama):
     assert device_of(torch.nn.Identity()) == torch.device("cpu")
 
 
-@pytest.mark.parametrize("family", [*FAMILIES, Discovered("layers", None, None)],
-                         ids=lambda f: f"{f.name}:{f.blocks}")  # fmt: skip
+@pytest.mark.parametrize(
+    "family", [*FAMILIES, Discovered("layers", None, None)], ids=lambda f: f"{f.name}:{f.blocks}"
+)
 def test_every_family_declares_its_final_norm(family):
     assert family.name in FINAL_NORMS  # a path, or None: rows then run full forward passes
     final_norm(family)

@@ -28,8 +28,9 @@ def tiny(family, attention="eager", **overrides):
 def sweep(model, tok, body, **options):
     spec = f'base: {BASES}\nsource: {SOURCES}\n{body}\nmetric: logit_diff(" Paris", " Rome")'
     spec = spec.replace("'", '"')
-    return nv.run(spec, model=model, tokenizer=tok, progress=lambda done, total: None,
-                  **options).values  # fmt: skip
+    return nv.run(
+        spec, model=model, tokenizer=tok, progress=lambda done, total: None, **options
+    ).values
 
 
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])
@@ -57,8 +58,13 @@ def test_patched_attention_weights_in_chunks_of_shorter_prompts(family):
     expected = sweep(model, tok, "patch: pattern layer=* head=*", start_at_layer=False)
     for max_batch in (1, 3):
         for start_at_layer in (True, False):
-            got = sweep(model, tok, "patch: pattern layer=* head=*", max_batch=max_batch,
-                        start_at_layer=start_at_layer)  # fmt: skip
+            got = sweep(
+                model,
+                tok,
+                "patch: pattern layer=* head=*",
+                max_batch=max_batch,
+                start_at_layer=start_at_layer,
+            )
             torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
@@ -125,10 +131,18 @@ def gemma3(**overrides):
 
     _, tok = nv.models.tiny("gemma")
     config = AutoConfig.for_model(
-        "gemma3_text", hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
-        head_dim=16, intermediate_size=128, num_hidden_layers=3, vocab_size=len(tok),
-        max_position_embeddings=128, pad_token_id=tok.pad_token_id, **overrides,
-    )  # fmt: skip
+        "gemma3_text",
+        hidden_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        vocab_size=len(tok),
+        max_position_embeddings=128,
+        pad_token_id=tok.pad_token_id,
+        **overrides,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
@@ -149,8 +163,9 @@ def test_noise_sigma_is_measured_where_the_noise_is_added(family):
         assert sigma == pytest.approx(float(embed.weight.detach().std()) * d**0.5, rel=1e-5)
 
     corrupt = 'corrupt: noise 3σ on "Eiffel Tower" seed=5\n'
-    plan = nv.plan(f'base: "{CLEAN}"\n{corrupt}collect: block_input layer=0 pos=*',
-                   model=model, tokenizer=tok)  # fmt: skip
+    plan = nv.plan(
+        f'base: "{CLEAN}"\n{corrupt}collect: block_input layer=0 pos=*', model=model, tokenizer=tok
+    )
     assert plan.corrupt.std == pytest.approx(3 * sigma, rel=1e-5)
     assert f"σ = {sigma:.4g}" in plan.describe()
 
@@ -158,10 +173,12 @@ def test_noise_sigma_is_measured_where_the_noise_is_added(family):
     noised = run(model, tok, corrupt + f"collect: {site}").values
     clean = run(model, tok, f"collect: {site}").values
     subject = [i for i, text in enumerate(_subject_mask(tok)) if text]
-    draws = torch.randn((len(subject), consumed.shape[1]),
-                        generator=torch.Generator().manual_seed(5))  # fmt: skip
-    torch.testing.assert_close(noised[subject] - clean[subject], 3 * sigma * draws,
-                               atol=1e-5, rtol=1e-4)  # fmt: skip
+    draws = torch.randn(
+        (len(subject), consumed.shape[1]), generator=torch.Generator().manual_seed(5)
+    )
+    torch.testing.assert_close(
+        noised[subject] - clean[subject], 3 * sigma * draws, atol=1e-5, rtol=1e-4
+    )
 
 
 @pytest.mark.parametrize("family", ["gemma2", "gemma3"])

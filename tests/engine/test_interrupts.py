@@ -63,8 +63,9 @@ def test_an_interrupt_in_the_grid_keeps_the_finished_cells(llama, full, how):
     partial = info.value.result
     finished = ~partial.values.isnan()
     assert 0 < int(finished.sum()) < partial.values.numel()
-    torch.testing.assert_close(partial.values[finished], full.values[finished], atol=1e-6,
-                               rtol=1e-5)  # fmt: skip
+    torch.testing.assert_close(
+        partial.values[finished], full.values[finished], atol=1e-6, rtol=1e-5
+    )
     torch.testing.assert_close(partial.clean, full.clean)
     clean.assert_clean()
 
@@ -83,8 +84,13 @@ def test_the_model_is_usable_after_an_interrupt(llama, full):
 def test_progress_counts_cells_not_noise_samples(llama, full):
     model, tok = llama
     seen = []
-    nv.run(SPEC, model=model, tokenizer=tok, max_batch=8,
-           progress=lambda done, total: seen.append((done, total)))  # fmt: skip
+    nv.run(
+        SPEC,
+        model=model,
+        tokenizer=tok,
+        max_batch=8,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     cells = full.values.numel()  # 2 examples × 2 layers × 3 positions; each has 2 samples
     assert cells == 12
     assert {total for _, total in seen} == {cells}

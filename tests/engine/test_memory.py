@@ -129,8 +129,11 @@ def test_max_memory_caps_every_pass(llama):
 
 def test_the_estimate_counts_the_longest_prompt_of_any_pass(llama):
     model, tok = llama
-    short = nv.plan(f'base: "{PROMPTS[2]}"\nzero: block_output layer=0 pos=-1\nmetric: p(" a")',
-                    model=model, tokenizer=tok)  # fmt: skip
+    short = nv.plan(
+        f'base: "{PROMPTS[2]}"\nzero: block_output layer=0 pos=-1\nmetric: p(" a")',
+        model=model,
+        tokenizer=tok,
+    )
     with_long_source = nv.plan(
         f'base: "{PROMPTS[2]}"\nsource: "{PROMPTS[3]} and more words here"\n'
         'patch: block_output layer=0 pos=-1\nmetric: p(" a")',

@@ -106,8 +106,10 @@ def test_parallel_sources_each_come_from_their_own_clean_run(model):
         patch: block_output layer=0 pos=2 from s1
         patch: block_output layer=1 pos=-1 from s2
         """,
-        base=base, s1=s1, s2=s2,
-    )  # fmt: skip
+        base=base,
+        s1=s1,
+        s2=s2,
+    )
     o, kept = Oracle(model), {}
     o.block(0, 2, keep=kept)
     o.run(s1)
@@ -165,8 +167,10 @@ def test_a_sweep_into_a_source_runs_it_once_per_cell(model):
         patch: z layer=0 head=* pos=-1 from s1 into s2
         patch: block_output layer=1 pos=-1 from s2
         """,
-        base=base, s1=s1, s2=s2,
-    )  # fmt: skip
+        base=base,
+        s1=s1,
+        s2=s2,
+    )
     assert res.axes == ("head",) and res.values.shape == (heads,)
     expected = []
     for h in range(heads):
@@ -197,8 +201,11 @@ def test_chains_of_three_and_zero_into_a_source(model):
         patch: block_output layer=0 pos=3 from s1 into s2
         zero:  z layer=0 head=1 pos=3 into s2
         """,
-        base=base, s1=s1, s2=s2, s3=s3,
-    )  # fmt: skip
+        base=base,
+        s1=s1,
+        s2=s2,
+        s3=s3,
+    )
     o, kept = Oracle(model), {}
     o.block(0, 3, keep=kept)
     o.run(s1)
@@ -226,8 +233,10 @@ def test_batches_take_one_named_source_per_example():
         patch: block_output layer=0 pos=-1 from s1 into s2
         patch: block_output layer=1 pos=-1 from s2
         """,
-        base=base, s1=s1, s2=s2,
-    )  # fmt: skip
+        base=base,
+        s1=s1,
+        s2=s2,
+    )
     assert res.values.shape == (3,)
     for e in range(3):
         o, kept = Oracle(model), {}
@@ -237,8 +246,9 @@ def test_batches_take_one_named_source_per_example():
         o.block(1, -1, keep=kept)
         o.run(s2)
         o.block(1, -1, put=kept[1, -1])
-        torch.testing.assert_close(res.values[e], diff(o.run(base[e : e + 1]))[0], atol=1e-5,
-                                   rtol=0)  # fmt: skip
+        torch.testing.assert_close(
+            res.values[e], diff(o.run(base[e : e + 1]))[0], atol=1e-5, rtol=0
+        )
 
 
 def test_the_unnamed_source_and_named_ones_together():
@@ -253,8 +263,10 @@ def test_the_unnamed_source_and_named_ones_together():
         patch: block_output layer=0 pos=2
         patch: block_output layer=1 pos=-1 from other
         """,
-        base=base, s=s, s2=s2,
-    )  # fmt: skip
+        base=base,
+        s=s,
+        s2=s2,
+    )
     o, kept = Oracle(model), {}
     o.block(0, 2, keep=kept)
     o.run(s)
@@ -272,8 +284,10 @@ def test_the_model_keeps_no_hooks_after_a_serial_run(model):
         model,
         "base: {b}\nsource s1: {s1}\nsource s2: {s2}\n"
         "patch: block_output layer=* pos=-1 from s1 into s2\npatch: mlp_output layer=1 from s2",
-        b=ids(0), s1=ids(1), s2=ids(2),
-    )  # fmt: skip
+        b=ids(0),
+        s1=ids(1),
+        s2=ids(2),
+    )
     after = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
     assert after == before
 

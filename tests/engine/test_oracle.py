@@ -31,14 +31,26 @@ PROMPT_NAMES = {BASE: "base11", SOURCE: "source11", LONG_SOURCE: "long14", SHORT
 METRIC = 'logit_diff(" Paris", " Rome")'
 
 WHOLE = (
-    "block_input", "block_output", "resid_mid", "attention_input", "attention_output",
-    "attention_value_output", "query_output", "key_output", "value_output",
-    "mlp_input", "mlp_output", "mlp_activation",
-)  # fmt: skip
+    "block_input",
+    "block_output",
+    "resid_mid",
+    "attention_input",
+    "attention_output",
+    "attention_value_output",
+    "query_output",
+    "key_output",
+    "value_output",
+    "mlp_input",
+    "mlp_output",
+    "mlp_activation",
+)
 BY_HEAD = (
-    "head_attention_value_output", "head_query_output", "head_key_output", "head_value_output",
+    "head_attention_value_output",
+    "head_query_output",
+    "head_key_output",
+    "head_value_output",
     "attention_weight",  # a row of probabilities over the keys, per query position and head
-)  # fmt: skip
+)
 COMPONENTS = {
     "gpt2": WHOLE + BY_HEAD,
     "llama": WHOLE + BY_HEAD,

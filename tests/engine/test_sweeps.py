@@ -71,8 +71,13 @@ def test_start_at_layer_is_used_and_skips_work(tiny):
         nv.run(SWEEPS["layer x pos restore"], model=model, tokenizer=tok, max_batch=11)
         with_tail = len(calls)
         calls.clear()
-        nv.run(SWEEPS["layer x pos restore"], model=model, tokenizer=tok, max_batch=11,
-               start_at_layer=False)  # fmt: skip
+        nv.run(
+            SWEEPS["layer x pos restore"],
+            model=model,
+            tokenizer=tok,
+            max_batch=11,
+            start_at_layer=False,
+        )
     finally:
         handle.remove()
     assert with_tail < len(calls)
@@ -97,8 +102,13 @@ def test_interrupted_sweep_keeps_finished_cells(tiny):
             raise KeyboardInterrupt
 
     with pytest.raises(nv.SweepInterrupted) as info:
-        nv.run(SWEEPS["layer x pos restore"], model=model, tokenizer=tok, max_batch=5,
-               progress=stop_after_two_chunks)  # fmt: skip
+        nv.run(
+            SWEEPS["layer x pos restore"],
+            model=model,
+            tokenizer=tok,
+            max_batch=5,
+            progress=stop_after_two_chunks,
+        )
     partial = info.value.result
     full = nv.run(SWEEPS["layer x pos restore"], model=model, tokenizer=tok)
     finished = ~torch.isnan(partial.values)
@@ -114,8 +124,13 @@ def test_memory_budget(tiny):
     with pytest.raises(nv.NbveneError, match="less than one row needs"):
         nv.run(SWEEPS["layer x pos restore"], model=model, tokenizer=tok, max_memory="1KB")
     chunks = []
-    nv.run(SWEEPS["layer x pos restore"], model=model, tokenizer=tok, max_memory="3MB",
-           progress=lambda done, total: chunks.append(done))  # fmt: skip
+    nv.run(
+        SWEEPS["layer x pos restore"],
+        model=model,
+        tokenizer=tok,
+        max_memory="3MB",
+        progress=lambda done, total: chunks.append(done),
+    )
     assert len(chunks) > 1
 
 
@@ -125,9 +140,15 @@ def test_models_that_scale_their_logits_run_full_forwards():
 
     _, tok = nv.models.tiny("llama")
     config = transformers.AutoConfig.for_model(
-        "granite", hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
-        intermediate_size=128, num_hidden_layers=3, vocab_size=len(tok), logits_scaling=4.0,
-    )  # fmt: skip
+        "granite",
+        hidden_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        vocab_size=len(tok),
+        logits_scaling=4.0,
+    )
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(config).eval()
     plan = nv.plan(SWEEPS["layer x head at last pos"], model=model, tokenizer=tok)

@@ -12,8 +12,15 @@ from nbvene.results import Axis, Result
 PATCH = 'base: "a b c"\nsource: "a b d"\npatch: block_output layer=* pos=*\n'
 
 
-def hand_built(values, axes: dict, *, spec: str = PATCH, metric: str = 'logit_diff(" c", " d")',
-               corrupted=None, clean=None) -> Result:  # fmt: skip
+def hand_built(
+    values,
+    axes: dict,
+    *,
+    spec: str = PATCH,
+    metric: str = 'logit_diff(" c", " d")',
+    corrupted=None,
+    clean=None,
+) -> Result:
     """A Result with the given values over `axes` (name → labels; `pos` labels are tokens)."""
     values = torch.tensor(values, dtype=torch.float32)
     built = tuple(
@@ -21,9 +28,13 @@ def hand_built(values, axes: dict, *, spec: str = PATCH, metric: str = 'logit_di
         for name, labels in axes.items()
     )
     return Result(
-        values, built, nv.parse(spec + f"metric: {metric}"), metric,
-        _tensor(clean), _tensor(corrupted),
-    )  # fmt: skip
+        values,
+        built,
+        nv.parse(spec + f"metric: {metric}"),
+        metric,
+        _tensor(clean),
+        _tensor(corrupted),
+    )
 
 
 @pytest.fixture(scope="module")

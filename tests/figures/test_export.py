@@ -22,8 +22,15 @@ def trace():
     """Three panels over layer × pos; the tiny tokenizer splits "Eiffel" into "E", "if", "fel"
     (a token "if" once broke Vega's label expressions)."""
     model, tok = nv.models.tiny("llama", layers=2)
-    return nv.causal_trace("The Eiffel Tower is in", subject="The Eiffel", target=" Paris",
-                           model=model, tokenizer=tok, samples=1, window=1)  # fmt: skip
+    return nv.causal_trace(
+        "The Eiffel Tower is in",
+        subject="The Eiffel",
+        target=" Paris",
+        model=model,
+        tokenizer=tok,
+        samples=1,
+        window=1,
+    )
 
 
 def png_size(data: bytes) -> tuple[int, int]:

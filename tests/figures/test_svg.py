@@ -49,8 +49,14 @@ def test_layer_by_pos_has_one_addressable_rect_per_cell(gpt2):
 
 def test_colours_are_centred_on_the_corrupted_baseline(built):
     # a restore: the cell equal to the corrupted run is white, the farthest one a darkest stop
-    res = built([[0.2, 0.5, 0.9]], {"layer": [0], "pos": ["a", " b", " c"]},
-                spec=RESTORE, metric='p(" c")', corrupted=0.5, clean=0.8)  # fmt: skip
+    res = built(
+        [[0.2, 0.5, 0.9]],
+        {"layer": [0], "pos": ["a", " b", " c"]},
+        spec=RESTORE,
+        metric='p(" c")',
+        corrupted=0.5,
+        clean=0.8,
+    )
     fills = {r.get("data-pos"): r.get("fill") for r in cells(parse(res))}
     assert fills["1"] == "#{:02x}{:02x}{:02x}".format(*PALETTE[5])
     assert fills["2"] == "#{:02x}{:02x}{:02x}".format(*PALETTE[-1])  # 0.4 above: the far end
@@ -70,8 +76,15 @@ def test_a_real_restore_paints_its_baseline_white(gpt2):
 
 def test_causal_trace_has_three_facets_side_by_side():
     model, tok = nv.models.tiny("llama", layers=2)
-    res = nv.causal_trace("The Eiffel Tower is in", subject="The Eiffel", target=" Paris",
-                          model=model, tokenizer=tok, samples=1, window=1)  # fmt: skip
+    res = nv.causal_trace(
+        "The Eiffel Tower is in",
+        subject="The Eiffel",
+        target=" Paris",
+        model=model,
+        tokenizer=tok,
+        samples=1,
+        window=1,
+    )
     root = parse(res)
     facets = [t.text for t in root.iter(f"{SVG}text") if t.get("class") == "facet"]
     assert facets == ["block", "mlp", "attention"]
@@ -125,8 +138,12 @@ def test_hostile_tokens_render_as_text(built):
 
 def test_token_view_for_a_result_over_positions(gpt2):
     model, tok = gpt2
-    res = nv.run('base: "a <b> c"\nsource: "a <b> d"\npatch: block_output layer=1 pos=*\n'
-                 'metric: logit_diff(" c", " d")', model=model, tokenizer=tok)  # fmt: skip
+    res = nv.run(
+        'base: "a <b> c"\nsource: "a <b> d"\npatch: block_output layer=1 pos=*\n'
+        'metric: logit_diff(" c", " d")',
+        model=model,
+        tokenizer=tok,
+    )
     root = parse(res)
     assert root.get("data-kind") == "tokens"
     rects = cells(root)

@@ -45,8 +45,11 @@ def on_line(e: nv.NbveneError, line: int, *words: str) -> None:
 @pytest.mark.parametrize("inside", ["\t", "\x00", "\x07"], ids=["tab", "nul", "bell"])
 def test_control_characters_in_a_prompt_are_kept(gpt2, inside):
     model, tok = gpt2
-    res = nv.run(f'base: "a{inside}b"\nzero: block_output layer=0\nmetric: p(" Paris")',
-                 model=model, tokenizer=tok)  # fmt: skip
+    res = nv.run(
+        f'base: "a{inside}b"\nzero: block_output layer=0\nmetric: p(" Paris")',
+        model=model,
+        tokenizer=tok,
+    )
     assert res.values.shape == ()
 
 
@@ -74,8 +77,11 @@ def test_huge_integers_are_refused_on_their_line(gpt2, big):
 
 
 def test_a_400_digit_noise_scale_is_refused_not_inf(gpt2):
-    e = error_of(nv.plan, 'base: "The Eiffel Tower is"\ncorrupt: noise ' + "9" * 400
-                 + ' on "Eiffel"\n' + RESTORE, gpt2)  # fmt: skip
+    e = error_of(
+        nv.plan,
+        'base: "The Eiffel Tower is"\ncorrupt: noise ' + "9" * 400 + ' on "Eiffel"\n' + RESTORE,
+        gpt2,
+    )
     on_line(e, 2, "too large")
 
 

@@ -89,8 +89,10 @@ def test_the_only_model_and_tokenizer_are_found(cell, patch_spec, expected):
     assert ran.error is None and torch.equal(ran.value.values, expected.values)
 
 
-@pytest.mark.parametrize("line", ["model tok", "model -t tok", "model --tokenizer tok",
-                                  "model tokenizer=tok", "-t tok model"])  # fmt: skip
+@pytest.mark.parametrize(
+    "line",
+    ["model tok", "model -t tok", "model --tokenizer tok", "model tokenizer=tok", "-t tok model"],
+)
 def test_the_tokenizer_can_be_named(shell, cell, patch_spec, expected, line):
     shell.user_ns["other"] = copy.deepcopy(shell.user_ns["tok"])  # two tokenizers now
     ran = cell(f"%%intervene {line}\n" + patch_spec)

@@ -25,8 +25,9 @@ def test_generate_cell_shows_the_side_by_side_text(shell, cell, v):
     ran = cell("%%intervene model\n" + GENERATE)
     assert ran.error is None, ran.err
     gen = ran.value
-    same = nv.generate(GENERATE, model=shell.user_ns["model"], tokenizer=shell.user_ns["tok"],
-                       namespace={"v": v})  # fmt: skip
+    same = nv.generate(
+        GENERATE, model=shell.user_ns["model"], tokenizer=shell.user_ns["tok"], namespace={"v": v}
+    )
     assert isinstance(gen, nv.Generation) and gen.ids == same.ids
     assert "Generation from 'The Eiffel Tower is located in'" in ran.out
     assert "steered ×6" in ran.out
@@ -73,8 +74,9 @@ def test_metric_steering_cell_is_nv_run(shell, cell, v):
     )
     res = cell("%%intervene model\n" + spec).value
     assert isinstance(res, nv.Result) and res.axes == ("strength",)
-    want = nv.run(spec, model=shell.user_ns["model"], tokenizer=shell.user_ns["tok"],
-                  namespace={"v": v})  # fmt: skip
+    want = nv.run(
+        spec, model=shell.user_ns["model"], tokenizer=shell.user_ns["tok"], namespace={"v": v}
+    )
     torch.testing.assert_close(res.values, want.values)
 
 

@@ -174,11 +174,15 @@ def test_the_saved_class_is_kept_and_a_folder_without_tokenizer_gives_none(tmp_p
         (lambda root: root / "nowhere", "no file or folder"),
         (lambda root: root / "weights.gguf", "no file or folder"),
         (lambda root: root, "holds no model"),
-        (lambda root: (root / "model.safetensors").write_bytes(b"x") and root / "model.safetensors",
-         "neither a .gguf file nor a model folder"),
+        (
+            lambda root: (
+                (root / "model.safetensors").write_bytes(b"x") and root / "model.safetensors"
+            ),
+            "neither a .gguf file nor a model folder",
+        ),
     ],
     ids=["missing-folder", "missing-gguf", "empty-folder", "weights-file"],
-)  # fmt: skip
+)
 def test_local_paths_that_hold_no_model_are_explained(tmp_path, make, message):
     with pytest.raises(NbveneError, match=message) as caught:
         load(make(tmp_path))

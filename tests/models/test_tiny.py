@@ -11,8 +11,22 @@ from nbvene.models import FAMILIES, tiny
 from nbvene.models.tokenizer import tiny_tokenizer
 
 PROMPT = "When John and Mary went to the store, John gave a bottle to"
-SINGLE_TOKEN_WORDS = [" Paris", " Rome", " Mary", " John", " Tokyo", " London", " Berlin",
-                      " happy", " sad", " kind", " cruel", " the", " city", " of"]  # fmt: skip
+SINGLE_TOKEN_WORDS = [
+    " Paris",
+    " Rome",
+    " Mary",
+    " John",
+    " Tokyo",
+    " London",
+    " Berlin",
+    " happy",
+    " sad",
+    " kind",
+    " cruel",
+    " the",
+    " city",
+    " of",
+]
 
 
 def _layer_count(model: PreTrainedModel) -> int:

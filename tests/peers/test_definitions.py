@@ -77,8 +77,11 @@ def test_the_pyvene_names_collect_the_same_tensors_in_pyvene(family):
     assert len(rows) >= 7
     for row in rows:
         by_head = sites.heads(sites.resolve(row.component)) is not None
-        unit, loc = ("h.pos", [[list(range(sites.heads(sites.resolve(row.component))))],
-                               [positions]]) if by_head else ("pos", [positions])  # fmt: skip
+        unit, loc = (
+            ("h.pos", [[list(range(sites.heads(sites.resolve(row.component))))], [positions]])
+            if by_head
+            else ("pos", [positions])
+        )
         config = pv.IntervenableConfig(
             representations=[pv.RepresentationConfig(LAYER, row.pyvene, unit, len(positions))],
             intervention_types=pv.CollectIntervention,

@@ -44,17 +44,21 @@ def models(family: str):
 
         with tempfile.TemporaryDirectory(prefix="tiny") as folder:
             config.save_pretrained(folder)  # a local folder: TransformerLens reads no hub name
-            cfg = get_pretrained_model_config(folder, hf_cfg=config.to_dict(), device="cpu",
-                                              default_prepend_bos=False)  # fmt: skip
+            cfg = get_pretrained_model_config(
+                folder, hf_cfg=config.to_dict(), device="cpu", default_prepend_bos=False
+            )
             cfg.tokenizer_name = None  # tokens are passed in as ids
             if family == "gpt2":  # TransformerLens assumes GPT-2's MLP is 4 × d_model wide
                 cfg.d_mlp = model.config.n_inner
             state = get_pretrained_state_dict(folder, cfg, hf_model=model)
         hooked = HookedTransformer(cfg, move_to_device=False)
         hooked.load_and_process_state_dict(
-            state, fold_ln=False, center_writing_weights=False, center_unembed=False,
+            state,
+            fold_ln=False,
+            center_writing_weights=False,
+            center_unembed=False,
             fold_value_biases=False,
-        )  # fmt: skip
+        )
     if hooked.cfg.n_key_value_heads is None:  # TransformerLens has no attn_in with GQA
         hooked.set_use_attn_in(True)
     hooked.set_use_hook_mlp_in(True)
@@ -130,14 +134,20 @@ def test_patching_attn_in_and_mlp_in_patches_what_transformerlens_patches(family
     with torch.no_grad():
         _, clean_cache = hooked.run_with_cache(tokens(tok, SOURCE))
         theirs = patching.generic_activation_patch(
-            hooked, tokens(tok, BASE), clean_cache, logit_diff(tok),
-            patch_setter=patching.layer_pos_patch_setter, activation_name=short,
+            hooked,
+            tokens(tok, BASE),
+            clean_cache,
+            logit_diff(tok),
+            patch_setter=patching.layer_pos_patch_setter,
+            activation_name=short,
             index_axis_names=("layer", "pos"),
-        )  # fmt: skip
+        )
     for written in (f"{short} layer=*", f"blocks.{{l}}.{hook}"):
         if "{l}" in written:
-            layers = [run(model, tok, f"patch: {written.format(l=layer)} pos=*").values
-                      for layer in range(hooked.cfg.n_layers)]  # fmt: skip
+            layers = [
+                run(model, tok, f"patch: {written.format(l=layer)} pos=*").values
+                for layer in range(hooked.cfg.n_layers)
+            ]
             ours = torch.stack(layers)
         else:
             ours = run(model, tok, f"patch: {written} pos=*").values

@@ -545,9 +545,13 @@ def test_an_unknown_model_is_discovered():
     assert sites.family.blocks == "backbone.blocks"
     assert sites.n_layers == 3
     assert sites.components() == [
-        "block_input", "block_output", "attention_input", "attention_output", "mlp_input",
+        "block_input",
+        "block_output",
+        "attention_input",
+        "attention_output",
+        "mlp_input",
         "mlp_output",
-    ]  # fmt: skip
+    ]
     assert sites.site(sites.resolve("mlp_output"), 2).module == "backbone.blocks.2.mlp"
     assert sites.site(sites.resolve("attention_input"), 0).module == "backbone.blocks.0.attn"
     for missing in ("resid_mid", "head_query_output", "mlp_activation"):

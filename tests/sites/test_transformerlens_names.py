@@ -20,29 +20,43 @@ METRIC = 'metric: logit_diff(" Paris", " Rome")'
 LAYERS = 3
 # (module inside block l, whether the vector goes into its input or its output)
 ORACLE = {
-    "gpt2": {"attn_in": ("transformer.h.{l}.ln_1", "input"),
-             "mlp_in": ("transformer.h.{l}.ln_2", "input"),
-             "attn_out": ("transformer.h.{l}.attn", "output"),
-             "mlp_out": ("transformer.h.{l}.mlp", "output")},
-    "llama": {"attn_in": ("model.layers.{l}.input_layernorm", "input"),
-              "mlp_in": ("model.layers.{l}.post_attention_layernorm", "input"),
-              "attn_out": ("model.layers.{l}.self_attn", "output"),
-              "mlp_out": ("model.layers.{l}.mlp", "output")},
-    "gemma": {"attn_in": ("model.layers.{l}.input_layernorm", "input"),
-              "mlp_in": ("model.layers.{l}.post_attention_layernorm", "input"),
-              "attn_out": ("model.layers.{l}.self_attn", "output"),
-              "mlp_out": ("model.layers.{l}.mlp", "output")},
-    "gemma2": {"attn_in": ("model.layers.{l}.input_layernorm", "input"),
-               "mlp_in": ("model.layers.{l}.pre_feedforward_layernorm", "input"),
-               "attn_out": ("model.layers.{l}.post_attention_layernorm", "output"),
-               "mlp_out": ("model.layers.{l}.post_feedforward_layernorm", "output")},
-    "gpt_neox": {"attn_in": ("gpt_neox.layers.{l}.input_layernorm", "input"),
-                 "mlp_in": ("gpt_neox.layers.{l}.post_attention_layernorm", "input"),
-                 "attn_out": ("gpt_neox.layers.{l}.attention", "output"),
-                 "mlp_out": ("gpt_neox.layers.{l}.mlp", "output")},
-}  # fmt: skip
-HOOKS = {"attn_in": "hook_attn_in", "mlp_in": "hook_mlp_in", "attn_out": "hook_attn_out",
-         "mlp_out": "hook_mlp_out"}  # fmt: skip
+    "gpt2": {
+        "attn_in": ("transformer.h.{l}.ln_1", "input"),
+        "mlp_in": ("transformer.h.{l}.ln_2", "input"),
+        "attn_out": ("transformer.h.{l}.attn", "output"),
+        "mlp_out": ("transformer.h.{l}.mlp", "output"),
+    },
+    "llama": {
+        "attn_in": ("model.layers.{l}.input_layernorm", "input"),
+        "mlp_in": ("model.layers.{l}.post_attention_layernorm", "input"),
+        "attn_out": ("model.layers.{l}.self_attn", "output"),
+        "mlp_out": ("model.layers.{l}.mlp", "output"),
+    },
+    "gemma": {
+        "attn_in": ("model.layers.{l}.input_layernorm", "input"),
+        "mlp_in": ("model.layers.{l}.post_attention_layernorm", "input"),
+        "attn_out": ("model.layers.{l}.self_attn", "output"),
+        "mlp_out": ("model.layers.{l}.mlp", "output"),
+    },
+    "gemma2": {
+        "attn_in": ("model.layers.{l}.input_layernorm", "input"),
+        "mlp_in": ("model.layers.{l}.pre_feedforward_layernorm", "input"),
+        "attn_out": ("model.layers.{l}.post_attention_layernorm", "output"),
+        "mlp_out": ("model.layers.{l}.post_feedforward_layernorm", "output"),
+    },
+    "gpt_neox": {
+        "attn_in": ("gpt_neox.layers.{l}.input_layernorm", "input"),
+        "mlp_in": ("gpt_neox.layers.{l}.post_attention_layernorm", "input"),
+        "attn_out": ("gpt_neox.layers.{l}.attention", "output"),
+        "mlp_out": ("gpt_neox.layers.{l}.mlp", "output"),
+    },
+}
+HOOKS = {
+    "attn_in": "hook_attn_in",
+    "mlp_in": "hook_mlp_in",
+    "attn_out": "hook_attn_out",
+    "mlp_out": "hook_mlp_out",
+}
 
 
 @functools.cache
@@ -101,8 +115,12 @@ def test_adding_at_a_transformerlens_name_adds_at_transformerlens_tensor(
         )
         for written in (f"{short} layer=*", f"blocks.{{l}}.{HOOKS[short]}"):
             if "{l}" in written:
-                got = torch.stack([_add(model, tok, written.format(l=layer), vector,
-                                        start_at_layer) for layer in range(LAYERS)])  # fmt: skip
+                got = torch.stack(
+                    [
+                        _add(model, tok, written.format(l=layer), vector, start_at_layer)
+                        for layer in range(LAYERS)
+                    ]
+                )
             else:
                 got = _add(model, tok, written, vector, start_at_layer)
             torch.testing.assert_close(got, expected, atol=1e-5, rtol=0, msg=written)

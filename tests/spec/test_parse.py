@@ -39,8 +39,12 @@ def test_causal_trace_spec():
     assert spec.base == Text("The Eiffel Tower is located in the city of")
     c = spec.corrupt
     assert (c.scale, c.relative, c.subject, c.samples, c.seed) == (
-        3.0, True, Text("The Eiffel Tower"), 10, 7,
-    )  # fmt: skip
+        3.0,
+        True,
+        Text("The Eiffel Tower"),
+        10,
+        7,
+    )
     (restore,) = spec.interventions
     assert restore.verb == "restore" and restore.component == "mlp_output"
     assert restore.where == (("layer", All()), ("pos", All()))
@@ -132,10 +136,42 @@ def test_errors_point_at_the_bad_token(text, message, column, hint):
 
 _WORDS = ["base:", "source:", "patch:", "restore:", "metric:", "corrupt:", "collect:", "add:"]
 _PIECES = [
-    "block_output", "layer=", "pos=", "head=", "*", "..", "->", "[", "]", ",", "{", "}", "(",
-    ")", '"', '"x"', "3", "-1", "σ", "noise", "on", "by", "via", "p", "logit_diff", "kl",
-    "normalized", "#", "\\", "=", ":", "window=", "last", "über", "\t",
-]  # fmt: skip
+    "block_output",
+    "layer=",
+    "pos=",
+    "head=",
+    "*",
+    "..",
+    "->",
+    "[",
+    "]",
+    ",",
+    "{",
+    "}",
+    "(",
+    ")",
+    '"',
+    '"x"',
+    "3",
+    "-1",
+    "σ",
+    "noise",
+    "on",
+    "by",
+    "via",
+    "p",
+    "logit_diff",
+    "kl",
+    "normalized",
+    "#",
+    "\\",
+    "=",
+    ":",
+    "window=",
+    "last",
+    "über",
+    "\t",
+]
 
 
 @settings(max_examples=400, deadline=None)

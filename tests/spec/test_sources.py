@@ -78,9 +78,27 @@ def test_errors_point_at_the_bad_token(text, message, column, hint):
 
 _WORDS = ["base:", "source:", "source s1:", "source s2:", "patch:", "zero:", "add:", "metric:"]
 _PIECES = [
-    "z", "layer=", "pos=", "head=", "*", "1", "-1", "from", "into", "s1", "s2", "{", "}", '"x"',
-    "by", "via", "source", ":", "=", "#",
-]  # fmt: skip
+    "z",
+    "layer=",
+    "pos=",
+    "head=",
+    "*",
+    "1",
+    "-1",
+    "from",
+    "into",
+    "s1",
+    "s2",
+    "{",
+    "}",
+    '"x"',
+    "by",
+    "via",
+    "source",
+    ":",
+    "=",
+    "#",
+]
 
 
 @settings(max_examples=300, deadline=None)

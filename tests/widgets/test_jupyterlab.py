@@ -58,9 +58,14 @@ def notebook(path):
     cells = [SETUP, "slow[0] = 0.3", SWEEP, PANEL, LONG, STATE]
     nb = nbformat.v4.new_notebook(
         cells=[nbformat.v4.new_code_cell(c) for c in cells],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                 "language": "python"}},
-    )  # fmt: skip
+        metadata={
+            "kernelspec": {
+                "name": "python3",
+                "display_name": "Python 3 (ipykernel)",
+                "language": "python",
+            }
+        },
+    )
     nbformat.write(nb, path)
 
 
@@ -90,13 +95,18 @@ def test_jupyterlab_end_to_end(browser, artifacts, tmp_path):
         page.on("pageerror", lambda e: errors.append(str(e)))
         # "Idle" shows before a kernel exists, and Run All then does nothing: ready means the
         # kernel's websocket has answered kernel_info
-        page.on("websocket", lambda ws: "/api/kernels/" in ws.url
-                and ws.on("framereceived", lambda f: frames.append(f)))  # fmt: skip
+        page.on(
+            "websocket",
+            lambda ws: (
+                "/api/kernels/" in ws.url and ws.on("framereceived", lambda f: frames.append(f))
+            ),
+        )
         page.goto(f"{lab['base']}/lab/tree/widgets.ipynb?token={lab['token']}")
         page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
         for _ in range(TIMEOUT // 100):
-            if any(b"kernel_info_reply" in (f if isinstance(f, bytes) else f.encode())
-                   for f in frames):  # fmt: skip
+            if any(
+                b"kernel_info_reply" in (f if isinstance(f, bytes) else f.encode()) for f in frames
+            ):
                 break
             page.wait_for_timeout(100)
         else:
@@ -174,8 +184,11 @@ def test_jupyterlab_end_to_end(browser, artifacts, tmp_path):
         ctx.close()
         kernels = children(lab["pid"])
     mark("server_stopped")
-    alive = [k for k in kernels if subprocess.run(["kill", "-0", str(k)],
-                                                  capture_output=True).returncode == 0]  # fmt: skip
+    alive = [
+        k
+        for k in kernels
+        if subprocess.run(["kill", "-0", str(k)], capture_output=True).returncode == 0
+    ]
     assert alive == []
     assert errors == []
     (artifacts / "lab_timings.json").write_text(json.dumps(marks, indent=1))

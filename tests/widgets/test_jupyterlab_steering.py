@@ -39,9 +39,14 @@ def test_moving_the_slider_changes_the_generated_text(browser, artifacts, tmp_pa
     root.mkdir()
     nb = nbformat.v4.new_notebook(
         cells=[nbformat.v4.new_code_cell(c) for c in (SETUP, STEER)],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                 "language": "python"}},
-    )  # fmt: skip
+        metadata={
+            "kernelspec": {
+                "name": "python3",
+                "display_name": "Python 3 (ipykernel)",
+                "language": "python",
+            }
+        },
+    )
     nbformat.write(nb, root / "steer.ipynb")
     with jupyter_lab(root, log_path=artifacts / "jupyterlab_steering.log") as lab:
         ctx = browser.new_context(viewport={"width": 1300, "height": 900})
@@ -49,14 +54,19 @@ def test_moving_the_slider_changes_the_generated_text(browser, artifacts, tmp_pa
         page.set_default_timeout(TIMEOUT)
         errors, frames = [], []
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("websocket", lambda ws: "/api/kernels/" in ws.url
-                and ws.on("framereceived", lambda f: frames.append(f)))  # fmt: skip
+        page.on(
+            "websocket",
+            lambda ws: (
+                "/api/kernels/" in ws.url and ws.on("framereceived", lambda f: frames.append(f))
+            ),
+        )
         page.goto(f"{lab['base']}/lab/tree/steer.ipynb?token={lab['token']}")
         page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
         # ready when the kernel's websocket has answered kernel_info (see test_jupyterlab.py)
         for _ in range(TIMEOUT // 100):
-            if any(b"kernel_info_reply" in (f if isinstance(f, bytes) else f.encode())
-                   for f in frames):  # fmt: skip
+            if any(
+                b"kernel_info_reply" in (f if isinstance(f, bytes) else f.encode()) for f in frames
+            ):
                 break
             page.wait_for_timeout(100)
         page.get_by_role("menuitem", name="Run", exact=True).click()
@@ -69,9 +79,11 @@ def test_moving_the_slider_changes_the_generated_text(browser, artifacts, tmp_pa
         expect(cell.get_by_test_id("panel-column")).to_have_count(2)
         expect(cell.get_by_test_id("panel-column").nth(1).locator("h5")).to_have_text("steered ×1")
         baseline = "".join(
-            cell.get_by_test_id("panel-column").nth(0)
-            .get_by_test_id("panel-token").all_inner_texts()
-        )  # fmt: skip
+            cell.get_by_test_id("panel-column")
+            .nth(0)
+            .get_by_test_id("panel-token")
+            .all_inner_texts()
+        )
         weak = steered_text(cell)
         assert weak == baseline
         for _ in range(6):

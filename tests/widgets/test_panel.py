@@ -6,8 +6,13 @@ import pytest
 from nbvene import NbveneError
 from nbvene.widgets import SteeringPanel
 
-SLIDER = {"label": "kind−cruel · block_output L12", "min": -4.0, "max": 4.0, "step": 0.5,
-          "value": 1.0}  # fmt: skip
+SLIDER = {
+    "label": "kind−cruel · block_output L12",
+    "min": -4.0,
+    "max": 4.0,
+    "step": 0.5,
+    "value": 1.0,
+}
 
 
 def columns(values):
@@ -78,8 +83,11 @@ def test_bad_sliders_are_named(bad):
 
 
 def test_keyboard_moves_slider_and_requests_are_debounced(mount, page, artifacts):
-    panel = SteeringPanel([SLIDER, {**SLIDER, "label": "second", "value": 0.0}],
-                          callback=columns, title="I think that you are")  # fmt: skip
+    panel = SteeringPanel(
+        [SLIDER, {**SLIDER, "label": "second", "value": 0.0}],
+        callback=columns,
+        title="I think that you are",
+    )
     mount(panel, "panel")
     assert page.get_by_test_id("panel").locator("h4").inner_text() == "I think that you are"
     assert page.locator(".nv-label").all_inner_texts() == [SLIDER["label"], "second"]
@@ -142,8 +150,10 @@ def test_token_text_is_escaped_and_errors_shown(mount, page):
     mount(panel, "panel")
     page.get_by_test_id("panel-slider-0").fill("2")
     page.wait_for_function("window.__w.rec.saved.length === 1")
-    evil = [{"text": "<script>window.pwned=1</script>", "mark": False},
-            {"text": "<img src=x onerror=window.pwned=2>", "mark": True}]  # fmt: skip
+    evil = [
+        {"text": "<script>window.pwned=1</script>", "mark": False},
+        {"text": "<img src=x onerror=window.pwned=2>", "mark": True},
+    ]
     page.evaluate("t => pySet('answer', {id: 1, columns: [{title: '<b>t</b>', tokens: t}]})", evil)
     col = page.get_by_test_id("panel-column")
     assert col.locator("script, img, b").count() == 0

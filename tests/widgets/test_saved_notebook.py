@@ -23,8 +23,9 @@ CELLS = [
 
 def test_saved_notebook_keeps_widget_state_and_static_figure(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
-    client = NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})  # fmt: skip
+    client = NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     [out] = nb.cells[1].outputs
     assert out.output_type == "execute_result"
