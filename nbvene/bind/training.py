@@ -9,9 +9,11 @@ from dataclasses import replace
 
 import torch
 
+from nbvene.bind.patching import resolve
+from nbvene.bind.plan import Plan
 from nbvene.errors import NbveneError, error_at
 from nbvene.interventions.trainable import Trainable, build
-from nbvene.spec import Call, Spec, Var
+from nbvene.spec import Call, Metric, Spec, Var
 
 
 def named_calls(spec: Spec) -> tuple[Spec, dict[str, tuple[int, Call]]]:
@@ -70,3 +72,56 @@ def via_modules(spec: Spec, namespace: Mapping) -> dict[str, torch.nn.Module]:
         ):
             found[stmt.via.name] = module
     return found
+
+
+def plan_examples(spec: Spec, model, tokenizer, namespace, sites) -> Plan:
+    """The plan of a spec that is trained or measured by its label: the engine's checks need a
+    metric, which is never computed here, so a spec without one gets a stand-in."""
+    if spec.metric is None:
+        spec = replace(spec, metric=Metric("logit", (0,)))
+    return resolve(spec, model, tokenizer, namespace, sites)
+
+
+def check_trainable(plan: Plan, what: str = "nv.train") -> None:
+    """A plan training can use: one row per example, nothing swept, no noise, nothing collected."""
+    spec = plan.spec
+    swept = [a.name for a in plan.axes if a.name != "example"]
+    if swept:
+        stmt = next(s for s in spec.interventions if any(s.selector(a) for a in swept))
+        raise error_at(
+            spec,
+            f"{what} fits one intervention per example, and this spec sweeps {', '.join(swept)}",
+            stmt.line,
+            hint="choose one value: layer=3 instead of layer=*, pos=-1 instead of pos=*",
+        )
+    if plan.corrupt is not None:
+        line = spec.corrupt.line
+        raise error_at(
+            spec,
+            f"{what} takes a source: line, not corrupt:",
+            line,
+            hint="give the clean prompts as source: and the corrupted ones as base:",
+        )
+    for op in plan.ops:
+        if getattr(op.module, "per_example", False):  # Forward renumbers the examples of a batch
+            raise error_at(
+                spec,
+                f"{what} takes no per-example dims (one list of units per base prompt)",
+                op.line,
+                hint="give one list for all examples, dims=[0, 3], or measure with nv.run",
+            )
+        if isinstance(op.module, Trainable) and op.module.needs_source and plan.source is None:
+            raise error_at(
+                spec,
+                f"{op.module.kind}(...) needs a source",
+                op.line,
+                hint="add a source: line",
+            )
+    if plan.collect is not None:
+        stmt = spec.interventions[plan.collect]
+        raise error_at(
+            spec,
+            f"{what} takes no collect:",
+            stmt.line,
+            hint="collect activations with nv.run",
+        )

@@ -10,12 +10,12 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from nbvene.bind.training import resolve_calls, via_modules
+from nbvene.bind.training import check_trainable, plan_examples, resolve_calls, via_modules
 from nbvene.engine.executor import device_of
 from nbvene.engine.lock import holding
 from nbvene.errors import NbveneError, error_at
 from nbvene.spec import Spec, Var, parse
-from nbvene.train.forward import Forward, check_trainable, plan_examples
+from nbvene.train.forward import Forward
 from nbvene.train.trained import site_of, site_width
 
 

@@ -10,69 +10,12 @@ from dataclasses import replace
 
 import torch
 
-from nbvene.bind import resolve
 from nbvene.bind.plan import Plan
 from nbvene.engine.edits import Sources, base_edits
 from nbvene.engine.executor import Executor
 from nbvene.engine.hooks import Hooks
 from nbvene.engine.memory import Budget
 from nbvene.engine.multisource import clean_runs, patched_runs, read_sites, source_run, unit_means
-from nbvene.errors import NbveneError
-from nbvene.interventions.trainable import Trainable
-from nbvene.spec import Metric, Spec
-
-
-def plan_examples(spec: Spec, model, tokenizer, namespace, sites) -> Plan:
-    """The plan of a spec that is trained or measured by its label: the engine's checks need a
-    metric, which is never computed here, so a spec without one gets a stand-in."""
-    if spec.metric is None:
-        spec = replace(spec, metric=Metric("logit", (0,)))
-    return resolve(spec, model, tokenizer, namespace, sites)
-
-
-def check_trainable(plan: Plan, what: str = "nv.train") -> None:
-    """A plan training can use: one row per example, nothing swept, no noise, nothing collected."""
-    spec = plan.spec
-    swept = [a.name for a in plan.axes if a.name != "example"]
-    if swept:
-        stmt = next(s for s in spec.interventions if any(s.selector(a) for a in swept))
-        raise NbveneError(
-            f"{what} fits one intervention per example, and this spec sweeps {', '.join(swept)}",
-            line=stmt.line,
-            text=spec.line_text(stmt.line),
-            hint="choose one value: layer=3 instead of layer=*, pos=-1 instead of pos=*",
-        )
-    if plan.corrupt is not None:
-        line = spec.corrupt.line
-        raise NbveneError(
-            f"{what} takes a source: line, not corrupt:",
-            line=line,
-            text=spec.line_text(line),
-            hint="give the clean prompts as source: and the corrupted ones as base:",
-        )
-    for op in plan.ops:
-        if getattr(op.module, "per_example", False):  # Forward renumbers the examples of a batch
-            raise NbveneError(
-                f"{what} takes no per-example dims (one list of units per base prompt)",
-                line=op.line,
-                text=spec.line_text(op.line),
-                hint="give one list for all examples, dims=[0, 3], or measure with nv.run",
-            )
-        if isinstance(op.module, Trainable) and op.module.needs_source and plan.source is None:
-            raise NbveneError(
-                f"{op.module.kind}(...) needs a source",
-                line=op.line,
-                text=spec.line_text(op.line),
-                hint="add a source: line",
-            )
-    if plan.collect is not None:
-        stmt = spec.interventions[plan.collect]
-        raise NbveneError(
-            f"{what} takes no collect:",
-            line=stmt.line,
-            text=spec.line_text(stmt.line),
-            hint="collect activations with nv.run",
-        )
 
 
 class Forward:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from nbvene.bind.plan import Plan
-from nbvene.bind.training import resolve_calls, via_modules
+from nbvene.bind.training import check_trainable, plan_examples, resolve_calls, via_modules
 from nbvene.engine.lock import runs_model
 from nbvene.engine.memory import Budget
 from nbvene.errors import NbveneError, TrainingInterrupted
@@ -24,7 +24,7 @@ from nbvene.sites import SiteMap
 from nbvene.spec import Spec, parse
 from nbvene.train.checkpoint import checkpointed
 from nbvene.train.curve import LiveCurve, in_notebook
-from nbvene.train.forward import Forward, check_trainable, plan_examples
+from nbvene.train.forward import Forward
 from nbvene.train.measure import Loss, labels_of, measure, objective
 from nbvene.train.trained import Trained
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nbvene.bind.training import named_calls, via_modules
+from nbvene.bind.training import check_trainable, named_calls, plan_examples, via_modules
 from nbvene.engine.executor import device_of
 from nbvene.engine.lock import holding
 from nbvene.errors import NbveneError
@@ -33,7 +33,7 @@ from nbvene.files import (
 from nbvene.interventions.trainable import CONSTRUCTORS, Trainable, build
 from nbvene.sites import Site, SiteMap
 from nbvene.spec import Index, Spec, Var, format_spec, parse
-from nbvene.train.forward import Forward, check_trainable, plan_examples
+from nbvene.train.forward import Forward
 from nbvene.train.measure import labels_of, measure
 from nbvene.version import __version__
 

@@ -10,8 +10,9 @@ import torch
 from planted import hook_count
 
 import nbvene as nv
+from nbvene.bind.training import plan_examples
 from nbvene.train.checkpoint import checkpointed
-from nbvene.train.forward import Forward, plan_examples
+from nbvene.train.forward import Forward
 
 NAMES = [" Paris", " Rome", " Mary", " John"]
 SPEC = """
