@@ -445,12 +445,7 @@ class Patching(Binder):
         from the end)."""
         n = s.heads
         if not -n <= value < n:
-            kind = (
-                "key/value heads"
-                if "key" in s.component.name
-                or ("value_output" in (s.component.name) and "attention" not in s.component.name)
-                else "heads"
-            )
+            kind = self.sites.head_kind(s.component)
             raise self.error(
                 f"head {value} is out of range: {s.spec.component} has {n} {kind} (0..{n - 1})",
                 s.spec.line,

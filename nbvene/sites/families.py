@@ -62,6 +62,11 @@ def _weights(attn: str, s: Shape) -> dict[str, Part]:
     return {"attention_weight": Part(attn, "weights", View(heads=s.heads, by_head=True))}
 
 
+KEY_VALUE_HEADS = frozenset({"head_key_output", "head_value_output"})
+"""Components split into key/value heads: as many as the query heads, or fewer under grouped
+query attention (`num_key_value_heads`), in every family."""
+
+
 def _attention(attn: str, q: str, k: str, v: str, o: str, s: Shape) -> dict[str, Part]:
     """Parts of an attention module with separate q/k/v projections."""
     return {

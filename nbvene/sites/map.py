@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from nbvene.errors import NbveneError, did_you_mean
-from nbvene.sites.families import Discovered, Part, Shape, family_of
+from nbvene.sites.families import KEY_VALUE_HEADS, Discovered, Part, Shape, family_of
 from nbvene.sites.names import (
     ALIASES,
     COMPONENTS,
@@ -161,6 +161,10 @@ class SiteMap:
             return None
         view = self._part(c).view
         return view.heads if view.by_head else None
+
+    def head_kind(self, c: Component) -> str:
+        """What the component's heads are, for messages: "key/value heads" or "heads"."""
+        return "key/value heads" if c.name in KEY_VALUE_HEADS else "heads"
 
     def _part(self, c: Component) -> Part:
         return self.parts.get(c.name) or self.transformerlens[c.name]

@@ -147,8 +147,3 @@ def no_equivalent(written: str) -> str | None:
     None when it is no such hook."""
     m = _OTHER_HOOK.match(written)
     return NO_EQUIVALENT.get(m.group("hook")) if m else None
-
-
-def known_names() -> tuple[str, ...]:
-    """Every name `component` knows without a model, for 'did you mean' hints."""
-    return (*COMPONENTS, *ALIASES, *TRANSFORMERLENS_ONLY)

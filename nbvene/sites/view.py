@@ -55,9 +55,5 @@ class View:
     def sliced(self) -> bool:
         return self.start != 0 or self.stop is not None
 
-    def per_head(self, heads: int) -> View:
-        """The same part, split into `heads` heads."""
-        return View(self.start, self.stop, heads, True, self.fused, self.part)
-
 
 WHOLE = View()
