@@ -106,10 +106,17 @@ def trace(w: Workload, max_batch: int) -> torch.Tensor:
 
 
 def steering(w: Workload, layer: int) -> tuple[torch.Tensor, list[list[int]]]:
-    """A steering vector from contrasting prompts and a generation steered by it: every row's
-    first next-token probabilities, and the greedy tokens."""
+    """A steering vector from contrasting prompts (made on the workload's device and dtype) and
+    a generation steered by it: every row's first next-token probabilities, and the greedy
+    tokens."""
+    return steered(
+        w, layer, nv.vector(KIND, CRUEL, layer=layer, model=w.model, tokenizer=w.tokenizer)
+    )
+
+
+def steered(w: Workload, layer: int, vector) -> tuple[torch.Tensor, list[list[int]]]:
+    """The generation steered by `vector` (its baseline row and its steered row), as timed."""
     kwargs = dict(model=w.model, tokenizer=w.tokenizer)
-    vector = nv.vector(KIND, CRUEL, layer=layer, **kwargs)
     gen = nv.generate(STEER.format(layer=layer), namespace={"v": vector}, **kwargs)
     return gen.logits.float().softmax(-1).cpu(), gen.ids
 
@@ -143,7 +150,7 @@ def das_step(w: Workload, layer: int) -> float:
     source = [f"The {word} is in the city of" for word in ["sun", "sea", "hat", "cup"] * 4]
     label = torch.randint(10, 900, (n,), generator=torch.Generator().manual_seed(0)).tolist()
     trained = nv.train(
-        DAS.format(layer=layer),
+        DAS.replace("{layer}", str(layer)),
         model=w.model,
         tokenizer=w.tokenizer,
         namespace={"base": base, "source": source, "label": label},
@@ -230,8 +237,8 @@ def trace_row(on: Workload, device, args, reference: torch.Tensor) -> Row:
 
 def steering_row(on: Workload, device, args, probs_cpu: torch.Tensor, ids_cpu) -> Row:
     layer = on.layers // 2
-    (probs, ids), seconds = best(lambda: steering(on, layer), device, args.repeats)
     vector = nv.vector(KIND, CRUEL, layer=layer, model=on.model, tokenizer=on.tokenizer)
+    (probs, ids), seconds = best(lambda: steered(on, layer, vector), device, args.repeats)
     _, hooks = best(lambda: steering_hooks(on, layer, vector.values), device, args.repeats)
     same = "same greedy tokens" if ids == ids_cpu else "greedy tokens differ"
     return Row("", "", "", seconds, max_diff(probs, probs_cpu), hooks, note=same)
@@ -264,7 +271,10 @@ def table(rows: list[Row], w: Workload, card: str) -> str:
         "",
         "Times: the fastest of the repeats after a warm-up, the device synchronised. The trace's "
         "diff is in probability; the generation's is in the first next-token probabilities of "
-        "every row; the DAS step's is the loss.",
+        "every row; the DAS step's is the loss. The generation makes 10 tokens for the baseline "
+        "and the steered row (the hooks: the steered row only), the vector made before; the DAS "
+        "step is `nv.train` for one step of 16 examples (the hooks: one forward, backward and Adam "
+        "step of a rank-1 rotation).",
     ]
     return "\n".join(lines)
 
