@@ -287,6 +287,21 @@ def test_auto_caps_every_pass_and_changes_nothing(llama, unconstrained, monkeypa
     torch.testing.assert_close(res.values, unconstrained.values, atol=1e-6, rtol=1e-5)
 
 
+def test_a_nearly_full_device_still_completes_the_sweep(llama, unconstrained, monkeypatch):
+    """The estimate says 16 rows fit, but the device has room for 4 only: every pass larger than
+    that runs out of memory and is halved until it fits, and the values are the same."""
+    model, tok = llama
+    plan = nv.plan(TRACE, model=model, tokenizer=tok)
+    fake_free(monkeypatch, {"cpu": 32 * row_bytes(plan)})
+    assert rows_within(plan, "auto") == 16
+    full = OUT_OF_MEMORY["OutOfMemoryError"]
+    with Passes(last_block(model), lambda call, rows: full() if rows > 4 else None) as passes:
+        res = nv.run(TRACE, model=model, tokenizer=tok, max_memory="auto")
+    # the source (4 rows), the baseline (8: out of memory, again at 4), then the grid at 4
+    assert passes.rows[:3] == [4, 8, 4] and max(passes.rows[3:]) == 4
+    torch.testing.assert_close(res.values, unconstrained.values, atol=1e-6, rtol=1e-5)
+
+
 def test_the_dry_run_says_what_auto_chose(llama, monkeypatch):
     model, tok = llama
     plan = nv.plan(TRACE, model=model, tokenizer=tok)
