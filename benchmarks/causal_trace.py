@@ -189,7 +189,8 @@ def run_pyvene_packed(w: Workload, max_batch: int) -> torch.Tensor:
     with quiet():
         for rows in _chunks(range(w.cells), max_batch):
             layer, pos, row = layer_of[rows], pos_of[rows], torch.arange(len(rows))
-            sources = torch.full((w.layers, len(rows), 1, clean.shape[-1]), float("nan"))
+            shape = (w.layers, len(rows), 1, clean.shape[-1])
+            sources = torch.full(shape, float("nan"), dtype=clean.dtype, device=clean.device)
             sources[layer, row, 0] = clean[layer, pos]
             cells = list(zip(layer.tolist(), pos.tolist(), strict=True))
             locations = [[[q if k == at else 0] for k, q in cells] for at in range(w.layers)]
@@ -197,7 +198,7 @@ def run_pyvene_packed(w: Workload, max_batch: int) -> torch.Tensor:
             _, patched = model(
                 base, unit_locations={"base": locations}, source_representations=list(sources)
             )
-            p[rows] = patched.logits[:, -1].softmax(-1)[:, w.target_id]
+            p[rows] = patched.logits[:, -1].float().softmax(-1)[:, w.target_id].cpu()
     return p.view(w.layers, w.positions)
 
 
@@ -212,7 +213,7 @@ def run_hooks(w: Workload, rows_per_pass: int) -> torch.Tensor:
         with restoring(w.blocks, clean, layer_of[rows], pos_of[rows]):
             ids = w.base_ids.expand(len(rows), -1)
             logits = w.model(input_ids=ids, logits_to_keep=1, use_cache=False).logits
-        p[rows] = logits[:, -1].softmax(-1)[:, w.target_id]
+        p[rows] = logits[:, -1].float().softmax(-1)[:, w.target_id].cpu()  # any device
     return p.view(w.layers, w.positions)
 
 

@@ -79,8 +79,8 @@ def run(
     `namespace` supplies `{name}` values (prompts, lists of prompts, vectors, callables);
     `sites` maps component names to module paths for models nbvene has no adapter for.
 
-    A sweep runs `max_batch` grid cells per forward pass (fewer if `max_memory`, bytes or
-    "2GB", says so; halved on out-of-memory), and so do its source, baseline and `mean:`
+    A sweep runs `max_batch` grid cells per forward pass (fewer if `max_memory`, bytes, "2GB"
+    or "auto", says so; halved on out-of-memory), and so do its source, baseline and `mean:`
     runs. `progress(done, total)` is called after each forward pass of the grid, counting
     cells (a cell's noise samples are not counted apart; a callback taking a third argument
     also gets the partial `Result`, cells not run yet NaN); without it, long sweeps show a

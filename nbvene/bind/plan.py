@@ -102,6 +102,8 @@ class MemoryModel(Protocol):
 
     def rows_within(self, plan: Plan, budget: int | str) -> int: ...
 
+    def chosen(self, plan: Plan, budget: int | str, max_batch: int) -> str | None: ...
+
 
 @dataclass
 class Plan:
@@ -176,6 +178,9 @@ class Plan:
                 f"memory: about {_size(memory.row_bytes(self) * rows_a_pass)} of activations a "
                 f"pass ({rows_a_pass} rows), besides the model's {_size(weights)}"
             )
+        if max_memory and memory is not None:
+            auto = memory.chosen(self, max_memory, max_batch)
+            lines += [auto] if auto else []
         c = self.corrupt
         if c is not None:
             if c.sigma is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
@@ -40,7 +41,8 @@ _OUT_OF_MEMORY = re.compile(
 
 
 def parse_bytes(budget: int | str) -> int:
-    """`2**30`, `"512MB"`, `"2 GB"` → bytes (binary units)."""
+    """`2**30`, `"512MB"`, `"2 GB"` → bytes (binary units); `"auto"` needs the model
+    (`limit_bytes`)."""
     if isinstance(budget, int):
         return budget
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*", str(budget).lower())
@@ -50,6 +52,104 @@ def parse_bytes(budget: int | str) -> int:
         )
     unit = (m.group(2) or "").rstrip("b") + ("b" if m.group(2) else "")
     return int(float(m.group(1)) * _UNITS.get(unit, 1))
+
+
+AUTO = "auto"
+HEADROOM = 0.5
+"""The share of a device's free memory that `max_memory="auto"` gives the activations: the
+estimate is generous, but the allocator fragments, other processes allocate, and a pass
+briefly holds copies (the outputs being joined, the logits being read) that it does not count."""
+
+
+def free_bytes(device: torch.device) -> int:
+    """The memory free on `device` now: on CUDA what the driver reports free
+    (`torch.cuda.mem_get_info`) plus what torch's caching allocator holds unused; on MPS the
+    recommended working set less what the driver has allocated; elsewhere the machine's
+    available RAM."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if device.type == "mps":
+        return torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory()
+    return available_ram()
+
+
+def available_ram() -> int:
+    """The RAM the kernel could give without swapping: /proc/meminfo's MemAvailable, or
+    psutil's figure where there is no /proc (macOS, Windows) and psutil is installed."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import psutil
+    except ImportError:
+        raise NbveneError(
+            'max_memory="auto" cannot tell how much RAM is free here',
+            hint='give a size, e.g. max_memory="4GB" (or pip install psutil)',
+        ) from None
+    return psutil.virtual_memory().available
+
+
+def model_devices(model: nn.Module) -> list[torch.device]:
+    """The devices the model's forward pass computes on: those of its parameters and buffers,
+    and the execution devices of accelerate's hooks (weights offloaded to CPU or disk are on
+    `meta` and run on the hook's device); the CPU for a model with neither."""
+    devices = {t.device for t in (*model.parameters(), *model.buffers())}
+    for module in model.modules():
+        hook = getattr(module, "_hf_hook", None)
+        execution = getattr(hook, "execution_device", None)
+        if isinstance(execution, int):  # accelerate's shorthand for a CUDA device's index
+            execution = torch.device("cuda", execution)
+        if execution is not None:
+            devices.add(torch.device(execution))
+    devices.discard(torch.device("meta"))
+    return sorted(devices, key=str) or [torch.device("cpu")]
+
+
+@dataclass(frozen=True)
+class Free:
+    """The free memory `max_memory="auto"` sized batches from: the tightest of the model's
+    devices (every device holds some rows' activations at once)."""
+
+    device: torch.device
+    bytes: int
+
+    @property
+    def budget(self) -> int:
+        """The bytes the activations may take (a `HEADROOM` share of what is free)."""
+        return int(self.bytes * HEADROOM)
+
+    def __str__(self) -> str:
+        return f"{self.bytes / 1e9:.1f} GB free on {self.device}"
+
+
+def free_memory(model: nn.Module) -> Free:
+    """The least free memory among the devices the model computes on."""
+    return min((Free(d, free_bytes(d)) for d in model_devices(model)), key=lambda f: f.bytes)
+
+
+def limit_bytes(model: nn.Module, budget: int | str) -> int:
+    """`max_memory` in bytes: a size as given, or `"auto"`'s share of the model's free memory."""
+    return free_memory(model).budget if is_auto(budget) else parse_bytes(budget)
+
+
+def is_auto(budget: int | str) -> bool:
+    """Whether `max_memory` asks for the free memory of the model's devices."""
+    return isinstance(budget, str) and budget.strip().lower() == AUTO
+
+
+def chosen(plan: Plan, budget: int | str, max_batch: int) -> str | None:
+    """What `max_memory="auto"` chose, for the dry run: the free memory it read and the rows a
+    pass that gives (None for a size given)."""
+    if not is_auto(budget):
+        return None
+    fit = rows_within(plan, budget)
+    per_pass = f"{fit} rows a pass" if fit <= max_batch else f"{max_batch} rows a pass (max_batch)"
+    return f"max_memory=auto: {free_memory(plan.model)} → {per_pass}"
 
 
 def token_bytes(model: nn.Module, tokens: int, *, cache: bool = False, grad: bool = False) -> int:
@@ -100,12 +200,16 @@ def rows_within(plan: Plan, budget: int | str, *, grad: bool = False) -> int:
 def rows_fitting(
     model: nn.Module, tokens: int, budget: int | str, *, cache: bool = False, grad: bool = False
 ) -> int:
-    """How many rows of `tokens` tokens fit `budget` bytes (at least one, else an error)."""
-    limit = parse_bytes(budget)
+    """How many rows of `tokens` tokens fit `budget` (bytes, a size, or `"auto"`: a share of
+    the model's free memory); at least one, else an error."""
+    limit = limit_bytes(model, budget)
     need = token_bytes(model, tokens, cache=cache, grad=grad)
     if need > limit:
+        given = f"max_memory={budget!r}"
+        if is_auto(budget):
+            given += f" ({free_memory(model)}, {HEADROOM:.0%} of it for activations)"
         raise NbveneError(
-            f"max_memory={budget!r} is less than one row needs (about {need / 2**20:.1f} MiB "
+            f"{given} is less than one row needs (about {need / 2**20:.1f} MiB "
             f"for {tokens} tokens)",
             hint="raise max_memory, or shorten the prompts",
         )

@@ -16,7 +16,7 @@ from nbvene.bind.plan import Plan, Row
 from nbvene.engine.edits import Sources, base_edits, noise_edit
 from nbvene.engine.executor import Executor
 from nbvene.engine.hooks import Hooks
-from nbvene.engine.memory import Budget, parse_bytes
+from nbvene.engine.memory import Budget, limit_bytes
 from nbvene.engine.metrics import metric_values
 from nbvene.engine.multisource import clean_runs, patched_runs, source_run, unit_means
 from nbvene.engine.tail import Tail, start_layer
@@ -75,7 +75,7 @@ def execute(
     with torch.no_grad():
         sweep = Sweep(plan, start_at_layer, Budget(max_batch))
         kept = sweep.tail is not None and max_memory is not None
-        if kept and sweep.tail_bytes() > parse_bytes(max_memory):
+        if kept and sweep.tail_bytes() > limit_bytes(plan.model, max_memory):
             sweep.tail = None  # full forward passes: the same values, nothing kept
         return sweep.run(progress)
 

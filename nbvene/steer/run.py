@@ -43,9 +43,9 @@ def generate(
 
     A spec without `generate:` generates with the defaults (30 new tokens, greedy) from `base:`.
     `use_cache=False` reruns every position at each step (the same tokens, slower).
-    At most `max_batch` rows decode together (fewer if `max_memory`, bytes or "2GB", says so;
-    halved on out-of-memory). Interrupting raises `nv.GenerationInterrupted`, whose `.result`
-    is the `Generation` so far.
+    At most `max_batch` rows decode together (fewer if `max_memory`, bytes, "2GB" or "auto",
+    says so; halved on out-of-memory). Interrupting raises `nv.GenerationInterrupted`, whose
+    `.result` is the `Generation` so far.
     """
     steering = steer_plan(spec, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
     tokens = len(steering.prompt) + steering.generate.max_new_tokens

@@ -18,7 +18,7 @@ from torch import nn
 from nbvene.bind.plan import Plan
 from nbvene.bind.training import check_trainable, plan_examples, resolve_calls, via_modules
 from nbvene.engine.lock import runs_model
-from nbvene.engine.memory import Budget
+from nbvene.engine.memory import Budget, rows_within
 from nbvene.errors import NbveneError, TrainingInterrupted
 from nbvene.sites import SiteMap
 from nbvene.spec import Spec, parse
@@ -49,6 +49,7 @@ def train(
     train_model: bool = False,
     progress: bool | Callable[[dict], None] = True,
     checkpoint: bool = False,
+    max_memory: int | str | None = None,
 ) -> Trained:
     """Train the interventions of a spec with a `label:` line; return a `Trained`.
 
@@ -73,6 +74,8 @@ def train(
     with each epoch's record.
     `checkpoint`: gradient checkpointing, for long prompts: the model's blocks keep only their
     inputs and run again in the backward pass (less memory, about a third more time).
+    `max_memory` (bytes, "2GB", or "auto": a share of the model's devices' free memory) caps
+    the examples one forward and backward pass holds; a step of more runs in parts.
 
     A step that runs out of memory is split in halves whose gradients add up to the same
     step (a custom `loss` must then be a mean over the batch). Interrupting raises
@@ -125,7 +128,8 @@ def train(
         p.requires_grad_(train_model)
     stopped, metrics = False, {"iia": math.nan, "loss": math.nan}
     try:
-        budget = Budget(batch_size)
+        rows = batch_size if max_memory is None else rows_within(plan, max_memory, grad=True)
+        budget = Budget(min(batch_size, rows))
         run = _Training(
             plan, labels, modules, loss, train_model, generator, held, checkpoint, budget
         )

@@ -2,11 +2,14 @@
 baseline, `mean:`, grid): an out-of-memory, in any form a backend raises it, is retried at
 half the rows, and with one row left it is one clear NbveneError; the model comes out clean."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from faults import OUT_OF_MEMORY, Passes, Snapshot, on_call
 
 import nbvene as nv
+from nbvene.engine import memory
 from nbvene.engine.memory import Budget, is_out_of_memory, row_bytes, rows_within
 
 PROMPTS = [
@@ -245,3 +248,134 @@ def test_rows_start_at_their_layer_only_if_what_that_keeps_fits_max_memory(llama
     assert sum(roomy.rows) == 4 + 120 + 360
     assert sum(tight.rows) == 4 + 120 + 720
     torch.testing.assert_close(narrow.values, wide.values, atol=1e-6, rtol=1e-5)
+
+
+# --- max_memory="auto": sized from the free memory of the model's devices ----------------------
+
+
+def fake_free(monkeypatch, free: dict[str, int]) -> None:
+    """The model's devices and their free memory, as `max_memory="auto"` reads them."""
+    monkeypatch.setattr(memory, "model_devices", lambda model: [torch.device(d) for d in free])
+    monkeypatch.setattr(memory, "free_bytes", lambda device: free[str(device)])
+
+
+def test_auto_takes_a_share_of_the_free_memory(llama, monkeypatch):
+    model, tok = llama
+    plan = nv.plan(TRACE, model=model, tokenizer=tok)
+    fake_free(monkeypatch, {"cpu": 10 * row_bytes(plan)})
+    assert memory.limit_bytes(model, "auto") == int(10 * row_bytes(plan) * memory.HEADROOM)
+    assert rows_within(plan, "auto") == int(10 * memory.HEADROOM)
+    assert rows_within(plan, " AUTO ") == int(10 * memory.HEADROOM)
+
+
+def test_auto_sizes_from_the_tightest_device(llama, monkeypatch):
+    model, tok = llama
+    plan = nv.plan(TRACE, model=model, tokenizer=tok)
+    fake_free(monkeypatch, {"cuda:0": 100 * row_bytes(plan), "cuda:1": 8 * row_bytes(plan)})
+    free = memory.free_memory(model)
+    assert str(free.device) == "cuda:1" and free.bytes == 8 * row_bytes(plan)
+    assert rows_within(plan, "auto") == 4
+
+
+def test_auto_caps_every_pass_and_changes_nothing(llama, unconstrained, monkeypatch):
+    model, tok = llama
+    plan = nv.plan(TRACE, model=model, tokenizer=tok)
+    fake_free(monkeypatch, {"cpu": 6 * row_bytes(plan)})
+    with Passes(last_block(model)) as passes:
+        res = nv.run(TRACE, model=model, tokenizer=tok, max_memory="auto", max_batch=16)
+    assert max(passes.rows) == 3 and len(passes.rows) == 2 + 3 + 16  # 4, 8 and 48 rows by 3
+    torch.testing.assert_close(res.values, unconstrained.values, atol=1e-6, rtol=1e-5)
+
+
+def test_a_nearly_full_device_still_completes_the_sweep(llama, unconstrained, monkeypatch):
+    """The estimate says 16 rows fit, but the device has room for 4 only: every pass larger than
+    that runs out of memory and is halved until it fits, and the values are the same."""
+    model, tok = llama
+    plan = nv.plan(TRACE, model=model, tokenizer=tok)
+    fake_free(monkeypatch, {"cpu": 32 * row_bytes(plan)})
+    assert rows_within(plan, "auto") == 16
+    full = OUT_OF_MEMORY["OutOfMemoryError"]
+    with Passes(last_block(model), lambda call, rows: full() if rows > 4 else None) as passes:
+        res = nv.run(TRACE, model=model, tokenizer=tok, max_memory="auto")
+    # the source (4 rows), the baseline (8: out of memory, again at 4), then the grid at 4
+    assert passes.rows[:3] == [4, 8, 4] and max(passes.rows[3:]) == 4
+    torch.testing.assert_close(res.values, unconstrained.values, atol=1e-6, rtol=1e-5)
+
+
+def test_the_dry_run_says_what_auto_chose(llama, monkeypatch):
+    model, tok = llama
+    plan = nv.plan(TRACE, model=model, tokenizer=tok)
+    fake_free(monkeypatch, {"cpu": 3_100_000_000})
+    rows = int(3_100_000_000 * memory.HEADROOM) // row_bytes(plan)
+    text = plan.describe(max_batch=10**9, max_memory="auto")
+    assert f"max_memory=auto: 3.1 GB free on cpu → {rows} rows a pass" in text
+    assert f"({min(rows, 48)} rows)" in text  # the activation estimate counts those rows
+    capped = plan.describe(max_batch=16, max_memory="auto")
+    assert "max_memory=auto: 3.1 GB free on cpu → 16 rows a pass (max_batch)" in capped
+    assert "max_memory=auto" not in plan.describe(max_memory="2GB")
+
+
+def test_auto_with_too_little_free_memory_is_one_clear_error(llama, monkeypatch):
+    model, tok = llama
+    plan = nv.plan(TRACE, model=model, tokenizer=tok)
+    fake_free(monkeypatch, {"cpu": row_bytes(plan)})
+    with pytest.raises(nv.NbveneError, match="less than one row needs") as error:
+        nv.run(TRACE, model=model, tokenizer=tok, max_memory="auto")
+    assert "free on cpu, 50% of it for activations" in str(error.value)
+
+
+def test_auto_applies_to_vectors_generation_and_training(llama, monkeypatch):
+    model, tok = llama
+    fake_free(monkeypatch, {"cpu": 10**12})
+    kwargs = dict(model=model, tokenizer=tok)
+    vector = nv.vector(PROMPTS[:2], PROMPTS[2:], layer=1, max_memory="auto", **kwargs)
+    assert torch.equal(vector.values, nv.vector(PROMPTS[:2], PROMPTS[2:], layer=1, **kwargs).values)
+    steer = f'steer: block_output layer=1 by {{v}} * 4\ngenerate: "{PROMPTS[0]}" max_new_tokens=3'
+    steered = nv.generate(steer, namespace={"v": vector}, max_memory="auto", **kwargs)
+    assert steered.steered == nv.generate(steer, namespace={"v": vector}, **kwargs).steered
+    fake_free(monkeypatch, {"cpu": 1})
+    with pytest.raises(nv.NbveneError, match="less than one row needs"):
+        nv.vector(PROMPTS[:2], PROMPTS[2:], layer=1, max_memory="auto", **kwargs)
+    with pytest.raises(nv.NbveneError, match="less than one row needs"):
+        nv.train(TRAIN, namespace=TRAIN_DATA, max_memory="auto", progress=False, **kwargs)
+
+
+TRAIN = "base: {base}\nsource: {source}\npatch: block_output layer=0 pos=-1 via rotated(k=1)\n"
+TRAIN += "label: {label}"
+TRAIN_DATA = {"base": PROMPTS * 2, "source": PROMPTS[::-1] * 2, "label": [5, 7, 9, 11] * 2}
+
+
+def test_training_steps_in_parts_that_fit_max_memory(llama):
+    model, tok = llama
+    same_prompts = (
+        'base: {base}\nsource: {source}\npatch: block_output layer=0 pos=-1\nmetric: p(" a")'
+    )
+    plan = nv.plan(same_prompts, model=model, tokenizer=tok, namespace=TRAIN_DATA)
+    options = dict(model=model, tokenizer=tok, namespace=TRAIN_DATA, progress=False, epochs=2)
+    options.update(held_out=None, batch_size=8, lr=1e-2)
+    whole = nv.train(TRAIN, **options)
+    with Passes(last_block(model)) as passes:
+        parts = nv.train(TRAIN, max_memory=3 * memory.row_bytes(plan, grad=True), **options)
+    assert max(passes.rows) <= 3
+    for a, b in zip(parts.history, whole.history, strict=True):
+        assert abs(a["loss"] - b["loss"]) < 1e-5
+
+
+def test_the_free_memory_of_each_kind_of_device(monkeypatch):
+    """CUDA: what the driver reports free plus what torch's allocator holds unused; the CPU:
+    MemAvailable."""
+    cuda = torch.cuda
+    monkeypatch.setattr(cuda, "mem_get_info", lambda device: (3 * 2**30, 80 * 2**30))
+    monkeypatch.setattr(cuda, "memory_reserved", lambda device: 2**30)
+    monkeypatch.setattr(cuda, "memory_allocated", lambda device: 2**29)
+    assert memory.free_bytes(torch.device("cuda", 1)) == 3 * 2**30 + 2**29
+    assert 0 < memory.free_bytes(torch.device("cpu")) == memory.available_ram()
+
+
+def test_offloaded_weights_count_the_device_they_run_on():
+    """accelerate puts offloaded weights on `meta` and runs them on its hook's device."""
+    layer = torch.nn.Linear(2, 2, device="meta")
+    layer._hf_hook = SimpleNamespace(execution_device=0)
+    model = torch.nn.Sequential(layer, torch.nn.Linear(2, 2))
+    assert memory.model_devices(model) == [torch.device("cpu"), torch.device("cuda", 0)]
+    assert memory.model_devices(torch.nn.Linear(2, 2, device="meta")) == [torch.device("cpu")]
