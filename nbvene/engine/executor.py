@@ -30,8 +30,9 @@ from nbvene.sites.families import dimensions
 
 
 def device_of(model: nn.Module) -> torch.device:
-    """The device a model takes its inputs on: its input embeddings' (the first parameter's for
-    a model without them; the CPU for one without parameters)."""
+    """The device a model takes its inputs on: the one its input embeddings compute on (`home`:
+    accelerate's execution device for a dispatched or offloaded model), the model's for a model
+    without them; the CPU when neither tells."""
     embeddings = None
     with contextlib.suppress(AttributeError, NotImplementedError):
         embeddings = model.get_input_embeddings()
@@ -44,16 +45,17 @@ def device_of(model: nn.Module) -> torch.device:
 
 
 def home(module: nn.Module) -> torch.device | None:
-    """The device `module` computes on: the execution device of accelerate's hook where it has
-    one (its weights may sit on "meta", brought in at each call from the CPU or disk), else its
-    first parameter's; None for a module without parameters or hook."""
-    hook = getattr(module, "_hf_hook", None)
-    for each in getattr(hook, "hooks", None) or [hook]:  # a SequentialHook holds several
-        device = getattr(each, "execution_device", None)
-        if device is not None:
-            return torch.device(f"cuda:{device}" if isinstance(device, int) else device)
+    """The device `module` computes on: the execution device of accelerate's hook on it or on
+    its first submodule that has one (its weights may sit on "meta", brought in at each call
+    from the CPU or disk), else its first parameter's; None when neither tells."""
+    for each in module.modules():
+        hook = getattr(each, "_hf_hook", None)
+        for one in getattr(hook, "hooks", None) or [hook]:  # a SequentialHook holds several
+            device = getattr(one, "execution_device", None)
+            if device is not None:
+                return torch.device(f"cuda:{device}" if isinstance(device, int) else device)
     for p in module.parameters():
-        return torch.device("cpu") if p.device.type == "meta" else p.device
+        return None if p.device.type == "meta" else p.device
     return None
 
 

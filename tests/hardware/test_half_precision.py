@@ -30,7 +30,7 @@ METRICS = {
     "logit_diff": 'logit_diff(" Paris", " Rome")',
     "normalized": 'p(" Paris") normalized',
 }
-SMOLLM2 = {"p": 0.06, "logit_diff": 0.6, "normalized": 0.08}
+SMOLLM2 = {"p": 0.06, "logit_diff": 0.3, "normalized": 0.07}
 """bf16 against float32, SmolLM2-135M, the README's trace: the largest absolute difference of
 any cell allowed, per metric (docs/performance.md, "Half precision", gives the measured ones)."""
 
