@@ -1,4 +1,4 @@
-"""Half precision: a bf16 model runs in bf16, and what nbvene computes from it (metrics,
+"""Half precision: a bf16 or fp16 model runs in its own dtype, and what nbvene computes from it
 softmaxes, baselines, normalisation, DAS losses, trained parameters) is float32.
 
 The tiny models check it fast; SmolLM2 (marker `smollm2`) checks the README's causal trace
@@ -17,7 +17,7 @@ from workloads import HEADS, TRACE, das_step, steered
 import nbvene as nv
 
 TINY = {"p": 1e-5, "logit_diff": 1e-2, "loss": 1e-2}
-"""bf16 against float32 on the tiny models (values near 1e-3 for p, 1e-1 for logit_diff)."""
+"""bf16 or fp16 against float32 on the tiny models (values near 1e-3 for p, 1e-1 for logit_diff)."""
 
 README_TRACE = """
 base:    "The Eiffel Tower is located in the city of"
@@ -35,17 +35,18 @@ SMOLLM2 = {"p": 0.06, "logit_diff": 0.3, "normalized": 0.07}
 any cell allowed, per metric (docs/performance.md, "Half precision", gives the measured ones)."""
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("family", ["llama", "gpt2"])
-def test_a_bf16_tiny_model_agrees_with_float32(family):
+def test_a_half_precision_tiny_model_agrees_with_float32(family, dtype):
     model, tok = nv.models.tiny(family, layers=3)
-    half = copy.deepcopy(model).to(torch.bfloat16)
+    half = copy.deepcopy(model).to(dtype)
     for spec, tolerance in ((TRACE, TINY["p"]), (HEADS, TINY["logit_diff"])):
         want = nv.run(spec, model=model, tokenizer=tok)
         got = nv.run(spec, model=half, tokenizer=tok)
         assert got.values.dtype == torch.float32  # metrics come back float32
         assert got.clean is None or got.clean.dtype == torch.float32
         torch.testing.assert_close(got.values, want.values, atol=tolerance, rtol=0)
-    assert next(half.parameters()).dtype == torch.bfloat16  # the model ran in its own dtype
+    assert next(half.parameters()).dtype == dtype  # the model ran in its own dtype
     assert steered(model, tok) == steered(half, tok)
     trained = [das_step(m, tok) for m in (model, half)]
     assert all(p.dtype == torch.float32 for p in trained[1].parameters())  # cast at the site
