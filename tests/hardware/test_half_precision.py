@@ -1,5 +1,5 @@
-"""Half precision: a bf16 or fp16 model runs in its own dtype, and what nbvene computes from it
-softmaxes, baselines, normalisation, DAS losses, trained parameters) is float32.
+"""Half precision: a bf16 or fp16 model runs in its own dtype, and what nbvene computes from
+it (metrics, softmaxes, baselines, normalisation, DAS losses, trained parameters) is float32.
 
 The tiny models check it fast; SmolLM2 (marker `smollm2`) checks the README's causal trace
 against the float32 one within the tolerance docs/performance.md states. Run this file as a
