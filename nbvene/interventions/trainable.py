@@ -84,7 +84,7 @@ class Trainable(Intervention):
         unit = base.to(at, torch.float32)
         source = None if source is None else source.to(at, torch.float32)
         if self.per_example:
-            new = self.intervene(unit, source, examples.to(at))
+            new = self.intervene(unit, source, None if examples is None else examples.to(at))
         else:
             new = self.intervene(unit, source)
         return new.to(base.device, base.dtype)
