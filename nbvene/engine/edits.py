@@ -41,10 +41,10 @@ class Sources:
                 index.append(torch.tensor(head))
             return cached[tuple(i.to(cached.device) for i in index)]
         if op.value == "vector":
-            return op.vector.to(self.device)
+            return op.vector
         if op.value == "mean":
             mean = self.means[op_index, site]
-            return mean[torch.tensor(head, device=self.device)] if head[0] is not None else mean
+            return mean[torch.tensor(head, device=mean.device)] if head[0] is not None else mean
         return None
 
 
@@ -104,7 +104,8 @@ def unit_edit(
     def edit(raw: torch.Tensor) -> torch.Tensor | None:
         x = unflatten(raw, shape)
         units = site.view.read(x)
-        chosen = units[index]
+        at = tuple(i.to(units.device) for i in index)  # the site's own device
+        chosen = units[at]
         if found is not None and op.verb == "collect":
             for i in set(row_idx):
                 found[i] = chosen[[k for k, r in enumerate(row_idx) if r == i]]
@@ -115,7 +116,7 @@ def unit_edit(
             src = _keys(src, chosen.shape[-1])
         given = None if src is None else _like(plan, src, base, op)
         new = _applied(plan, op, base, given, per_example)
-        units = units.index_put(index, new.reshape(chosen.shape).to(units.dtype))
+        units = units.index_put(at, new.reshape(chosen.shape).to(units.device, units.dtype))
         out = site.view.write(x, units)
         return out.flatten(0, 1) if out.shape != raw.shape else out
 
@@ -210,6 +211,9 @@ def noise_edit(plan: Plan, rows: list[Row], noise, device):
     added = torch.stack(values).to(device)
 
     def edit(embeds: torch.Tensor) -> torch.Tensor:
-        return embeds.index_put(index, added.to(embeds.dtype), accumulate=True)
+        at = tuple(i.to(embeds.device) for i in index)  # the embeddings' own device
+        # added in float32 and rounded once to the model's dtype (bf16, fp16)
+        noisy = embeds.float().index_put(at, added.to(embeds.device), accumulate=True)
+        return noisy.to(embeds.dtype)
 
     return edit

@@ -30,16 +30,33 @@ from nbvene.sites.families import dimensions
 
 
 def device_of(model: nn.Module) -> torch.device:
-    """The device a model takes its inputs on: its input embeddings' (the first parameter's for
-    a model without them; the CPU for one without parameters)."""
+    """The device a model takes its inputs on: the one its input embeddings compute on (`home`:
+    accelerate's execution device for a dispatched or offloaded model), the model's for a model
+    without them; the CPU when neither tells."""
     embeddings = None
     with contextlib.suppress(AttributeError, NotImplementedError):
         embeddings = model.get_input_embeddings()
     for module in (embeddings, model):
         if isinstance(module, nn.Module):
-            for p in module.parameters():
-                return p.device
+            found = home(module)
+            if found is not None:
+                return found
     return torch.device("cpu")
+
+
+def home(module: nn.Module) -> torch.device | None:
+    """The device `module` computes on: the execution device of accelerate's hook on it or on
+    its first submodule that has one (its weights may sit on "meta", brought in at each call
+    from the CPU or disk), else its first parameter's; None when neither tells."""
+    for each in module.modules():
+        hook = getattr(each, "_hf_hook", None)
+        for one in getattr(hook, "hooks", None) or [hook]:  # a SequentialHook holds several
+            device = getattr(one, "execution_device", None)
+            if device is not None:
+                return torch.device(f"cuda:{device}" if isinstance(device, int) else device)
+    for p in module.parameters():
+        return None if p.device.type == "meta" else p.device
+    return None
 
 
 class _StopForward(Exception):
@@ -128,13 +145,17 @@ class Executor:
                     self.call(ids, mask)
                 return None
             if head is not None:
-                own.on(head, "input", lambda h: h[torch.arange(n, device=h.device), at][:, None])
+                own.on(
+                    head,
+                    "input",
+                    lambda h: h[torch.arange(n, device=h.device), at.to(h.device)][:, None],
+                )
             logits = _logits(self.call(ids, mask))
         if head is not None:
             return logits[:, -1]
         if logits.dim() == 2:
             return logits
-        return logits[torch.arange(n, device=logits.device), at]
+        return logits[torch.arange(n, device=logits.device), at.to(logits.device)]
 
     def stored(
         self,

@@ -125,7 +125,7 @@ class Tail:
             args, kwargs = picked[id(found)]
             out = self.blocks[layer](hidden, *args, **kwargs)
             hidden = out if isinstance(out, torch.Tensor) else out[0]
-        hidden = hidden[torch.arange(len(base_rows), device=hidden.device), read]
+        hidden = hidden[torch.arange(len(base_rows), device=hidden.device), read.to(hidden.device)]
         logits = self.head(self.norm(hidden))
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
@@ -193,7 +193,7 @@ def _pick(value, rows: torch.Tensor, recorded: int):
     a batch axis of 1 broadcast as they are."""
     if isinstance(value, torch.Tensor):
         if value.dim() > 0 and value.shape[0] == recorded and recorded > 1:
-            return value[rows]
+            return value[rows.to(value.device)]
         return value
     if isinstance(value, tuple):
         return tuple(_pick(v, rows, recorded) for v in value)

@@ -78,10 +78,16 @@ class Trainable(Intervention):
         self.check(base.shape[-1])
         if self.needs_source and source is None:
             raise NbveneError(f"{self.describe()} needs a source: add a source: line")
-        source = None if source is None else source.float()
+        # float32 parameters, on the device they were made or loaded on; the result goes back
+        # to the site's device and dtype (a bf16 model on several devices)
+        at = next(self.parameters(), base).device
+        unit = base.to(at, torch.float32)
+        source = None if source is None else source.to(at, torch.float32)
         if self.per_example:
-            return self.intervene(base.float(), source, examples).to(base.dtype)
-        return self.intervene(base.float(), source).to(base.dtype)
+            new = self.intervene(unit, source, None if examples is None else examples.to(at))
+        else:
+            new = self.intervene(unit, source)
+        return new.to(base.device, base.dtype)
 
     def intervene(self, base: torch.Tensor, source: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from nbvene.bind.training import check_trainable, plan_examples, resolve_calls, via_modules
-from nbvene.engine.executor import device_of
+from nbvene.engine.executor import device_of, home
 from nbvene.engine.lock import holding
 from nbvene.errors import NbveneError, error_at
 from nbvene.spec import Spec, Var, parse
@@ -69,8 +69,8 @@ class Intervened(nn.Module):
         self._make(built)
 
     def _make(self, built: dict) -> None:
-        """Build the parameters now where the site's width can be read from the model."""
-        device = device_of(self.model)
+        """Build the parameters now where the site's width can be read from the model, on the
+        device its site's module computes on (a model split over devices)."""
         for name, module in built.items():
             stmt = next(s for s in self.bound.interventions if s.via == Var(name))
             try:
@@ -79,7 +79,8 @@ class Intervened(nn.Module):
                 site = None  # the first call reports it, naming the spec line
             width = site_width(self.model, site) if site is not None else None
             if width is not None and stmt.selector("head") is None:
-                module.build(width, device)
+                at = home(self.model.get_submodule(site.module)) or device_of(self.model)
+                module.build(width, at)
 
     def forward(self, base, sources=None, **namespace) -> torch.Tensor:
         """The intervened output at each base example's read position: (batch, classes)."""
