@@ -1,0 +1,357 @@
+"""Run a Plan through nnsight's tracing: `nv.run(spec, model=nnsight.LanguageModel(...))`.
+
+The binder resolves the spec against the HF model inside (`lm._module`); this backend runs the
+Plan's passes as nnsight traces, each row one invoke (rows of one example share a trace, up to
+`max_batch` invokes), its edits written on the envoys' `.output` / `.input` in the order the
+forward pass reaches them, and its metric computed inside the trace, so only the numbers are
+saved and come back. With `remote=True` the same traces run on NDIF.
+
+Supported: patch / restore from the `source:` run, `add:` / `subtract:` a vector or the source,
+`zero:`, `mean:` ablation, `corrupt: noise` (ROME's causal trace), at any component whose site is
+one module's input or output (block_output, mlp_output, attention_output, head-level `z`, …),
+with any metric. Not supported (an `NbveneError` says so, and how to run it): `collect:`,
+attention weights, residual-sum sites, named sources, trained interventions, attribution
+estimates, float inputs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+from torch import nn
+
+from nbvene.bind.plan import Plan, Row, Unit, ValueKind
+from nbvene.errors import NbveneError
+from nbvene.interventions.trainable import Trainable
+from nbvene.sites import Site
+from nbvene.spec.metrics import lookup
+
+FIX = "run it with the torch model itself: model=lm._module"
+
+
+def unsupported(what: str) -> NbveneError:
+    """The error for what the nnsight backend does not run."""
+    return NbveneError(f"the nnsight backend does not run {what}", hint=FIX)
+
+
+def _nnsight():
+    try:
+        import nnsight
+    except ImportError:  # pragma: no cover - the model is an nnsight one, so it is installed
+        raise NbveneError(
+            "the nnsight backend needs nnsight", hint="pip install 'nbvene[nnsight]'"
+        ) from None
+    return nnsight
+
+
+def check(plan: Plan) -> None:
+    """Refuse, before any pass, what this backend does not run."""
+    if plan.estimate != "exact":
+        raise unsupported("attribution estimates (estimate: attribution)")
+    if plan.collect is not None:
+        raise unsupported("collect:")
+    if plan.named:
+        raise unsupported("named sources (source NAME: ...)")
+    if any(p.values is not None for p in plan.base):
+        raise unsupported("float inputs (prompts given as tensors)")
+    for op in plan.ops:
+        if isinstance(op.module, Trainable):
+            raise unsupported(f"trained interventions (line {op.line}: {op.verb} via ...)")
+    for row in plan.rows:
+        for unit in row.units:
+            if unit.site.io == "weights":
+                raise unsupported(f"attention weights ({unit.site.component})")
+            if unit.site.residual is not None:
+                raise unsupported(f"residual-sum sites ({unit.site.component})")
+
+
+def run_plan(plan: Plan, lm, *, max_batch: int = 64, remote: bool = False):
+    """The Plan's values per row, and the metric's clean and corrupted baselines per example
+    (None where there are none): `(values, clean, corrupted)`, on the CPU in float32."""
+    check(plan)
+    with torch.no_grad():
+        return Traces(plan, lm, max_batch, remote).run()
+
+
+class Traces:
+    """The passes of one plan as nnsight traces: the source run (its units and logits), the
+    `mean:` runs, the corrupted baseline (one per example and noise sample), then the rows."""
+
+    def __init__(self, plan: Plan, lm, max_batch: int, remote: bool):
+        self.nnsight = _nnsight()
+        self.plan, self.lm, self.max_batch, self.remote = plan, lm, max_batch, remote
+        self.model: nn.Module = plan.model
+        self.device = next(self.model.parameters()).device
+        self.order = execution_order(self.model)
+        self.embed = _module_name(self.model, self.model.get_input_embeddings())
+        self.noise = _noise(plan, self.model)
+        self.cache: dict[Site, list[torch.Tensor]] = {}  # source units per source example
+        self.means: dict[tuple[int, Site], torch.Tensor] = {}
+        metric = plan.metric
+        self.metric = None if metric is None else lookup(metric.name)
+
+    # --- the passes ------------------------------------------------------------------------
+
+    def run(self):
+        plan = self.plan
+        clean_logits = self.source_run()
+        self.mean_runs()
+        clean = corrupted = None
+        if plan.metric is not None:
+            samples = plan.corrupt.samples if plan.corrupt else 1
+            rows = [Row(e, (), (), k) for e in range(len(plan.base)) for k in range(samples)]
+            corrupted = self.measure(rows, clean_logits).reshape(len(plan.base), samples)
+            corrupted = corrupted.mean(dim=1)
+            if clean_logits is not None:
+                clean = torch.stack([self.value(lg, lg) for lg in clean_logits]).float().cpu()
+                clean = clean.expand(len(plan.base)) if len(clean) == 1 else clean
+        values = self.measure(plan.rows, clean_logits)
+        metric = plan.metric
+        if metric is not None and metric.normalized:
+            rows = [r.example for r in plan.rows]
+            values = (values - corrupted[rows]) / (clean[rows] - corrupted[rows])
+        return values, clean, corrupted
+
+    def source_run(self) -> list[torch.Tensor] | None:
+        """Keep the units every `source:` op reads, per source example; return the source's
+        logits at its read position (None without a source)."""
+        plan = self.plan
+        if plan.source is None:
+            return None
+        sites = {
+            u.site for r in plan.rows for u in r.units if plan.ops[u.op].value == ValueKind.RUN
+        }
+        logits = []
+        for prompt in plan.source:
+            units, read = self.stored(prompt, sites)
+            for site, value in units.items():
+                self.cache.setdefault(site, []).append(value)
+            logits.append(read)
+        return logits
+
+    def mean_runs(self) -> None:
+        """For each `mean:` op, its sites' units averaged over every token of its prompts."""
+        plan = self.plan
+        for index, op in enumerate(plan.ops):
+            if op.value != ValueKind.MEAN:
+                continue
+            sites = {u.site for r in plan.rows for u in r.units if u.op == index}
+            runs = [self.stored(p, sites)[0] for p in op.mean_prompts]
+            for site in sites:
+                self.means[index, site] = torch.cat([run[site] for run in runs]).mean(dim=0)
+
+    def stored(self, prompt, sites: set[Site]):
+        """One unpatched trace of `prompt`: the units at `sites` (seq, units…) and the logits
+        at its read position."""
+        nnsight, lm = self.nnsight, self.lm
+        envoys = [(site, self.envoy(site.module)) for site in self.ordered(sites)]
+        with lm.trace(self.inputs(prompt), **self.options()):
+            kept = nnsight.save({})
+            for site, envoy in envoys:
+                raw = envoy.output if site.io == "output" else envoy.input
+                raw = raw[0] if isinstance(raw, tuple) else raw
+                kept[site] = site.view.read(_batched(raw))[0].save()
+            read = lm.output.logits[0, prompt.read_at].save()
+        return dict(kept), read
+
+    def measure(self, rows: list[Row], clean_logits) -> torch.Tensor:
+        """The metric of each row, its edits made in its own invoke: rows of one example
+        share a trace, `max_batch` at most."""
+        values = torch.full((len(rows),), float("nan"))
+        by_example = defaultdict(list)
+        for i, row in enumerate(rows):
+            by_example[row.example].append(i)
+        for example, indices in by_example.items():
+            for start in range(0, len(indices), self.max_batch):
+                chunk = indices[start : start + self.max_batch]
+                values[chunk] = self.chunk([rows[i] for i in chunk], example, clean_logits)
+        return values
+
+    def chunk(self, rows: list[Row], example: int, clean_logits) -> torch.Tensor:
+        """One trace: one invoke per row of `example`, each saving its metric."""
+        nnsight, lm, plan = self.nnsight, self.lm, self.plan
+        prompt = plan.base[example]
+        inputs = self.inputs(prompt)
+        reference = None
+        if clean_logits is not None:
+            reference = clean_logits[plan.source_example(example)]
+        edits = [self.row_edits(row) for row in rows]
+        with lm.trace(**self.options()) as tracer:
+            saved = nnsight.save([])
+            for row_edits in edits:
+                with tracer.invoke(inputs):
+                    for envoy, io, edit in row_edits:
+                        if io == "output":
+                            raw = envoy.output
+                            envoy.output = _replaced(raw, edit)
+                        else:
+                            envoy.input = edit(envoy.input)
+                    logits = lm.output.logits[0, prompt.read_at]
+                    saved.append(self.value(logits, reference).save())
+        return torch.stack([torch.as_tensor(v) for v in saved]).float().cpu()
+
+    # --- one row's edits -------------------------------------------------------------------
+
+    def row_edits(self, row: Row):
+        """(envoy, io, edit) for each module the row edits, in the order the forward pass
+        reaches them (nnsight reads an invoke's modules in that order): ROME's noise first at
+        the embeddings' output, then the units of each site, op by op."""
+        by_site: dict[tuple[str, str], list] = defaultdict(list)
+        if self.noise is not None:
+            by_site[self.embed, "output"].append(self.noise_edit(row))
+        units: dict[tuple[Site, int], list[Unit]] = defaultdict(list)
+        for unit in row.units:
+            units[unit.site, unit.op].append(unit)
+        for (site, op), members in units.items():
+            by_site[site.module, site.io.value].append(self.unit_edit(row, site, op, members))
+        ordered = sorted(by_site, key=lambda key: self.order.get(key, len(self.order)))
+        return [(self.envoy(m), io, _composed(by_site[m, io])) for m, io in ordered]
+
+    def noise_edit(self, row: Row):
+        positions = self.plan.corrupt.positions[row.example]
+        index = (torch.zeros(len(positions), dtype=torch.long), torch.tensor(positions))
+        added = self.noise[row.example, row.sample]
+
+        def edit(embeds: torch.Tensor) -> torch.Tensor:
+            where = tuple(i.to(embeds.device) for i in index)
+            return embeds.index_put(where, added.to(embeds.device, embeds.dtype), accumulate=True)
+
+        return edit
+
+    def unit_edit(self, row: Row, site: Site, op_index: int, members: list[Unit]):
+        """The edit of one (site, op) in one row: gather its units, run the op, put them back."""
+        op = self.plan.ops[op_index]
+        pos = [b for u in members for b in u.base_pos]
+        src_pos = [s for u in members for s in u.source_pos]
+        heads = [u.head for u in members for _ in u.base_pos]
+        index = [torch.zeros(len(pos), dtype=torch.long), torch.tensor(pos)]
+        if heads[0] is not None:
+            index.append(torch.tensor(heads))
+        source = self.gather(row, op_index, site, src_pos, heads)
+
+        def edit(raw: torch.Tensor) -> torch.Tensor:
+            x = _batched(raw)
+            units = site.view.read(x)
+            where = tuple(i.to(units.device) for i in index)
+            chosen = units[where]
+            base = chosen.flatten(1)
+            given = None if source is None else _like(source, base)
+            new = op.module(base, given)
+            units = units.index_put(where, new.reshape(chosen.shape).to(units.dtype))
+            return site.view.write(x, units).reshape(raw.shape)
+
+        return edit
+
+    def gather(self, row: Row, op_index: int, site: Site, src_pos, heads):
+        op = self.plan.ops[op_index]
+        if op.value == ValueKind.RUN:
+            cached = self.cache[site][self.plan.source_example(row.example)]
+            index = [torch.tensor(src_pos)]
+            if heads[0] is not None:
+                index.append(torch.tensor(heads))
+            return cached[tuple(i.to(cached.device) for i in index)]
+        if op.value == ValueKind.VECTOR:
+            return op.vector
+        if op.value == ValueKind.MEAN:
+            mean = self.means[op_index, site]
+            return mean[torch.tensor(heads, device=mean.device)] if heads[0] is not None else mean
+        return None
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def value(self, logits: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
+        """The metric of one row from its (vocab,) logits, in float32."""
+        plan = self.plan
+        clean = reference.float()[None] if self.metric.needs_clean else None
+        return self.metric.compute(logits.float()[None], plan.metric.token_ids, clean)[0]
+
+    def inputs(self, prompt) -> dict:
+        ids = torch.tensor([prompt.ids], device=self.device)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+    def options(self) -> dict:
+        return {"remote": True} if self.remote else {}
+
+    def envoy(self, module: str):
+        """The nnsight envoy of a module path (`transformer.h.1.attn`)."""
+        node = self.lm
+        for name in module.split(".") if module else ():
+            node = node[int(name)] if name.isdigit() else getattr(node, name)
+        return node
+
+    def ordered(self, sites: set[Site]) -> list[Site]:
+        end = len(self.order)
+        return sorted(sites, key=lambda s: self.order.get((s.module, s.io.value), end))
+
+
+def execution_order(model: nn.Module) -> dict[tuple[str, str], int]:
+    """When the forward pass reaches each module's input and output (nnsight reads them in
+    that order within an invoke): one forward pass of two tokens with hooks that only look."""
+    order: dict[tuple[str, str], int] = {}
+    handles = []
+
+    def seen(key):
+        order.setdefault(key, len(order))
+
+    for name, module in model.named_modules():
+        handles.append(module.register_forward_pre_hook(lambda m, a, n=name: seen((n, "input"))))
+        handles.append(module.register_forward_hook(lambda m, a, o, n=name: seen((n, "output"))))
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            model(input_ids=torch.zeros((1, 2), dtype=torch.long, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order
+
+
+def _noise(plan: Plan, model: nn.Module) -> dict[tuple[int, int], torch.Tensor] | None:
+    """ROME's corruption, drawn as nbvene's engine draws it: one draw per (example, sample),
+    from the seed on the CPU, in the same order."""
+    c = plan.corrupt
+    if c is None:
+        return None
+    width = model.get_input_embeddings().weight.shape[1]
+    generator = torch.Generator().manual_seed(c.seed)
+    draws = {}
+    for example, positions in enumerate(c.positions):
+        for sample in range(c.samples):
+            shape = (len(positions), width)
+            draws[example, sample] = c.std * torch.randn(shape, generator=generator)
+    return draws
+
+
+def _module_name(model: nn.Module, module: nn.Module) -> str:
+    return next(name for name, m in model.named_modules() if m is module)
+
+
+def _composed(edits):
+    def edit(raw):
+        for one in edits:
+            raw = one(raw)
+        return raw
+
+    return edit
+
+
+def _replaced(output, edit):
+    """A module's output with its first tensor edited (a tuple stays a tuple)."""
+    if isinstance(output, tuple):
+        return (edit(output[0]), *output[1:])
+    return edit(output)
+
+
+def _batched(raw: torch.Tensor) -> torch.Tensor:
+    """One invoke's tensor as (1, seq, …): a module that flattens batch and positions (OPT's
+    MLP) sees (seq, d)."""
+    return raw[None] if raw.dim() == 2 else raw
+
+
+def _like(source: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """The source shaped as the (n, d) base units: per unit, or one vector for all."""
+    source = source.to(base.device, base.dtype)
+    if source.numel() == base.shape[1]:
+        return source.reshape(1, -1).expand_as(base)
+    return source.reshape(base.shape)
