@@ -81,6 +81,8 @@ class Traces:
     def __init__(self, plan: Plan, lm, max_batch: int, remote: bool):
         self.nnsight = _nnsight()
         self.plan, self.lm, self.max_batch, self.remote = plan, lm, max_batch, remote
+        if remote:  # the server has no nbvene: the edits' code ships with each request
+            self.nnsight.register("nbvene")
         self.model: nn.Module = plan.model
         self.device = next(self.model.parameters()).device
         self.order = execution_order(self.model)
@@ -144,7 +146,7 @@ class Traces:
     def stored(self, prompt, sites: set[Site]):
         """One unpatched trace of `prompt`: the units at `sites` (seq, units…) and the logits
         at its read position."""
-        nnsight, lm = self.nnsight, self.lm
+        nnsight, lm, read_at = self.nnsight, self.lm, prompt.read_at
         envoys = [(site, self.envoy(site.module)) for site in self.ordered(sites)]
         with lm.trace(self.inputs(prompt), **self.options()):
             kept = nnsight.save({})
@@ -152,7 +154,7 @@ class Traces:
                 raw = envoy.output if site.io == "output" else envoy.input
                 raw = raw[0] if isinstance(raw, tuple) else raw
                 kept[site] = site.view.read(_batched(raw))[0].save()
-            read = lm.output.logits[0, prompt.read_at].save()
+            read = lm.output.logits[0, read_at].save()
         return dict(kept), read
 
     def measure(self, rows: list[Row], clean_logits) -> torch.Tensor:
@@ -169,13 +171,15 @@ class Traces:
         return values
 
     def chunk(self, rows: list[Row], example: int, clean_logits) -> torch.Tensor:
-        """One trace: one invoke per row of `example`, each saving its metric."""
+        """One trace: one invoke per row of `example`, each saving its metric. The traced block
+        reads only plain values (envoys, edits, tensors): it is what `remote=True` ships."""
         nnsight, lm, plan = self.nnsight, self.lm, self.plan
         prompt = plan.base[example]
-        inputs = self.inputs(prompt)
+        inputs, read_at = self.inputs(prompt), prompt.read_at
         reference = None
         if clean_logits is not None:
             reference = clean_logits[plan.source_example(example)]
+        measure = _measure(self.metric, plan.metric.token_ids, reference)
         edits = [self.row_edits(row) for row in rows]
         with lm.trace(**self.options()) as tracer:
             saved = nnsight.save([])
@@ -183,12 +187,10 @@ class Traces:
                 with tracer.invoke(inputs):
                     for envoy, io, edit in row_edits:
                         if io == "output":
-                            raw = envoy.output
-                            envoy.output = _replaced(raw, edit)
+                            envoy.output = _replaced(envoy.output, edit)
                         else:
                             envoy.input = edit(envoy.input)
-                    logits = lm.output.logits[0, prompt.read_at]
-                    saved.append(self.value(logits, reference).save())
+                    saved.append(measure(lm.output.logits[0, read_at]).save())
         return torch.stack([torch.as_tensor(v) for v in saved]).float().cpu()
 
     # --- one row's edits -------------------------------------------------------------------
@@ -262,16 +264,14 @@ class Traces:
 
     def value(self, logits: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
         """The metric of one row from its (vocab,) logits, in float32."""
-        plan = self.plan
-        clean = reference.float()[None] if self.metric.needs_clean else None
-        return self.metric.compute(logits.float()[None], plan.metric.token_ids, clean)[0]
+        return _measure(self.metric, self.plan.metric.token_ids, reference)(logits)
 
     def inputs(self, prompt) -> dict:
         ids = torch.tensor([prompt.ids], device=self.device)
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
     def options(self) -> dict:
-        return {"remote": True} if self.remote else {}
+        return {"remote": self.remote} if self.remote else {}
 
     def envoy(self, module: str):
         """The nnsight envoy of a module path (`transformer.h.1.attn`)."""
@@ -325,6 +325,17 @@ def _noise(plan: Plan, model: nn.Module) -> dict[tuple[int, int], torch.Tensor] 
 
 def _module_name(model: nn.Module, module: nn.Module) -> str:
     return next(name for name, m in model.named_modules() if m is module)
+
+
+def _measure(metric, token_ids: tuple[int, ...], reference: torch.Tensor | None):
+    """The metric of one row from its (vocab,) logits, in float32 (`reference`: the clean
+    run's logits, for metrics that compare with it)."""
+    clean = reference.float()[None] if metric.needs_clean else None
+
+    def measure(logits: torch.Tensor) -> torch.Tensor:
+        return metric.compute(logits.float()[None], token_ids, clean)[0]
+
+    return measure
 
 
 def _composed(edits):
