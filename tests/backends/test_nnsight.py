@@ -28,8 +28,7 @@ SPECS = {
     "patch head z": PAIR + "patch: z layer=* head=* pos=-1" + METRIC,
     "add a vector": f'base: "{BASE}"\nadd: block_output layer=1 by {{v}}' + METRIC,
     "zero ablation": f'base: "{BASE}"\nzero: mlp_output layer=* pos=*' + METRIC,
-    "mean ablation": f'base: "{BASE}"\nmean: block_output layer=0 pos=* over={{prompts}}'
-    + METRIC,
+    "mean ablation": f'base: "{BASE}"\nmean: block_output layer=0 pos=* over={{prompts}}' + METRIC,
     "ROME trace": ROME + 'restore: block_output layer=* pos=*\nmetric: p(" Paris")',
     "ROME trace, samples, normalized": ROME.replace("seed=5", "samples=3 seed=5")
     + 'restore: mlp_output layer=* pos=*\nmetric: p(" Paris") normalized',
@@ -80,7 +79,7 @@ def test_the_numbers_are_nnsights_not_a_second_call_of_nbvenes_engine(monkeypatc
         raise AssertionError("nbvene's engine ran")
 
     monkeypatch.setattr(nbvene.api, "execute", no_engine)
-    model, tok, lm = models("gpt2")
+    model, _, lm = models("gpt2")
     result = nv.run(SPECS["patch block_output"], model=lm)
     assert result.values.shape == (model.config.n_layer,)
     assert float((result.values - result.corrupted).abs().max()) > 1e-4
@@ -95,7 +94,7 @@ def test_the_numbers_are_nnsights_not_a_second_call_of_nbvenes_engine(monkeypatc
     ],
 )
 def test_what_it_does_not_run_is_refused_by_name_with_the_fix(body, named):
-    model, tok, lm = models("gpt2")
+    *_, lm = models("gpt2")
     with pytest.raises(nv.NbveneError) as error:
         nv.run(PAIR + body, model=lm)
     assert named in str(error.value)
@@ -119,7 +118,7 @@ def test_a_remote_rome_trace_builds_a_valid_request_and_sends_nothing(monkeypatc
     from nnsight.intervention.backends.remote import RemoteBackend
     from nnsight.schema.request import RequestModel
 
-    model, tok, lm = models("gpt2")
+    *_, lm = models("gpt2")
     key = 'nnsight.modeling.language.LanguageModel:{"repo_id": "openai-community/gpt2"}'
     monkeypatch.setattr(type(lm), "to_model_key", lambda self: key)
     requests = []
