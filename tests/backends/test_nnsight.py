@@ -72,6 +72,22 @@ def test_the_nnsight_backend_gives_nbvenes_numbers(family, name):
         assert changed > 0, "the edits change the run"
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_component_but_attention_weights_and_resid_mid_patches_alike(family):
+    """Each component of the family at layer 1, last position (every head), through nnsight
+    and through nbvene's engine."""
+    model, tok, lm = models(family)
+    sites = nv.SiteMap(model)
+    for component in sites.parts:
+        if component in ("attention_weight", "resid_mid"):
+            continue
+        heads = " head=*" if sites.heads(sites.resolve(component)) is not None else ""
+        spec = PAIR + f"patch: {component} layer=1 pos=-1{heads}" + METRIC
+        ours = nv.run(spec, model=model, tokenizer=tok).values
+        theirs = nv.run(spec, model=lm).values
+        torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0, msg=component)
+
+
 def test_the_numbers_are_nnsights_not_a_second_call_of_nbvenes_engine(monkeypatch):
     import nbvene.api
 
@@ -90,6 +106,7 @@ def test_the_numbers_are_nnsights_not_a_second_call_of_nbvenes_engine(monkeypatc
     [
         ("collect: block_output layer=1 pos=*", "collect:"),
         ("patch: attention_weight layer=1 pos=-1" + METRIC, "attention weights"),
+        ("patch: resid_mid layer=1 pos=-1" + METRIC, "residual-sum sites"),
         ("patch: block_output layer=1 via rotated(k=1)" + METRIC, "trained interventions"),
     ],
 )
