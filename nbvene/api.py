@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from nbvene.backends import is_nnsight, run_plan, unsupported
 from nbvene.bind import Plan, resolve
 from nbvene.bind.limits import MAX_CELLS
 from nbvene.engine import memory
@@ -116,8 +117,6 @@ def run(
     parsed = parse(spec)
     if is_steering(parsed):
         if lm is not None:
-            from nbvene.backends import unsupported
-
             raise unsupported("steering specs in nv.run (nv.generate steers an nnsight model)")
         from nbvene.steer import measure
 
@@ -140,8 +139,6 @@ def run(
             f"progress must be a function progress(done, total), got {type(progress).__name__}"
         )
     if lm is not None:
-        from nbvene.backends import run_plan
-
         values, clean, corrupted = run_plan(p, lm, max_batch=max_batch, remote=remote)
         return _result(p, Outcome(values, clean, corrupted), tokenizer)
     if p.estimate == "attribution":  # one forward and backward pass: no progress
@@ -176,12 +173,6 @@ def run(
         if bar is not None:
             bar.close()
     return _result(p, outcome, tokenizer)
-
-
-def is_nnsight(model) -> bool:
-    """Whether `model` is an nnsight model, read from its class's module (so nnsight is
-    imported only by those who use it)."""
-    return type(model).__module__.split(".")[0] == "nnsight"
 
 
 def _partial(p: Plan, progress: Progress | None) -> Progress | None:

@@ -30,6 +30,12 @@ from nbvene.spec.metrics import lookup
 FIX = "run it with the torch model itself: model=lm._module"
 
 
+def is_nnsight(model) -> bool:
+    """Whether `model` is an nnsight model, read from its class's module (so nnsight is
+    imported only by those who use it)."""
+    return type(model).__module__.split(".")[0] == "nnsight"
+
+
 def unsupported(what: str) -> NbveneError:
     """The error for what the nnsight backend does not run."""
     return NbveneError(f"the nnsight backend does not run {what}", hint=FIX)
@@ -274,15 +280,19 @@ class Traces:
         return {"remote": self.remote} if self.remote else {}
 
     def envoy(self, module: str):
-        """The nnsight envoy of a module path (`transformer.h.1.attn`)."""
-        node = self.lm
-        for name in module.split(".") if module else ():
-            node = node[int(name)] if name.isdigit() else getattr(node, name)
-        return node
+        return _envoy(self.lm, module)
 
     def ordered(self, sites: set[Site]) -> list[Site]:
         end = len(self.order)
         return sorted(sites, key=lambda s: self.order.get((s.module, s.io.value), end))
+
+
+def _envoy(lm, module: str):
+    """The nnsight envoy of a module path (`transformer.h.1.attn`)."""
+    node = lm
+    for name in module.split(".") if module else ():
+        node = node[int(name)] if name.isdigit() else getattr(node, name)
+    return node
 
 
 def execution_order(model: nn.Module) -> dict[tuple[str, str], int]:
@@ -347,11 +357,12 @@ def _composed(edits):
     return edit
 
 
-def _replaced(output, edit):
-    """A module's output with its first tensor edited (a tuple stays a tuple)."""
+def _replaced(output, edit, *args):
+    """A module's output with its first tensor edited (a tuple stays a tuple); `args` go to
+    the edit after the tensor."""
     if isinstance(output, tuple):
-        return (edit(output[0]), *output[1:])
-    return edit(output)
+        return (edit(output[0], *args), *output[1:])
+    return edit(output, *args)
 
 
 def _batched(raw: torch.Tensor) -> torch.Tensor:
@@ -366,3 +377,119 @@ def _like(source: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
     if source.numel() == base.shape[1]:
         return source.reshape(1, -1).expand_as(base)
     return source.reshape(base.shape)
+
+
+# --- steered generation ---------------------------------------------------------------------
+
+
+def generated(steering, strengths: torch.Tensor, lm, *, max_batch: int = 64):
+    """Greedy steered generation through nnsight's `.generate()`: one invoke per row (strengths
+    (rows, terms)), each step's edits made as nbvene's steering makes them. Returns, per row,
+    the generated ids up to and including a stop, why it stopped, and the next-token logits
+    after the prompt (rows, vocab)."""
+    nnsight = _nnsight()
+    g = steering.generate
+    if g.temperature != 0:
+        raise unsupported("sampled generation (temperature > 0)")
+    for term in steering.terms:
+        if term.site.io == "weights" or term.site.residual is not None:
+            raise unsupported(f"steering at {term.site.component}")
+    model, prompt = steering.model, steering.prompt
+    order = execution_order(model)
+    end = len(order)
+    sites = {t.site for t in steering.terms}
+    sites = sorted(sites, key=lambda s: order.get((s.module, s.io.value), end))
+    device = next(model.parameters()).device
+    ids = torch.tensor([prompt.ids], device=device)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    steps = g.max_new_tokens
+    options = {"max_new_tokens": steps, "do_sample": False}
+    pad = getattr(steering.tokenizer, "pad_token_id", None)
+    options["pad_token_id"] = pad if pad is not None else 0
+    rows, outputs, first = len(strengths), [], []
+    for start in range(0, rows, max_batch):
+        chunk = strengths[start : start + max_batch]
+        edits = [
+            [(_envoy(lm, s.module), s.io.value, _steer(steering, s, row)) for s in sites]
+            for row in chunk
+        ]
+        with torch.no_grad(), lm.generate(**options) as tracer:
+            saved = nnsight.save([])
+            for row_edits in edits:
+                with tracer.invoke(inputs):
+                    kept = {}
+                    for step in tracer.iter[0:steps]:
+                        for envoy, io, edit in row_edits:
+                            if io == "output":
+                                envoy.output = _replaced(envoy.output, edit, step)
+                            else:
+                                envoy.input = edit(envoy.input, step)
+                        if step == 0:
+                            kept["first"] = lm.output.logits[0, -1].save()
+                    kept["ids"] = tracer.result[0, len(prompt) :].save()
+                    saved.append(kept)
+        for kept in saved:
+            outputs.append([int(i) for i in kept["ids"]])
+            first.append(kept["first"].float().cpu())
+    ids_out, stopped = [], []
+    eos = _eos_ids(steering)
+    for row in outputs:
+        cut, reason = _stopped(steering, row, eos)
+        ids_out.append(cut)
+        stopped.append(reason)
+    return ids_out, stopped, torch.stack(first)
+
+
+def _steer(steering, site: Site, strengths: torch.Tensor):
+    """One row's steering edit at `site` at step `step` of the generation (step 0 sees the
+    prompt, step k the k-th generated token alone), as nbvene's own steering decodes it."""
+    terms = [(i, t) for i, t in enumerate(steering.terms) if t.site == site]
+    prompt_length = len(steering.prompt)
+
+    def edit(raw: torch.Tensor, step: int) -> torch.Tensor:
+        units = site.view.read(raw)  # (1, tokens, d)
+        start = 0 if step == 0 else prompt_length + step - 1
+        for index, term in terms:
+            chosen = term.positions(start, units.shape[1], prompt_length)
+            strength = float(strengths[index])
+            if not chosen:
+                continue
+            local = torch.tensor([p - start for p in chosen], device=units.device)
+            if term.verb == "zero":
+                if strength != 0:
+                    units = units.index_copy(1, local, units[:, local] * 0)
+                continue
+            vector = term.vector.to(units.device, units.dtype)
+            if vector.dim() == 2:  # one vector per position
+                vector = vector[torch.tensor(chosen, device=units.device)]
+            units = units.index_add(1, local, (strength * vector.expand(len(chosen), -1))[None])
+        return site.view.write(raw, units)
+
+    return edit
+
+
+def _stopped(steering, ids: list[int], eos: set[int]) -> tuple[list[int], str]:
+    """The ids up to and including the first stop (an end-of-sequence id, or a `stop=` string
+    in the text so far), and why it stopped: as nbvene's own decoding stops a row."""
+    stops = steering.generate.stop
+    for n in range(1, len(ids) + 1):
+        if ids[n - 1] in eos:
+            return ids[:n], "eos"
+        if stops and steering.tokenizer is not None:
+            text = steering.tokenizer.decode(ids[:n])
+            for s in stops:
+                if s in text:
+                    return ids[:n], f"stop {s!r}"
+    return ids, "max_new_tokens"
+
+
+def _eos_ids(steering) -> set[int]:
+    found = getattr(steering.tokenizer, "eos_token_id", None)
+    config = getattr(getattr(steering.model, "generation_config", None), "eos_token_id", None)
+    ids = set()
+    for value in (found, config):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, list | tuple):
+            ids.update(v for v in value if isinstance(v, int))
+    return ids
