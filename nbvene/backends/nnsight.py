@@ -16,6 +16,7 @@ estimates, float inputs.
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 
 import torch
@@ -413,24 +414,25 @@ def generated(steering, strengths: torch.Tensor, lm, *, max_batch: int = 64):
             [(_envoy(lm, s.module), s.io.value, _steer(steering, s, row)) for s in sites]
             for row in chunk
         ]
-        with torch.no_grad(), lm.generate(**options) as tracer:
-            saved = nnsight.save([])
+        with torch.no_grad(), warnings.catch_warnings(), lm.generate(**options) as tracer:
+            # the open loop ends with the generation, as nnsight designs it: no warning
+            warnings.filterwarnings("ignore", "'.*' was never reached", UserWarning)
+            first_logits = nnsight.save([])
             for row_edits in edits:
                 with tracer.invoke(inputs):
-                    kept = {}
-                    for step in tracer.iter[0:steps]:
+                    # every step (HF's generate stops early once every row has ended)
+                    for step in tracer.iter[:]:
                         for envoy, io, edit in row_edits:
                             if io == "output":
                                 envoy.output = _replaced(envoy.output, edit, step)
                             else:
                                 envoy.input = edit(envoy.input, step)
                         if step == 0:
-                            kept["first"] = lm.output.logits[0, -1].save()
-                    kept["ids"] = tracer.result[0, len(prompt) :].save()
-                    saved.append(kept)
-        for kept in saved:
-            outputs.append([int(i) for i in kept["ids"]])
-            first.append(kept["first"].float().cpu())
+                            first_logits.append(lm.output.logits[0, -1].save())
+            with tracer.invoke():  # all rows: the generated ids
+                result = tracer.result.save()
+        outputs += [[int(i) for i in row[len(prompt) :]] for row in result]
+        first += [logits.float().cpu() for logits in first_logits]
     ids_out, stopped = [], []
     eos = _eos_ids(steering)
     for row in outputs:

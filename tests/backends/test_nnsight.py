@@ -123,6 +123,23 @@ def test_steered_generation_through_nnsight_makes_nbvenes_tokens(family, name):
     torch.testing.assert_close(theirs.logits, ours.logits, atol=1e-5, rtol=0)
 
 
+def test_rows_that_all_end_early_stop_as_nbvenes_do():
+    """Every row ends at step 0 (its first token is the end of sequence): transformers stops
+    generating, and the rows stop there, as nbvene's own decoding stops them."""
+    model, tok = nv.models.tiny("gpt2", seed=0)
+    first = nv.generate(STEERING["zero attention_output"], model=model, tokenizer=tok).ids[0][0]
+    model.generation_config.eos_token_id = first
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lm = nnsight.LanguageModel(model, tokenizer=tok)
+    spec = "steer: block_output layer=1 by {v} * 0\n" + GENERATE
+    ns = namespace(model)
+    ours = nv.generate(spec, model=model, tokenizer=tok, namespace=ns)
+    theirs = nv.generate(spec, model=lm, namespace=ns)
+    assert ours.ids == theirs.ids == [[first], [first]]
+    assert theirs.stopped == ours.stopped == ["eos", "eos"]
+
+
 @pytest.mark.parametrize(
     ("body", "named"),
     [
