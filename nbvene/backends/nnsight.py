@@ -12,6 +12,8 @@ one module's input or output (block_output, mlp_output, attention_output, head-l
 with any metric. Not supported (an `NbveneError` says so, and how to run it): `collect:`,
 attention weights, residual-sum sites, named sources, trained interventions, attribution
 estimates, float inputs.
+
+`generated` is steered greedy generation through nnsight's `.generate()` (`nv.generate`).
 """
 
 from __future__ import annotations
