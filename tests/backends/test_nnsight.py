@@ -163,37 +163,38 @@ def test_remote_needs_an_nnsight_model():
         nv.run(SPECS["ROME trace"], model=model, tokenizer=tok, remote=True)
 
 
-class NotSent(Exception):
-    """Raised where the remote backend would open its connection."""
-
-
-def test_a_remote_rome_trace_builds_a_valid_request_and_sends_nothing(monkeypatch):
-    """`remote=True` goes through nnsight's RemoteBackend: the request it would send is built
-    (model key, serialised trace), and it deserialises against the model into a trace that
-    runs; the send itself is replaced, so nothing leaves the machine."""
+def test_a_remote_rome_trace_builds_valid_requests_and_sends_nothing(monkeypatch):
+    """`remote=True` goes through nnsight's RemoteBackend: each request it would send is built
+    (the envelope with the model's key, the serialised trace) and deserialises against the
+    model; the send is replaced by running the deserialised trace here, so nothing leaves the
+    machine, and the numbers are the engine's."""
+    from nnsight.intervention.backends.local import LocalSimulationBackend
     from nnsight.intervention.backends.remote import RemoteBackend
     from nnsight.schema.request import RequestModel
 
-    *_, lm = models("gpt2")
+    model, tok, lm = models("gpt2")
     key = 'nnsight.modeling.language.LanguageModel:{"repo_id": "openai-community/gpt2"}'
     monkeypatch.setattr(type(lm), "to_model_key", lambda self: key)
     requests = []
 
     def request(self, envelope, tracer):
         blob = self._serialize(tracer)
-        restored = RequestModel.deserialize(
-            blob, lm._remoteable_persistent_objects(), compress=self.compress
-        )
-        requests.append((envelope, blob, restored))
-        raise NotSent
+        persistent = lm._remoteable_persistent_objects()
+        restored = RequestModel.deserialize(blob, persistent, compress=self.compress)
+        assert restored.info.code is not None
+        assert RequestModel.model_validate_json(envelope.metadata()).model_key == key
+        requests.append(len(blob))
+        LocalSimulationBackend(lm)(tracer)  # instead of the websocket: run it here
+        return None
 
     monkeypatch.setattr(RemoteBackend, "request", request)
-    with pytest.raises(NotSent):
-        nv.run(SPECS["ROME trace"], model=lm, remote=True)
-    ((envelope, blob, restored),) = requests  # the first trace (the source run) stops it
-    assert envelope.model_key == key
-    assert RequestModel.model_validate_json(envelope.metadata()).model_key == key
-    assert len(blob) > 0 and restored.info.code is not None
+    spec = SPECS["ROME trace"]
+    theirs = nv.run(spec, model=lm, remote=True, max_batch=16)
+    ours = nv.run(spec, model=model, tokenizer=tok)
+    torch.testing.assert_close(theirs.values, ours.values, atol=1e-5, rtol=0)
+    rows = ours.values.numel()
+    assert len(requests) == 1 + 1 + -(-rows // 16)  # source, baseline, the grid's chunks
+    assert all(size > 0 for size in requests)
 
 
 def test_the_remote_path_simulated_locally_gives_the_same_numbers():
