@@ -68,7 +68,7 @@ def run(
     start_at_layer: bool = True,
     live: bool = False,
     max_cells: int = MAX_CELLS,
-    remote: bool = False,
+    remote: bool | str = False,
 ) -> Result:
     """Run a spec on a model and return a labelled `Result`.
 
@@ -99,7 +99,8 @@ def run(
     starts, with the number it would take.
 
     With `model=nnsight.LanguageModel(...)` the spec runs through nnsight's tracing (see
-    `nbvene.backends.nnsight` for what it supports), on NDIF's hosted model with `remote=True`.
+    `nbvene.backends.nnsight` for what it supports), on NDIF's hosted model with `remote=True`
+    (`remote="local"`: nnsight's rehearsal of it here, each request serialised and run).
 
     A steering spec (`steer:`, `by mean_diff(...)`, a slider or a strength sweep) gives the
     metric on the steered forward pass of `base:` (see docs/steering.md; `nv.generate` makes

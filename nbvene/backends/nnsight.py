@@ -75,7 +75,7 @@ def check(plan: Plan) -> None:
                 raise unsupported(f"residual-sum sites ({unit.site.component})")
 
 
-def run_plan(plan: Plan, lm, *, max_batch: int = 64, remote: bool = False):
+def run_plan(plan: Plan, lm, *, max_batch: int = 64, remote: bool | str = False):
     """The Plan's values per row, and the metric's clean and corrupted baselines per example
     (None where there are none): `(values, clean, corrupted)`, on the CPU in float32."""
     check(plan)
@@ -87,7 +87,7 @@ class Traces:
     """The passes of one plan as nnsight traces: the source run (its units and logits), the
     `mean:` runs, the corrupted baseline (one per example and noise sample), then the rows."""
 
-    def __init__(self, plan: Plan, lm, max_batch: int, remote: bool):
+    def __init__(self, plan: Plan, lm, max_batch: int, remote: bool | str):
         self.nnsight = _nnsight()
         self.plan, self.lm, self.max_batch, self.remote = plan, lm, max_batch, remote
         if remote:  # the server has no nbvene: the edits' code ships with each request
