@@ -117,11 +117,12 @@ def run(
         model, tokenizer = lm._module, tokenizer or lm.tokenizer
     parsed = parse(spec)
     if is_steering(parsed):
-        if lm is not None:
-            raise unsupported("steering specs in nv.run (nv.generate steers an nnsight model)")
         from nbvene.steer import measure
 
-        return measure(parsed, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
+        if lm is not None and remote:
+            raise unsupported("steering specs with remote=True")
+        steered = model if lm is None else lm
+        return measure(parsed, model=steered, tokenizer=tokenizer, namespace=namespace, sites=sites)
     p = plan(
         parsed,
         model=model,

@@ -13,7 +13,9 @@ with any metric. Not supported (an `NbveneError` says so, and how to run it): `c
 attention weights, residual-sum sites, named sources, trained interventions, attribution
 estimates, float inputs.
 
-`generated` is steered greedy generation through nnsight's `.generate()` (`nv.generate`).
+Steering runs here too (not remotely): `steered_values` is a steering spec's metric
+(`nv.run`), `generated` steered greedy generation through nnsight's `.generate()`
+(`nv.generate`).
 """
 
 from __future__ import annotations
@@ -394,14 +396,9 @@ def generated(steering, strengths: torch.Tensor, lm, *, max_batch: int = 64):
     g = steering.generate
     if g.temperature != 0:
         raise unsupported("sampled generation (temperature > 0)")
-    for term in steering.terms:
-        if term.site.io == "weights" or term.site.residual is not None:
-            raise unsupported(f"steering at {term.site.component}")
+    _check_steering(steering)
     model, prompt = steering.model, steering.prompt
-    order = execution_order(model)
-    end = len(order)
-    sites = {t.site for t in steering.terms}
-    sites = sorted(sites, key=lambda s: order.get((s.module, s.io.value), end))
+    sites = _in_order(model, {t.site for t in steering.terms})
     device = next(model.parameters()).device
     ids = torch.tensor([prompt.ids], device=device)
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
@@ -442,6 +439,48 @@ def generated(steering, strengths: torch.Tensor, lm, *, max_batch: int = 64):
         ids_out.append(cut)
         stopped.append(reason)
     return ids_out, stopped, torch.stack(first)
+
+
+def steered_values(steering, strengths: torch.Tensor, lm, *, max_batch: int = 64):
+    """The metric on the steered forward pass of the prompt, per row of strengths (rows,
+    terms): one trace of up to `max_batch` invokes, each computing its row's metric inside."""
+    nnsight = _nnsight()
+    _check_steering(steering)
+    model, prompt = steering.model, steering.prompt
+    sites = _in_order(model, {t.site for t in steering.terms})
+    ids = torch.tensor([prompt.ids], device=next(model.parameters()).device)
+    inputs, read_at = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, prompt.read_at
+    measure = _measure(lookup(steering.metric.name), steering.metric.token_ids, None)
+    values = []
+    for start in range(0, len(strengths), max_batch):
+        edits = [
+            [(_envoy(lm, s.module), s.io.value, _steer(steering, s, row)) for s in sites]
+            for row in strengths[start : start + max_batch]
+        ]
+        with torch.no_grad(), lm.trace() as tracer:
+            saved = nnsight.save([])
+            for row_edits in edits:
+                with tracer.invoke(inputs):
+                    for envoy, io, edit in row_edits:
+                        if io == "output":
+                            envoy.output = _replaced(envoy.output, edit, 0)
+                        else:
+                            envoy.input = edit(envoy.input, 0)
+                    saved.append(measure(lm.output.logits[0, read_at]).save())
+        values += [torch.as_tensor(v).float().cpu() for v in saved]
+    return torch.stack(values)
+
+
+def _check_steering(steering) -> None:
+    for term in steering.terms:
+        if term.site.io == "weights" or term.site.residual is not None:
+            raise unsupported(f"steering at {term.site.component}")
+
+
+def _in_order(model: nn.Module, sites: set[Site]) -> list[Site]:
+    """Sites in the order the forward pass reaches them."""
+    order = execution_order(model)
+    return sorted(sites, key=lambda s: order.get((s.module, s.io.value), len(order)))
 
 
 def _steer(steering, site: Site, strengths: torch.Tensor):

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from nbvene.backends import generated, is_nnsight
+from nbvene.backends import generated, is_nnsight, steered_values
 from nbvene.bind import limits
 from nbvene.bind.steering import Steering, resolve_steering
 from nbvene.engine.lock import runs_model
@@ -137,6 +137,9 @@ def measure(
     """The metric on the steered forward pass of the prompt: a scalar, or one value per
     strength of a sweep (`* 0..8 step 2`: an axis named `strength`). The unsteered run's value
     is `res.corrupted` (the base run without intervention, as for patching)."""
+    lm = model if is_nnsight(model) else None  # measured in nnsight traces
+    if lm is not None:
+        model, tokenizer = lm._module, tokenizer or lm.tokenizer
     parsed = parse(spec)
     steering = resolve_steering(parsed, model, tokenizer, namespace, sites, make_vector=vector)
     if steering.metric is None:
@@ -148,7 +151,10 @@ def measure(
     strengths = torch.tensor(rows, dtype=torch.float32).reshape(len(rows), len(steering.terms))
     from nbvene.engine.metrics import metric_values
 
-    values = metric_values(steering.metric, next_logits(steering, strengths), None).cpu()
+    if lm is None:
+        values = metric_values(steering.metric, next_logits(steering, strengths), None).cpu()
+    else:
+        values = steered_values(steering, strengths, lm)
     axes: tuple[Axis, ...] = ()
     steered = values[1:]
     if steering.swept is not None:

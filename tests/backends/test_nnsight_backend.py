@@ -123,6 +123,18 @@ def test_steered_generation_through_nnsight_makes_nbvenes_tokens(family, name):
     torch.testing.assert_close(theirs.logits, ours.logits, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_steering_metric_through_nnsight_is_nbvenes(family):
+    model, tok, lm = models(family)
+    ns = namespace(model)
+    spec = f'base: "{BASE}"\nsteer: block_output layer=1 by {{v}} * 0..8 step 4' + METRIC
+    ours = nv.run(spec, model=model, tokenizer=tok, namespace=ns)
+    theirs = nv.run(spec, model=lm, namespace=ns)
+    assert theirs.axes == ours.axes
+    torch.testing.assert_close(theirs.values, ours.values, atol=1e-5, rtol=0)
+    torch.testing.assert_close(theirs.corrupted, ours.corrupted, atol=1e-5, rtol=0)
+
+
 def test_rows_that_all_end_early_stop_as_nbvenes_do():
     """Every row ends at step 0 (its first token is the end of sequence): transformers stops
     generating, and the rows stop there, as nbvene's own decoding stops them."""
