@@ -158,7 +158,7 @@ class Traces:
         """One unpatched trace of `prompt`: the units at `sites` (seq, units…) and the logits
         at its read position."""
         nnsight, lm, read_at = self.nnsight, self.lm, prompt.read_at
-        envoys = [(site, self.envoy(site.module)) for site in self.ordered(sites)]
+        envoys = [(site, self.envoy(site.module)) for site in _in_order(self.order, sites)]
         with lm.trace(self.inputs(prompt), **self.options()):
             kept = nnsight.save({})
             for site, envoy in envoys:
@@ -287,10 +287,6 @@ class Traces:
     def envoy(self, module: str):
         return _envoy(self.lm, module)
 
-    def ordered(self, sites: set[Site]) -> list[Site]:
-        end = len(self.order)
-        return sorted(sites, key=lambda s: self.order.get((s.module, s.io.value), end))
-
 
 def _envoy(lm, module: str):
     """The nnsight envoy of a module path (`transformer.h.1.attn`)."""
@@ -398,7 +394,7 @@ def generated(steering, strengths: torch.Tensor, lm, *, max_batch: int = 64):
         raise unsupported("sampled generation (temperature > 0)")
     _check_steering(steering)
     model, prompt = steering.model, steering.prompt
-    sites = _in_order(model, {t.site for t in steering.terms})
+    sites = _in_order(execution_order(model), {t.site for t in steering.terms})
     device = next(model.parameters()).device
     ids = torch.tensor([prompt.ids], device=device)
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
@@ -447,7 +443,7 @@ def steered_values(steering, strengths: torch.Tensor, lm, *, max_batch: int = 64
     nnsight = _nnsight()
     _check_steering(steering)
     model, prompt = steering.model, steering.prompt
-    sites = _in_order(model, {t.site for t in steering.terms})
+    sites = _in_order(execution_order(model), {t.site for t in steering.terms})
     ids = torch.tensor([prompt.ids], device=next(model.parameters()).device)
     inputs, read_at = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, prompt.read_at
     measure = _measure(lookup(steering.metric.name), steering.metric.token_ids, None)
@@ -477,9 +473,8 @@ def _check_steering(steering) -> None:
             raise unsupported(f"steering at {term.site.component}")
 
 
-def _in_order(model: nn.Module, sites: set[Site]) -> list[Site]:
-    """Sites in the order the forward pass reaches them."""
-    order = execution_order(model)
+def _in_order(order: dict[tuple[str, str], int], sites: set[Site]) -> list[Site]:
+    """Sites in the order the forward pass reaches them (`order`: `execution_order`'s)."""
     return sorted(sites, key=lambda s: order.get((s.module, s.io.value), len(order)))
 
 
