@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from nbvene.backends import is_nnsight, run_plan, unsupported
 from nbvene.bind import Plan, resolve
 from nbvene.bind.limits import MAX_CELLS
 from nbvene.engine import memory
@@ -35,7 +36,10 @@ def plan(
 
     A plan of more than `max_cells` patched runs (examples × grid cells × noise samples) is
     refused before anything is laid out; `print(plan.describe())` shows the grid, the forward
-    passes, and the memory and arithmetic they take."""
+    passes, and the memory and arithmetic they take. An nnsight model is planned against the
+    torch model inside it."""
+    if is_nnsight(model):
+        model, tokenizer = model._module, tokenizer or model.tokenizer
     if not isinstance(model, nn.Module):
         raise NbveneError(
             f"model must be a torch.nn.Module, got {type(model).__name__}",
@@ -64,6 +68,7 @@ def run(
     start_at_layer: bool = True,
     live: bool = False,
     max_cells: int = MAX_CELLS,
+    remote: bool | str = False,
 ) -> Result:
     """Run a spec on a model and return a labelled `Result`.
 
@@ -93,15 +98,31 @@ def run(
     A sweep of more than `max_cells` patched runs (default 1,000,000) is refused before it
     starts, with the number it would take.
 
+    With `model=nnsight.LanguageModel(...)` the spec runs through nnsight's tracing (see
+    `nbvene.backends.nnsight` for what it supports), on NDIF's hosted model with `remote=True`
+    (`remote="local"`: nnsight's rehearsal of it here, each request serialised and run).
+
     A steering spec (`steer:`, `by mean_diff(...)`, a slider or a strength sweep) gives the
     metric on the steered forward pass of `base:` (see docs/steering.md; `nv.generate` makes
     text).
     """
+    lm = model if is_nnsight(model) else None
+    if remote and lm is None:
+        raise NbveneError(
+            "remote=True runs the spec on NDIF through nnsight, and the model is not an "
+            "nnsight one",
+            hint="pass model=nnsight.LanguageModel(repo_id), or drop remote=True",
+        )
+    if lm is not None:
+        model, tokenizer = lm._module, tokenizer or lm.tokenizer
     parsed = parse(spec)
     if is_steering(parsed):
         from nbvene.steer import measure
 
-        return measure(parsed, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
+        if lm is not None and remote:
+            raise unsupported("steering specs with remote=True")
+        steered = model if lm is None else lm
+        return measure(parsed, model=steered, tokenizer=tokenizer, namespace=namespace, sites=sites)
     p = plan(
         parsed,
         model=model,
@@ -119,6 +140,9 @@ def run(
         raise NbveneError(
             f"progress must be a function progress(done, total), got {type(progress).__name__}"
         )
+    if lm is not None:
+        values, clean, corrupted = run_plan(p, lm, max_batch=max_batch, remote=remote)
+        return _result(p, Outcome(values, clean, corrupted), tokenizer)
     if p.estimate == "attribution":  # one forward and backward pass: no progress
         from nbvene.engine.attribution import estimate
 

@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("steer", "train"),
     ("widgets",),
     ("results",),
-    ("figures", "engine"),
+    ("figures", "engine", "backends"),
     ("bind",),
     ("interventions", "models", "files"),
     ("sites", "spec"),

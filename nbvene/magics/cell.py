@@ -61,6 +61,7 @@ class Options:
     max_cells: int | None = None
     sites: str | None = None
     dry_run: bool = False
+    remote: bool = False
     show_code: bool = False
     no_display: bool = False
     debug: bool = False
@@ -109,6 +110,11 @@ _OPTIONS = (
         "--dry-run",
         action="store_true",
         help="check the spec and show the plan: grid, forward passes and memory; run nothing",
+    ),
+    argument(
+        "--remote",
+        action="store_true",
+        help="run on NDIF through nnsight (the model an nnsight.LanguageModel; nv.run's remote)",
     ),
     argument("--show-code", action="store_true", help="print the equivalent nv.run call"),
     argument("--no-display", action="store_true", help="return nothing"),
@@ -277,6 +283,7 @@ def python_code(
     max_cells: int = MAX_CELLS,
     sites: str | None = None,
     function: str = "run",
+    remote: bool = False,
 ) -> str:
     """The `nv.run` (or `nv.generate`) call that does what the cell does, for a script or a
     test."""
@@ -297,6 +304,8 @@ def python_code(
         args.append(f"max_memory={max_memory!r}")
     if max_cells != MAX_CELLS and function == "run":
         args.append(f"max_cells={max_cells}")
+    if remote and function == "run":
+        args.append("remote=True")
     lines = ["import nbvene as nv", ""]
     if device:
         lines.append(f"{model}.to({device!r})")

@@ -318,8 +318,11 @@ def fits(value, kind: str) -> bool:
     vector, callable, index, or (any) something a `{name}` can stand for."""
     if isinstance(value, type) or type(value).__name__ == "module":
         return False
-    if kind == "model":
-        return isinstance(value, nn.Module)
+    if kind == "model":  # a torch model, or an nnsight one (nv.run runs it through nnsight)
+        nnsight = type(value).__module__.split(".")[0] == "nnsight"
+        return isinstance(value, nn.Module) or (
+            nnsight and isinstance(getattr(value, "_module", None), nn.Module)
+        )
     if kind == "tokenizer":
         return _is_tokenizer(value)
     if kind == "mapping":  # what nv.run's sites= takes

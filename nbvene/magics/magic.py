@@ -140,7 +140,14 @@ class Intervene(Magics):
             function = "generate" if generates else "run"
             names = {"model": model_name, "tokenizer": tokenizer_name, "sites": options.sites}
             code = python_code(
-                body.spec, spec, out=out, device=device, function=function, **names, **limits
+                body.spec,
+                spec,
+                out=out,
+                device=device,
+                function=function,
+                remote=options.remote,
+                **names,
+                **limits,
             )
             print(code)
         if generates:
@@ -157,9 +164,15 @@ class Intervene(Magics):
             if device:
                 self._move(model_name, model, device)
             live = self.live and not options.no_display and can_display()
+            remote = {"remote": True} if options.remote else {}
             try:
                 result = nv.run(
-                    body.spec, start_at_layer=self.start_at_layer, live=live, **limits, **kwargs
+                    body.spec,
+                    start_at_layer=self.start_at_layer,
+                    live=live,
+                    **remote,
+                    **limits,
+                    **kwargs,
                 )
             except nv.SweepInterrupted as stop:
                 result = stop.result
@@ -179,6 +192,11 @@ class Intervene(Magics):
             raise NbveneError(
                 "--dry-run checks patching specs; a generate: spec makes its vectors first",
                 hint="drop --dry-run, or run with a small max_new_tokens",
+            )
+        if options.remote:
+            raise NbveneError(
+                "--remote runs nv.run's specs on NDIF; a generate: spec runs on this machine",
+                hint="drop --remote",
             )
         if has_sliders(spec):
             knob = Knob.of(spec, **kwargs)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from nbvene.backends import generated, is_nnsight, steered_values
 from nbvene.bind import limits
 from nbvene.bind.steering import Steering, resolve_steering
 from nbvene.engine.lock import runs_model
@@ -16,7 +17,7 @@ from nbvene.errors import GenerationInterrupted, NbveneError, error_at
 from nbvene.results import Axis, Result
 from nbvene.spec import Spec, parse
 from nbvene.spec.ast import Generate
-from nbvene.steer.decode import decode, next_logits
+from nbvene.steer.decode import Decoded, decode, next_logits
 from nbvene.steer.extract import vector
 from nbvene.steer.generation import Generation
 
@@ -47,7 +48,12 @@ def generate(
     says so; halved on out-of-memory). Interrupting raises `nv.GenerationInterrupted`, whose
     `.result` is the `Generation` so far.
     """
+    lm = model if is_nnsight(model) else None  # through nnsight's .generate()
+    if lm is not None:
+        model, tokenizer = lm._module, tokenizer or lm.tokenizer
     steering = steer_plan(spec, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
+    if lm is not None:
+        return generation(steering, steering.rows(), lm=lm, budget=Budget(max_batch))
     tokens = len(steering.prompt) + steering.generate.max_new_tokens
     budget = Budget.within(max_batch, max_memory, model, tokens, cache=use_cache)
     return generation(steering, steering.rows(), use_cache=use_cache, budget=budget)
@@ -81,11 +87,17 @@ def generation(
     *,
     use_cache: bool = True,
     budget: Budget | None = None,
+    lm=None,
 ) -> Generation:
     """Decode `rows` (strength tuples; the first should be the baseline) in one batch (or the
-    budget's chunks); on KeyboardInterrupt, `GenerationInterrupted` with the text so far."""
+    budget's chunks; through nnsight's `.generate()` with an nnsight `lm`); on
+    KeyboardInterrupt, `GenerationInterrupted` with the text so far."""
     strengths = torch.tensor(rows, dtype=torch.float32).reshape(len(rows), len(steering.terms))
-    decoded = decode(steering, strengths, use_cache=use_cache, budget=budget)
+    if lm is None:
+        decoded = decode(steering, strengths, use_cache=use_cache, budget=budget)
+    else:
+        batch = budget.size if budget is not None else 64
+        decoded = Decoded(*generated(steering, strengths, lm, max_batch=batch), interrupted=False)
     tok = steering.tokenizer
     tokens = [[_piece(tok, i) for i in ids] for ids in decoded.ids]
     texts = [_cut(_text(tok, ids), steering.generate.stop) for ids in decoded.ids]
@@ -125,6 +137,9 @@ def measure(
     """The metric on the steered forward pass of the prompt: a scalar, or one value per
     strength of a sweep (`* 0..8 step 2`: an axis named `strength`). The unsteered run's value
     is `res.corrupted` (the base run without intervention, as for patching)."""
+    lm = model if is_nnsight(model) else None  # measured in nnsight traces
+    if lm is not None:
+        model, tokenizer = lm._module, tokenizer or lm.tokenizer
     parsed = parse(spec)
     steering = resolve_steering(parsed, model, tokenizer, namespace, sites, make_vector=vector)
     if steering.metric is None:
@@ -136,7 +151,10 @@ def measure(
     strengths = torch.tensor(rows, dtype=torch.float32).reshape(len(rows), len(steering.terms))
     from nbvene.engine.metrics import metric_values
 
-    values = metric_values(steering.metric, next_logits(steering, strengths), None).cpu()
+    if lm is None:
+        values = metric_values(steering.metric, next_logits(steering, strengths), None).cpu()
+    else:
+        values = steered_values(steering, strengths, lm)
     axes: tuple[Axis, ...] = ()
     steered = values[1:]
     if steering.swept is not None:

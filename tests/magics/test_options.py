@@ -5,7 +5,7 @@ from nbvene.magics.cell import FLAGS, PARSER, parse_line
 from nbvene.magics.magic import Intervene
 from nbvene.magics.reference import MAGIC
 
-SWITCHES = ("--dry-run", "--show-code", "--no-display", "--debug")
+SWITCHES = ("--dry-run", "--remote", "--show-code", "--no-display", "--debug")
 
 
 def test_the_help_and_the_usage_line_list_every_option():
