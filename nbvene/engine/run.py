@@ -315,7 +315,8 @@ class Sweep:
                 return self.collected(found, len(rows)), None
             if start > 0 or since > 0:
                 read = torch.tensor([p.read_at - since for p in chosen], device=self.device)
-                logits = self.tail.forward(start, self.in_base(rows), read, since)
+                starts = [self.start(r) for r in rows]
+                logits = self.tail.forward(starts, self.in_base(rows), read, since)
             else:
                 logits = self.logits(hooks, rows)
         reference = self.reference(clean_logits, rows)

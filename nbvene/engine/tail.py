@@ -9,6 +9,7 @@ into one batch.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import replace
 
 import torch
@@ -143,34 +144,43 @@ class Tail:
             self.kv[layer] = tuple(_cat_freeing([p[i] for p in pairs]) for i in (0, 1))
 
     def forward(
-        self, start: int, base_rows: list[int], read: torch.Tensor, since: int = 0
+        self, starts: list[int], base_rows: list[int], read: torch.Tensor, since: int = 0
     ) -> torch.Tensor:
-        """Logits at `read` positions for rows that start at block `start`; `base_rows` index
-        each row's corrupted run among the recorded batch. With `since`, the rows run positions
-        `since`.. only (`read` counts from there), on the recorded keys and values before it."""
-        hidden = self.hidden[start]
-        recorded, width = hidden.shape[0], hidden.shape[1]
-        pick = torch.tensor(base_rows, device=hidden.device)
-        hidden = hidden[pick, since:] if since else hidden[pick]
-        cache = None
-        if since:
-            before = {
-                layer: (keys[pick, :, :since], values[pick, :, :since])
-                for layer, (keys, values) in self.kv.items()
-                if layer >= start
-            }
-            cache = prefix.KeyValues(before)
-            dtype = prefix.mask_dtype(self.model)
-        picked: dict[int, tuple[tuple, dict]] = {}  # by the recorded arguments' identity
-        for layer in range(start, len(self.blocks)):
+        """Logits at `read` positions for rows that start at blocks `starts` (ascending);
+        `base_rows` index each row's corrupted run among the recorded batch. With `since`, the
+        rows run positions `since`.. only (`read` counts from there), on the recorded keys and
+        values before it.
+
+        Where the family allows it (`suffixes`), each row joins the batch at its own block: the
+        rows that started run block l, and those that start at l join them from the recorded
+        input; below, a row is its corrupted run. Rows come in order of their start, so the
+        rows running a block are the first ones, and each edit's row indices hold."""
+        joining = self.suffixes and starts == sorted(starts)
+        first = starts[0] if joining else min(starts)
+        recorded, width = self.hidden[first].shape[:2]
+        everyone = torch.tensor(base_rows, device=self.hidden[first].device)
+        dtype = prefix.mask_dtype(self.model) if since else None
+        hidden = None
+        picked: dict[tuple[int, int], tuple[tuple, dict]] = {}  # by arguments' identity, rows
+        for layer in range(first, len(self.blocks)):
+            n = bisect.bisect_right(starts, layer) if joining else len(starts)
+            pick = everyone[:n]
+            if hidden is None or hidden.shape[0] < n:
+                entering = self.hidden[layer][
+                    everyone[0 if hidden is None else hidden.shape[0] : n]
+                ]
+                entering = entering[:, since:]
+                hidden = entering if hidden is None else torch.cat([hidden, entering])
             found = self.arguments[layer]
-            if id(found) not in picked:
+            if (id(found), n) not in picked:
                 args, kwargs = found
                 args = _pick(args, pick, recorded)
                 kwargs = {k: _pick(v, pick, recorded) for k, v in kwargs.items()}
-                picked[id(found)] = (args, kwargs)
-            args, kwargs = picked[id(found)]
+                picked[id(found), n] = (args, kwargs)
+            args, kwargs = picked[id(found), n]
             if since:
+                keys, values = self.kv[layer]
+                cache = prefix.KeyValues({layer: (keys[pick, :, :since], values[pick, :, :since])})
                 call = self.calls[layer]
                 args, kwargs = call.suffix(hidden, args, kwargs, since, width, cache, dtype)
                 out = self.blocks[layer](*args, **kwargs)

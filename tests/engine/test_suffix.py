@@ -68,3 +68,28 @@ def test_families_run_suffixes(tiny):
     sweep.run(None)
     assert sweep.tail.suffixes
     assert all(sweep.since(r) > 0 for r in plan.rows)
+
+
+def test_rows_join_at_their_own_layer():
+    """A `layer=* pos=-1` sweep in one chunk runs each row from its own layer: the blocks see
+    no more rows than the lower count (the source and corrupted runs, then layers - l rows
+    per row patched at layer l), and one position each."""
+    model, tok = nv.models.tiny("llama", layers=4)
+    seen = []
+    hooks = [
+        block.register_forward_pre_hook(
+            lambda m, a, k: seen.append(k.get("hidden_states", a[0] if a else None).shape[:2]),
+            with_kwargs=True,
+        )
+        for block in model.model.layers
+    ]
+    try:
+        nv.run(SWEEPS["block_output last"], model=model, tokenizer=tok, max_batch=64)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    width = len(tok("The Eiffel Tower is located in the city of").input_ids)
+    full = [shape for shape in seen if shape[1] == width]
+    suffix = [shape for shape in seen if shape[1] == 1]
+    assert len(full) == 8  # the clean run and the corrupted run, 4 blocks each
+    assert sum(rows for rows, _ in suffix) == 4 + 3 + 2 + 1
