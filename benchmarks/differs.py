@@ -294,16 +294,21 @@ def run_plain(model, tok, w: Workload, *, suffix: bool) -> torch.Tensor:
 
 
 def lower_bound_units(model, tok, w: Workload) -> float:
-    """The work that differs, in forwards of the prompt: the source and base runs, then per row
-    the positions from its patch on through the layers its patch changes (a block output
-    changes the layers above it; a head's z its own layer's output projection and on)."""
+    """The work that differs, in forwards of the prompt (its blocks at every position, the LM
+    head at the last): the source and base runs, then per row the positions from its patch on
+    through the layers its patch changes (a block output changes the layers above it; a head's
+    z its own layer's output projection and on), and the LM head at its read position. Work is
+    counted in weights used per token (attention scores, a few percent here, are left out)."""
     n_layers = model.config.num_hidden_layers
     width = len(tok(w.base)["input_ids"])
-    units = 2.0
+    block = sum(p.numel() for p in model.model.layers[0].parameters() if p.dim() == 2)
+    head = model.lm_head.weight.numel()
+    forward = n_layers * width * block + head
+    work = 2.0 * forward
     for layer, p, _ in rows_of(model, tok, w):
         above = n_layers - layer - (1 if w.site == "block_output" else 0)
-        units += above * (width - p) / (n_layers * width)
-    return units
+        work += above * (width - p) * block + head
+    return work / forward
 
 
 def forward_seconds(model, tok, w: Workload) -> float:
