@@ -71,10 +71,13 @@ def execute(
 ) -> Outcome:
     """Run every row of the plan, `max_batch` rows a forward pass (halved on out-of-memory):
     the grid's rows, and the source, baseline and `mean:` prompts too. With `max_memory`,
-    rows start at their layer only if the block inputs that needs kept fit in it."""
+    rows run their suffix only if the keys and values that needs kept fit in it, and start
+    at their layer only if the block inputs that needs kept fit in it."""
     with torch.no_grad():
         sweep = Sweep(plan, start_at_layer, Budget(max_batch))
         kept = sweep.tail is not None and max_memory is not None
+        if kept and sweep.tail_bytes() > parse_bytes(max_memory):
+            sweep.tail.suffixes = False  # no keys and values kept: rows run every position
         if kept and sweep.tail_bytes() > parse_bytes(max_memory):
             sweep.tail = None  # full forward passes: the same values, nothing kept
         return sweep.run(progress)
@@ -197,13 +200,17 @@ class Sweep:
 
     def tail_bytes(self) -> int:
         """What starting rows at their layer keeps: the baseline's input of every block a row
-        starts at, for each (example, noise sample)."""
+        starts at, for each (example, noise sample), and for rows that run their suffix only,
+        the keys and values of every block from the first on (counted as two hidden states)."""
         plan = self.plan
-        layers = {self.start(r) for r in plan.rows} - {0}
+        layers = {self.start(r) for r in plan.rows if self.start(r) or self.since(r)}
         hidden = dimensions(self.model).hidden or 0
         dtype = next(self.model.parameters()).element_size()
         tokens = max(len(p) for p in plan.base)
-        return len(layers) * len(self.base_rows) * tokens * hidden * dtype
+        kept = len(layers)
+        if layers and self.tail.suffixes:
+            kept += 2 * (len(self.tail.blocks) - min(layers))
+        return kept * len(self.base_rows) * tokens * hidden * dtype
 
     def order(self) -> list[int]:
         """Rows in the order they run: by the layer they start at, so a chunk starts late, then
