@@ -86,6 +86,9 @@ def workloads(tok) -> dict[str, Workload]:
                 (" Paris", None),
             ),
             Workload(
+                "trace-10", "block_output", SHORT_BASE, SHORT_SOURCE, "*", "*", (" Paris", None)
+            ),
+            Workload(
                 "layers-10-29",
                 "block_output",
                 SHORT_BASE,
