@@ -414,8 +414,13 @@ def measure(
 ) -> dict[str, Timing]:
     """Each method `repeats` times, round-robin so that a noisy neighbour hits all alike."""
     timings = {m.name: Timing() for m in methods}
+    # pyvene switches off `requires_grad` on every parameter and never restores it, which sends
+    # a plain hook's LM head down a slower path: every method starts from the model's own flags
+    flags = {p: p.requires_grad for p in w.model.parameters()}
     for _ in range(repeats):
         for m in methods:
+            for p, flag in flags.items():
+                p.requires_grad_(flag)
 
             def call(m=m):
                 start = time.perf_counter()

@@ -19,7 +19,7 @@ from nbvene.engine.hooks import Hooks
 from nbvene.engine.memory import Budget, limit_bytes
 from nbvene.engine.metrics import metric_values
 from nbvene.engine.multisource import clean_runs, patched_runs, source_run, unit_means
-from nbvene.engine.tail import Tail, start_layer
+from nbvene.engine.tail import Tail, first_position, from_position, start_layer
 from nbvene.errors import NbveneError
 from nbvene.sites.families import dimensions
 
@@ -71,11 +71,15 @@ def execute(
 ) -> Outcome:
     """Run every row of the plan, `max_batch` rows a forward pass (halved on out-of-memory):
     the grid's rows, and the source, baseline and `mean:` prompts too. With `max_memory`,
-    rows start at their layer only if the block inputs that needs kept fit in it."""
+    rows run their suffix only if the keys and values that needs kept fit in it, and start
+    at their layer only if the block inputs that needs kept fit in it."""
     with torch.no_grad():
         sweep = Sweep(plan, start_at_layer, Budget(max_batch))
         kept = sweep.tail is not None and max_memory is not None
-        if kept and sweep.tail_bytes() > limit_bytes(plan.model, max_memory):
+        limit = limit_bytes(plan.model, max_memory) if kept else None
+        if kept and sweep.tail_bytes() > limit:
+            sweep.tail.suffixes = False  # no keys and values kept: rows run every position
+        if kept and sweep.tail_bytes() > limit:
             sweep.tail = None  # full forward passes: the same values, nothing kept
         return sweep.run(progress)
 
@@ -197,20 +201,25 @@ class Sweep:
 
     def tail_bytes(self) -> int:
         """What starting rows at their layer keeps: the baseline's input of every block a row
-        starts at, for each (example, noise sample)."""
+        starts at, for each (example, noise sample), and for rows that run their suffix only,
+        the keys and values of every block from the first on (counted as two hidden states)."""
         plan = self.plan
-        layers = {self.start(r) for r in plan.rows} - {0}
+        layers = {self.start(r) for r in plan.rows if self.start(r) or self.since(r)}
         hidden = dimensions(self.model).hidden or 0
         dtype = next(self.model.parameters()).element_size()
         tokens = max(len(p) for p in plan.base)
-        return len(layers) * len(self.base_rows) * tokens * hidden * dtype
+        kept = len(layers)
+        if layers and self.tail.suffixes:
+            kept += 2 * (len(self.tail.blocks) - min(layers))
+        return kept * len(self.base_rows) * tokens * hidden * dtype
 
     def order(self) -> list[int]:
-        """Rows in the order they run: by the layer they start at, so a chunk starts late."""
+        """Rows in the order they run: by the layer they start at, so a chunk starts late, then
+        by the position they run from, so a chunk's suffix is short."""
         rows = self.plan.rows
         if self.tail is None:
             return list(range(len(rows)))
-        return sorted(range(len(rows)), key=lambda i: self.start(rows[i]))
+        return sorted(range(len(rows)), key=lambda i: (self.start(rows[i]), self.since(rows[i])))
 
     def start(self, row: Row) -> int:
         """The block a row's base run starts at: its units `into` named sources change other
@@ -218,6 +227,13 @@ class Sweep:
         ops = self.plan.ops
         own = tuple(u for u in row.units if ops[u.op].into is None)
         return start_layer(replace(row, units=own))
+
+    def since(self, row: Row) -> int:
+        """The first position a row runs from (`Tail`'s suffix pass; 0: every position)."""
+        read = self.plan.base[row.example].read_at
+        if self.tail is None or not self.tail.suffixes or read < 0:
+            return 0
+        return min(first_position(row, self.plan.ops), read)
 
     def reference(self, clean_logits, rows: list[Row]):
         if clean_logits is None:
@@ -254,7 +270,7 @@ class Sweep:
         if plan.metric is None and self.tail is None and not self.keep_base_logits:
             return None  # nothing to measure or record: `collect:` runs only the grid
         width = max(len(p) for p in plan.base)
-        layers = {self.start(r) for r in plan.rows} - {0}
+        layers = {self.start(r) for r in plan.rows if self.start(r) or self.since(r)}
         # Rows that edit attention weights run under nbvene's eager attention, which builds its
         # own mask (SDPA's may be None, meaning causal): the block inputs they start from must be
         # recorded under it too, so they see the mask their full forward pass would build.
@@ -292,20 +308,23 @@ class Sweep:
         (with `keep_logits`, for `cell_logits`) the rows' logits."""
         plan = self.plan
         chosen = [plan.base[r.example] for r in rows]
-        shape = (len(rows), max(len(p) for p in chosen))
         found: dict = {}
         patched_runs(plan, self.sources, rows, self.executor)
+        start = min(self.start(r) for r in rows) if self.tail is not None else 0
+        since = min(self.since(r) for r in rows) if plan.collect is None else 0
+        shape = (len(rows), max(len(p) for p in chosen) - since)
+        edited = [from_position(r, since) for r in rows] if since else rows
         with Hooks(self.model) as hooks:
-            base_edits(plan, self.sources, rows, hooks, shape, found)
-            start = min(self.start(r) for r in rows) if self.tail is not None else 0
+            base_edits(plan, self.sources, edited, hooks, shape, found)
             if plan.collect is not None:
                 # the pass stops after the last block any of its edits live in
                 edited = {u.site for r in rows for u in r.units}
                 self.logits(hooks, rows, read=False, stop_after=edited)
                 return self.collected(found, len(rows)), None
-            if start > 0:
-                read = torch.tensor([p.read_at for p in chosen], device=self.device)
-                logits = self.tail.forward(start, self.in_base(rows), read)
+            if start > 0 or since > 0:
+                read = torch.tensor([p.read_at - since for p in chosen], device=self.device)
+                starts = [self.start(r) for r in rows]
+                logits = self.tail.forward(starts, self.in_base(rows), read, since)
             else:
                 logits = self.logits(hooks, rows)
         reference = self.reference(clean_logits, rows)

@@ -9,9 +9,13 @@ into one batch.
 
 from __future__ import annotations
 
+import bisect
+from dataclasses import replace
+
 import torch
 from torch import nn
 
+from nbvene.engine import prefix
 from nbvene.engine.hooks import Hooks
 from nbvene.sites import SiteMap
 from nbvene.sites.families import final_norm
@@ -30,6 +34,12 @@ class Tail:
         self.arguments: dict[int, tuple[tuple, dict]] = {}  # the rest, at every block from there
         self.parts: list[dict[int, tuple[torch.Tensor | None, tuple, dict]]] = []
         self.current: dict[int, tuple[torch.Tensor | None, tuple, dict]] = {}
+        # the corrupted run's keys and values per block, for rows that run their suffix only
+        self.suffixes = prefix.supports(model)
+        self.calls = [prefix.Arguments(block) for block in self.blocks]
+        self.recording: prefix.KeyValues | None = None
+        self.kv_parts: list[dict[int, tuple[torch.Tensor, torch.Tensor]]] = []
+        self.kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @staticmethod
     def supports(model: nn.Module, sites: SiteMap) -> bool:
@@ -51,6 +61,7 @@ class Tail:
         pass finished (a pass that ran out of memory is run again, and what it recorded is
         dropped)."""
         self.current = {}
+        self.recording = prefix.KeyValues() if self.suffixes else None
         if not layers:
             return
         for layer in range(min(layers), len(self.blocks)):
@@ -60,7 +71,10 @@ class Tail:
         """The pass recorded last finished: keep its inputs, after those of earlier chunks."""
         if self.current:
             self.parts.append(self.current)
+            if self.recording is not None:
+                self.kv_parts.append(self.recording.kept)
         self.current = {}
+        self.recording = None
 
     def _keeper(self, layer: int, hidden: bool):
         def keep(args, kwargs):
@@ -70,6 +84,9 @@ class Tail:
                 rest = {k: v for k, v in kwargs.items() if k != "hidden_states"}
                 found = (kwargs["hidden_states"].detach(), (), rest)
             self.current[layer] = found if hidden else (None, *found[1:])
+            if self.recording is not None:
+                return self.calls[layer].with_cache(args, kwargs, self.recording)
+            return None
 
         return keep
 
@@ -105,25 +122,70 @@ class Tail:
             hidden[layer] = _cat_freeing(hiddens)
         self.parts = []
         self.hidden, self.arguments = hidden, arguments
+        self._merge_keys(layers)
         return True
 
-    def forward(self, start: int, base_rows: list[int], read: torch.Tensor) -> torch.Tensor:
-        """Logits at `read` positions for rows that start at block `start`; `base_rows` index
-        each row's corrupted run among the recorded batch."""
-        hidden = self.hidden[start]
-        recorded = hidden.shape[0]
-        pick = torch.tensor(base_rows, device=hidden.device)
-        hidden = hidden[pick]
-        picked: dict[int, tuple[tuple, dict]] = {}  # by the recorded arguments' identity
-        for layer in range(start, len(self.blocks)):
+    def _merge_keys(self, layers: list[int]) -> None:
+        """Join the chunks' keys and values; rows run their suffix only if every block from the
+        first recorded on kept them and takes inputs `prefix` can cut."""
+        parts, self.kv_parts = self.kv_parts, []
+        kept = all(layer in part for part in parts for layer in layers)
+        if not (self.suffixes and parts and kept):
+            self.suffixes = False
+            return
+        for layer in layers:
+            hidden = next(iter(self.hidden.values()))
+            args, kwargs = self.arguments[layer]
+            if not self.calls[layer].cuttable(hidden, args, kwargs):
+                self.suffixes = False
+                return
+        for layer in layers:
+            pairs = [part.pop(layer) for part in parts]
+            self.kv[layer] = tuple(_cat_freeing([p[i] for p in pairs]) for i in (0, 1))
+
+    def forward(
+        self, starts: list[int], base_rows: list[int], read: torch.Tensor, since: int = 0
+    ) -> torch.Tensor:
+        """Logits at `read` positions for rows that start at blocks `starts` (ascending);
+        `base_rows` index each row's corrupted run among the recorded batch. With `since`, the
+        rows run positions `since`.. only (`read` counts from there), on the recorded keys and
+        values before it.
+
+        Where the family allows it (`suffixes`), each row joins the batch at its own block: the
+        rows that started run block l, and those that start at l join them from the recorded
+        input; below, a row is its corrupted run. Rows come in order of their start, so the
+        rows running a block are the first ones, and each edit's row indices hold."""
+        joining = self.suffixes and starts == sorted(starts)
+        first = starts[0] if joining else min(starts)
+        recorded, width = self.hidden[first].shape[:2]
+        everyone = torch.tensor(base_rows, device=self.hidden[first].device)
+        dtype = prefix.mask_dtype(self.model) if since else None
+        hidden = None
+        picked: dict[tuple[int, int], tuple[tuple, dict]] = {}  # by arguments' identity, rows
+        for layer in range(first, len(self.blocks)):
+            n = bisect.bisect_right(starts, layer) if joining else len(starts)
+            pick = everyone[:n]
+            if hidden is None or hidden.shape[0] < n:
+                entering = self.hidden[layer][
+                    everyone[0 if hidden is None else hidden.shape[0] : n]
+                ]
+                entering = entering[:, since:]
+                hidden = entering if hidden is None else torch.cat([hidden, entering])
             found = self.arguments[layer]
-            if id(found) not in picked:
+            if (id(found), n) not in picked:
                 args, kwargs = found
                 args = _pick(args, pick, recorded)
                 kwargs = {k: _pick(v, pick, recorded) for k, v in kwargs.items()}
-                picked[id(found)] = (args, kwargs)
-            args, kwargs = picked[id(found)]
-            out = self.blocks[layer](hidden, *args, **kwargs)
+                picked[id(found), n] = (args, kwargs)
+            args, kwargs = picked[id(found), n]
+            if since:
+                keys, values = self.kv[layer]
+                cache = prefix.KeyValues({layer: (keys[pick, :, :since], values[pick, :, :since])})
+                call = self.calls[layer]
+                args, kwargs = call.suffix(hidden, args, kwargs, since, width, cache, dtype)
+                out = self.blocks[layer](*args, **kwargs)
+            else:
+                out = self.blocks[layer](hidden, *args, **kwargs)
             hidden = out if isinstance(out, torch.Tensor) else out[0]
         hidden = hidden[torch.arange(len(base_rows), device=hidden.device), read.to(hidden.device)]
         logits = self.head(self.norm(hidden))
@@ -198,6 +260,25 @@ def _pick(value, rows: torch.Tensor, recorded: int):
     if isinstance(value, tuple):
         return tuple(_pick(v, rows, recorded) for v in value)
     return value
+
+
+def first_position(row, ops) -> int:
+    """The first position a row's units change, from which on it runs when the corrupted run's
+    keys and values are kept (0, every position, when a unit sits outside the blocks, edits
+    attention weights, or reads or writes a named source's run)."""
+    positions = []
+    for unit in row.units:
+        op = ops[unit.op]
+        if unit.site.layer is None or unit.site.io == "weights" or op.origin or op.into:
+            return 0
+        positions.extend(unit.base_pos)
+    return max(min(positions, default=0), 0)
+
+
+def from_position(row, since: int):
+    """The row with its units' positions counted from `since`: what its suffix pass sees."""
+    units = tuple(replace(u, base_pos=tuple(b - since for b in u.base_pos)) for u in row.units)
+    return replace(row, units=units)
 
 
 def start_layer(row) -> int:
