@@ -64,7 +64,10 @@ class Arguments:
     inputs to the queries from position `since` on."""
 
     def __init__(self, block: nn.Module):
-        self.signature = inspect.signature(block.forward)
+        # the class's forward, less `self`: wrappers on the instance (accelerate's hooks,
+        # nnsight's envoys) pass the same arguments on, but may show other signatures
+        method = inspect.signature(type(block).forward)
+        self.signature = method.replace(parameters=list(method.parameters.values())[1:])
         names = self.signature.parameters
         self.cache = next((n for n in CACHE_ARGUMENTS if n in names), None)
 

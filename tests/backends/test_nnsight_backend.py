@@ -61,7 +61,10 @@ def test_the_nnsight_backend_gives_nbvenes_numbers(family, name):
     ours = nv.run(SPECS[name], model=model, tokenizer=tok, namespace=ns)
     theirs = nv.run(SPECS[name], model=lm, namespace=ns, max_batch=4)
     assert theirs.axes == ours.axes
-    torch.testing.assert_close(theirs.values, ours.values, atol=1e-5, rtol=0)
+    # nnsight runs full passes and the engine suffix-only rows: float32 rounding differs, and
+    # `normalized` divides it by (clean - corrupted), so there it is compared relatively too
+    rtol = 1e-4 if "normalized" in name else 0
+    torch.testing.assert_close(theirs.values, ours.values, atol=1e-5, rtol=rtol)
     for baseline in ("clean", "corrupted"):
         mine, engine = getattr(theirs, baseline), getattr(ours, baseline)
         assert (mine is None) == (engine is None), baseline

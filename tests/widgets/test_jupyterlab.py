@@ -23,8 +23,8 @@ import json, time
 import nbvene as nv
 from nbvene.widgets import SteeringPanel
 model, tok = nv.models.tiny("gpt2")
-slow = [0.0]  # seconds added to each forward pass, so a sweep lasts long enough to watch
-model.register_forward_pre_hook(lambda *a: time.sleep(slow[0]))
+slow = [0.0]  # seconds added to each pass (its LM head), so a sweep lasts long enough to watch
+model.lm_head.register_forward_pre_hook(lambda *a: time.sleep(slow[0]))
 %load_ext nbvene
 %nbvene use model tok"""
 SWEEP = """\

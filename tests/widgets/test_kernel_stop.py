@@ -11,8 +11,10 @@ jupyter_client = pytest.importorskip("jupyter_client")
 CELL = """
 import time, nbvene as nv
 model, tok = nv.models.tiny("gpt2")
-# the user's own hook, slowing each forward pass so the sweep lasts (the engine leaves it be)
-model.register_forward_pre_hook(lambda *a: time.sleep(0.02))
+# the user's own hook on the LM head, which every pass computes (rows that start at their
+# layer or position skip the rest of the model), slowing each pass so the sweep lasts (the
+# engine leaves it be)
+model.lm_head.register_forward_pre_hook(lambda *a: time.sleep(0.02))
 spec = '''
 base:   "one two three four five six seven eight nine ten eleven twelve"
 source: "two one four three six five eight seven ten nine twelve eleven"
