@@ -26,6 +26,7 @@ from collections import defaultdict
 import torch
 from torch import nn
 
+from nbvene.bind.noise import noise_draws
 from nbvene.bind.plan import Plan, Row, Unit, ValueKind
 from nbvene.errors import NbveneError
 from nbvene.interventions.trainable import Trainable
@@ -98,7 +99,7 @@ class Traces:
         self.device = next(self.model.parameters()).device
         self.order = execution_order(self.model)
         self.embed = _module_name(self.model, self.model.get_input_embeddings())
-        self.noise = _noise(plan, self.model)
+        self.noise = noise_draws(plan, self.model)
         self.cache: dict[Site, list[torch.Tensor]] = {}  # source units per source example
         self.means: dict[tuple[int, Site], torch.Tensor] = {}
         metric = plan.metric
@@ -318,22 +319,6 @@ def execution_order(model: nn.Module) -> dict[tuple[str, str], int]:
     return order
 
 
-def _noise(plan: Plan, model: nn.Module) -> dict[tuple[int, int], torch.Tensor] | None:
-    """ROME's corruption, drawn as nbvene's engine draws it: one draw per (example, sample),
-    from the seed on the CPU, in the same order."""
-    c = plan.corrupt
-    if c is None:
-        return None
-    width = model.get_input_embeddings().weight.shape[1]
-    generator = torch.Generator().manual_seed(c.seed)
-    draws = {}
-    for example, positions in enumerate(c.positions):
-        for sample in range(c.samples):
-            shape = (len(positions), width)
-            draws[example, sample] = c.std * torch.randn(shape, generator=generator)
-    return draws
-
-
 def _module_name(model: nn.Module, module: nn.Module) -> str:
     return next(name for name, m in model.named_modules() if m is module)
 
@@ -429,7 +414,7 @@ def generated(steering, strengths: torch.Tensor, lm, *, max_batch: int = 64):
         outputs += [[int(i) for i in row[len(prompt) :]] for row in result]
         first += [logits.float().cpu() for logits in first_logits]
     ids_out, stopped = [], []
-    eos = _eos_ids(steering)
+    eos = steering.eos_ids()
     for row in outputs:
         cut, reason = _stopped(steering, row, eos)
         ids_out.append(cut)
@@ -519,15 +504,3 @@ def _stopped(steering, ids: list[int], eos: set[int]) -> tuple[list[int], str]:
                 if s in text:
                     return ids[:n], f"stop {s!r}"
     return ids, "max_new_tokens"
-
-
-def _eos_ids(steering) -> set[int]:
-    found = getattr(steering.tokenizer, "eos_token_id", None)
-    config = getattr(getattr(steering.model, "generation_config", None), "eos_token_id", None)
-    ids = set()
-    for value in (found, config):
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, list | tuple):
-            ids.update(v for v in value if isinstance(v, int))
-    return ids

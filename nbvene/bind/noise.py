@@ -32,3 +32,21 @@ def embedding_std(model: nn.Module) -> float:
             squares += float((part * part).sum(dtype=torch.float64))
     count = vocab * embed.weight.shape[1]
     return max((squares - total * total / count) / (count - 1), 0.0) ** 0.5
+
+
+def noise_draws(plan, model: nn.Module) -> dict[tuple[int, int], torch.Tensor] | None:
+    """ROME's corruption of a bound plan (None without `corrupt:`): one draw per (example,
+    sample), the same for every cell; drawn on the CPU from the seed, in one order, so every
+    device and backend adds the same noise."""
+    c = plan.corrupt
+    if c is None:
+        return None
+    width = model.get_input_embeddings().weight.shape[1]
+    generator = torch.Generator().manual_seed(c.seed)
+    draws = {}
+    for example, positions in enumerate(c.positions):
+        for sample in range(c.samples):
+            draws[example, sample] = c.std * torch.randn(
+                (len(positions), width), generator=generator
+            )
+    return draws

@@ -112,6 +112,18 @@ class Steering:
     metric: MetricPlan | None
     generate: Generate | None
 
+    def eos_ids(self) -> set[int]:
+        """The token ids that end generation: the tokenizer's and its generation config's."""
+        found = getattr(self.tokenizer, "eos_token_id", None)
+        config = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids = set()
+        for value in (found, config):
+            if isinstance(value, int):
+                ids.add(value)
+            elif isinstance(value, list | tuple):
+                ids.update(v for v in value if isinstance(v, int))
+        return ids
+
     @property
     def sliders(self) -> list[int]:
         """Indices of the terms whose strength is a slider."""

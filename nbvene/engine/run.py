@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
-from torch import nn
 
+from nbvene.bind.noise import noise_draws
 from nbvene.bind.plan import Plan, Row
 from nbvene.engine.edits import Sources, base_edits, noise_edit
 from nbvene.engine.executor import Executor
@@ -131,7 +131,7 @@ class Sweep:
         self.budget = self.executor.budget
         self.device = self.executor.device
         self.sources = Sources(plan, self.device)
-        self.noise = _noise(plan, self.model)
+        self.noise = noise_draws(plan, self.model)
         self.tail = None
         if start_at_layer and plan.collect is None and Tail.supports(self.model, plan.sites):
             self.tail = Tail(self.model, plan.sites)
@@ -350,23 +350,6 @@ class Sweep:
         counts = {len(found[i]) for i in range(n)}  # the plan made them equal
         stacked = torch.stack([found[i] for i in range(n)]).float().cpu()
         return stacked.squeeze(1) if counts == {1} else stacked
-
-
-def _noise(plan: Plan, model: nn.Module) -> dict[tuple[int, int], torch.Tensor] | None:
-    """ROME's corruption: one draw per (example, sample), the same for every cell; drawn on
-    the CPU from the seed, so it is the same on any device."""
-    c = plan.corrupt
-    if c is None:
-        return None
-    width = model.get_input_embeddings().weight.shape[1]
-    generator = torch.Generator().manual_seed(c.seed)
-    draws = {}
-    for example, positions in enumerate(c.positions):
-        for sample in range(c.samples):
-            draws[example, sample] = c.std * torch.randn(
-                (len(positions), width), generator=generator
-            )
-    return draws
 
 
 def _cpu(x: torch.Tensor | None) -> torch.Tensor | None:

@@ -160,7 +160,7 @@ def _decode_rows(
     device = executor.device
     ids = torch.tensor([steering.prompt.ids] * len(chunk), device=device)
     generators = [torch.Generator().manual_seed(g.seed) for _ in chunk]
-    eos = _eos_ids(steering)
+    eos = steering.eos_ids()
     for row in chunk:  # a chunk retried after an out-of-memory starts over
         out_ids[row].clear()
         stopped[row], first[row] = "running", None
@@ -215,15 +215,3 @@ def _stop(steering: Steering, ids: list[int], eos: set[int]) -> str | None:
             if s in text:
                 return f"stop {s!r}"
     return None
-
-
-def _eos_ids(steering: Steering) -> set[int]:
-    found = getattr(steering.tokenizer, "eos_token_id", None)
-    config = getattr(getattr(steering.model, "generation_config", None), "eos_token_id", None)
-    ids = set()
-    for value in (found, config):
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, list | tuple):
-            ids.update(v for v in value if isinstance(v, int))
-    return ids
