@@ -466,41 +466,26 @@ def _in_order(order: dict[tuple[str, str], int], sites: set[Site]) -> list[Site]
 def _steer(steering, site: Site, strengths: torch.Tensor):
     """One row's steering edit at `site` at step `step` of the generation (step 0 sees the
     prompt, step k the k-th generated token alone), as nbvene's own steering decodes it."""
-    terms = [(i, t) for i, t in enumerate(steering.terms) if t.site == site]
+    indices = [i for i, t in enumerate(steering.terms) if t.site == site]
     prompt_length = len(steering.prompt)
 
     def edit(raw: torch.Tensor, step: int) -> torch.Tensor:
         units = site.view.read(raw)  # (1, tokens, d)
         start = 0 if step == 0 else prompt_length + step - 1
-        for index, term in terms:
-            chosen = term.positions(start, units.shape[1], prompt_length)
-            strength = float(strengths[index])
-            if not chosen:
-                continue
-            local = torch.tensor([p - start for p in chosen], device=units.device)
-            if term.verb == "zero":
-                if strength != 0:
-                    units = units.index_copy(1, local, units[:, local] * 0)
-                continue
-            vector = term.vector.to(units.device, units.dtype)
-            if vector.dim() == 2:  # one vector per position
-                vector = vector[torch.tensor(chosen, device=units.device)]
-            units = units.index_add(1, local, (strength * vector.expand(len(chosen), -1))[None])
+        for index in indices:
+            steered = steering.steered(index, units, start, strengths[index : index + 1])
+            if steered is not None:
+                units = steered
         return site.view.write(raw, units)
 
     return edit
 
 
 def _stopped(steering, ids: list[int], eos: set[int]) -> tuple[list[int], str]:
-    """The ids up to and including the first stop (an end-of-sequence id, or a `stop=` string
-    in the text so far), and why it stopped: as nbvene's own decoding stops a row."""
-    stops = steering.generate.stop
+    """The ids up to and including the first stop, and why it stopped: as nbvene's own
+    decoding stops a row (`Steering.stop_reason` after each token)."""
     for n in range(1, len(ids) + 1):
-        if ids[n - 1] in eos:
-            return ids[:n], "eos"
-        if stops and steering.tokenizer is not None:
-            text = steering.tokenizer.decode(ids[:n])
-            for s in stops:
-                if s in text:
-                    return ids[:n], f"stop {s!r}"
+        reason = steering.stop_reason(ids[:n], eos)
+        if reason is not None:
+            return ids[:n], reason
     return ids, "max_new_tokens"

@@ -18,7 +18,7 @@ from torch import nn
 from nbvene.bind.binder import Binder
 from nbvene.bind.plan import MetricPlan
 from nbvene.bind.prompts import Prompt
-from nbvene.errors import NbveneError
+from nbvene.errors import NbveneError, error_at
 from nbvene.sites import Site, SiteMap
 from nbvene.spec import (
     All,
@@ -111,6 +111,47 @@ class Steering:
     terms: list[Term]
     metric: MetricPlan | None
     generate: Generate | None
+
+    def steered(self, index: int, units: torch.Tensor, start: int, strengths: torch.Tensor):
+        """Term `index` applied to the units (rows, tokens, d) of a forward pass whose first
+        token is at absolute position `start`, at one strength per row (a `zero:` term zeroes
+        the rows whose strength is not 0); None where it steers none of those tokens."""
+        term = self.terms[index]
+        chosen = term.positions(start, units.shape[1], len(self.prompt))
+        if not chosen:
+            return None
+        local = torch.tensor([p - start for p in chosen], device=units.device)
+        strength = strengths.to(units.device, units.dtype)
+        if term.verb == "zero":
+            keep = (strength == 0).to(units.dtype)[:, None, None]
+            return units.index_copy(1, local, units[:, local] * keep)
+        vector = term.vector.to(units.device, units.dtype)
+        if vector.shape[-1] != units.shape[-1]:
+            raise error_at(
+                self.spec,
+                f"the vector has {vector.shape[-1]} numbers, and each unit here has "
+                f"{units.shape[-1]}",
+                term.line,
+                hint="make the vector at the same site (and head) it is added to",
+                token="by",
+            )
+        if vector.dim() == 2:  # one vector per position
+            vector = vector[torch.tensor(chosen, device=units.device)]
+        added = strength[:, None, None] * vector.expand(len(chosen), -1)
+        return units.index_add(1, local, added)
+
+    def stop_reason(self, ids: list[int], eos: set[int]) -> str | None:
+        """Why a row whose generated ids are `ids` stops after the last of them ("eos", or
+        the `stop=` string its text now holds), or None if it goes on."""
+        if ids[-1] in eos:
+            return "eos"
+        stops = self.generate.stop
+        if stops and self.tokenizer is not None:
+            text = self.tokenizer.decode(ids)
+            for s in stops:
+                if s in text:
+                    return f"stop {s!r}"
+        return None
 
     def eos_ids(self) -> set[int]:
         """The token ids that end generation: the tokenizer's and its generation config's."""

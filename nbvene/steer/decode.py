@@ -18,7 +18,6 @@ from nbvene.bind.steering import Steering, Term
 from nbvene.engine.executor import Executor
 from nbvene.engine.hooks import Hooks
 from nbvene.engine.memory import Budget
-from nbvene.errors import error_at
 
 
 class Steerer:
@@ -38,36 +37,13 @@ class Steerer:
             hooks.at(site, self._edit(site, terms))
 
     def _edit(self, site, terms: list[tuple[int, Term]]):
-        prompt_length = len(self.steering.prompt)
-
         def edit(raw: torch.Tensor) -> torch.Tensor | None:
             units = site.view.read(raw)  # (rows, tokens, d)
             changed = False
-            for index, term in terms:
-                chosen = term.positions(self.start, units.shape[1], prompt_length)
-                if not chosen:
-                    continue
-                local = torch.tensor([p - self.start for p in chosen], device=units.device)
-                strength = self.strengths[:, index].to(units.device, units.dtype)
-                if term.verb == "zero":
-                    keep = (strength == 0).to(units.dtype)[:, None, None]
-                    units = units.index_copy(1, local, units[:, local] * keep)
-                else:
-                    vector = term.vector.to(units.device, units.dtype)
-                    if vector.shape[-1] != units.shape[-1]:
-                        raise error_at(
-                            self.steering.spec,
-                            f"the vector has {vector.shape[-1]} numbers, and each unit here "
-                            f"has {units.shape[-1]}",
-                            term.line,
-                            hint="make the vector at the same site (and head) it is added to",
-                            token="by",
-                        )
-                    if vector.dim() == 2:  # one vector per position
-                        vector = vector[torch.tensor(chosen, device=units.device)]
-                    added = strength[:, None, None] * vector.expand(len(chosen), -1)
-                    units = units.index_add(1, local, added)
-                changed = True
+            for index, _ in terms:
+                steered = self.steering.steered(index, units, self.start, self.strengths[:, index])
+                if steered is not None:
+                    units, changed = steered, True
             return site.view.write(raw, units) if changed else None
 
         return edit
@@ -186,7 +162,7 @@ def _decode_rows(
                 if not live[i]:
                     continue
                 out_ids[row].append(int(chosen[i]))
-                reason = _stop(steering, out_ids[row], eos)
+                reason = steering.stop_reason(out_ids[row], eos)
                 if reason is not None:
                     live[i], stopped[row] = False, reason
             if not any(live):
@@ -203,15 +179,3 @@ def _choose(logits: torch.Tensor, temperature: float, generators) -> torch.Tenso
     return torch.cat(
         [torch.multinomial(p, 1, generator=gen) for p, gen in zip(probs, generators, strict=True)]
     )
-
-
-def _stop(steering: Steering, ids: list[int], eos: set[int]) -> str | None:
-    if ids[-1] in eos:
-        return "eos"
-    stops = steering.generate.stop
-    if stops and steering.tokenizer is not None:
-        text = steering.tokenizer.decode(ids)
-        for s in stops:
-            if s in text:
-                return f"stop {s!r}"
-    return None
