@@ -11,29 +11,14 @@ of the comparison and the difference is pinned by a test of its own (`mlp_activa
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
-import warnings
 from dataclasses import dataclass
 
 import pytest
 import torch
+from quiet import quiet
 
 import nbvene as nv
-
-
-@contextlib.contextmanager
-def quiet():
-    """pyvene prints (e.g. "nnsight is not detected") and warns; keep the test output clean."""
-    with (
-        contextlib.redirect_stdout(io.StringIO()),
-        contextlib.redirect_stderr(io.StringIO()),
-        warnings.catch_warnings(),
-    ):
-        warnings.simplefilter("ignore")
-        yield
-
 
 with quiet():
     pv = pytest.importorskip("pyvene")

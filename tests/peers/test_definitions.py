@@ -7,14 +7,12 @@ TransformerLens and nnsight columns are checked in test_transformerlens.py and t
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import io
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from quiet import quiet
 
 import nbvene as nv
 from nbvene.sites.peers import definition_table, definitions
@@ -48,17 +46,6 @@ def test_the_table_covers_fused_qkv_gqa_and_post_norm_families():
     gemma2 = text[text.index("### `gemma2`") :]
     assert "| `attn_out` | – | `blocks.{l}.hook_attn_out` | " in gemma2
     assert "| `attention_output` | `attention_output` | – |" in gemma2
-
-
-@contextlib.contextmanager
-def quiet():
-    with (
-        contextlib.redirect_stdout(io.StringIO()),
-        contextlib.redirect_stderr(io.StringIO()),
-        warnings.catch_warnings(),
-    ):
-        warnings.simplefilter("ignore")
-        yield
 
 
 # GPT-2 and Llama are compared in depth in tests/test_against_pyvene.py; here the other
