@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("nbvene",),  # the package root, nbvene/__init__.py: the public API
     ("trace", "path_patch"),
     ("api",),
-    ("steer", "train"),
+    ("steer", "train", "circuits"),
     ("widgets",),
     ("results",),
     ("figures", "engine", "backends"),
