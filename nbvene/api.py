@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -69,6 +69,7 @@ def run(
     live: bool = False,
     max_cells: int = MAX_CELLS,
     remote: bool | str = False,
+    stop: Callable[[], bool] | None = None,
 ) -> Result:
     """Run a spec on a model and return a labelled `Result`.
 
@@ -89,12 +90,16 @@ def run(
     runs. `progress(done, total)` is called after each forward pass of the grid, counting
     cells (a cell's noise samples are not counted apart; a callback taking a third argument
     also gets the partial `Result`, cells not run yet NaN); without it, long sweeps show a
-    progress bar. With `live=True` (in a notebook) a heatmap is shown before the sweep
-    starts, fills in as it runs (with a Stop button) and then becomes the Result's display; a
-    run with no metric or no swept axis runs as usual. With `start_at_layer`, a cell patched
-    at layer l reuses the unpatched run below l (Llama-family, GPT-2, GPT-NeoX). Interrupting
-    (or Stop) raises `nv.SweepInterrupted`, whose `.result` holds the finished cells (all NaN
-    if it came before the grid).
+    progress line (text, emptied when the sweep ends). With `live=True` (in a notebook) a
+    heatmap is shown before the sweep starts, fills in as it runs (its first cells after one
+    forward pass of one cell, then in chunks doubling up to `max_batch`, with a Stop button)
+    and then becomes the Result's display; a run with no metric or no swept axis runs as
+    usual. With `start_at_layer`, a cell patched at layer l reuses the unpatched run below l
+    (Llama-family, GPT-2, GPT-NeoX). Interrupting (or Stop, or `stop()` returning True: it is
+    asked before every block of every forward pass; a sweep given `stop` starts small, like a
+    live one, so the first chunk is short) raises `nv.SweepInterrupted`, whose
+    `.result` holds the finished cells (all NaN if it came before the grid). A sweep whose
+    metric reads the output keeps each cell's top 5 next tokens in `Result.top`.
     A sweep of more than `max_cells` patched runs (default 1,000,000) is refused before it
     starts, with the number it would take.
 
@@ -140,6 +145,8 @@ def run(
         raise NbveneError(
             f"progress must be a function progress(done, total), got {type(progress).__name__}"
         )
+    if stop is not None and not callable(stop):
+        raise NbveneError(f"stop must be a function stop() -> bool, got {type(stop).__name__}")
     if lm is not None:
         values, clean, corrupted = run_plan(p, lm, max_batch=max_batch, remote=remote)
         return _result(p, Outcome(values, clean, corrupted), tokenizer)
@@ -156,11 +163,16 @@ def run(
         max_batch = min(max_batch, memory.rows_within(p, max_memory))
     if live and _drawable(p):
         return _live(
-            p, tokenizer, max_batch=max_batch, start_at_layer=start_at_layer, max_memory=max_memory
+            p,
+            tokenizer,
+            max_batch=max_batch,
+            start_at_layer=start_at_layer,
+            max_memory=max_memory,
+            stop=stop,
         )
     bar = None
     if progress is None and len(p.rows) > 4 * max_batch:
-        bar = progress = _bar(len(p.rows) // _samples(p), _samples(p))
+        bar = progress = progress_line(len(p.rows) // _samples(p), _samples(p))
     try:
         outcome = execute(
             p,
@@ -168,9 +180,11 @@ def run(
             progress=_partial(p, progress),
             start_at_layer=start_at_layer,
             max_memory=max_memory,
+            stop=stop,
+            ramp=stop is not None,
         )
-    except Stopped as stop:
-        raise SweepInterrupted(_result(p, stop.outcome, tokenizer)) from None
+    except Stopped as stopped:
+        raise SweepInterrupted(_result(p, stopped.outcome, tokenizer)) from None
     finally:
         if bar is not None:
             bar.close()
@@ -201,17 +215,14 @@ def _drawable(p: Plan) -> bool:
     return p.metric is not None and p.collect is None and 1 <= len(p.axes) <= 3
 
 
-def _live(p: Plan, tokenizer, *, max_batch: int, start_at_layer: bool, max_memory=None) -> Result:
-    """The sweep with its heatmap shown first and filled from the progress callback."""
-    from IPython.display import display
+def _live(
+    p: Plan, tokenizer, *, max_batch: int, start_at_layer: bool, max_memory=None, stop=None
+) -> Result:
+    """The sweep with its heatmap shown first and filled from the progress callback; Stop (or
+    `stop()`) is asked between blocks."""
+    from nbvene.widgets.live import live_sweep
 
-    from nbvene.widgets.kernel import messages_while_running
-    from nbvene.widgets.live import LiveSweep
-
-    sweep = LiveSweep(_result(p, _empty(p), tokenizer))
-    sweep.widget.live_display = display(sweep.widget, display_id=True)
-    with messages_while_running(sweep.widget) as stoppable:
-        sweep.widget.stoppable = stoppable
+    with live_sweep(unmeasured(p, tokenizer)) as sweep:
         try:
             outcome = execute(
                 p,
@@ -219,16 +230,22 @@ def _live(p: Plan, tokenizer, *, max_batch: int, start_at_layer: bool, max_memor
                 progress=_partial(p, sweep),
                 start_at_layer=start_at_layer,
                 max_memory=max_memory,
+                stop=sweep.stopped if stop is None else lambda: sweep.stopped() or stop(),
+                ramp=True,
             )
-        except Stopped as stop:
-            partial = _result(p, stop.outcome, tokenizer)
+        except Stopped as stopped:
+            partial = _result(p, stopped.outcome, tokenizer)
             sweep.finish(partial, stopped=True)
-            _shown(partial, sweep)
             raise SweepInterrupted(partial) from None
     result = _result(p, outcome, tokenizer)
     sweep.finish(result, stopped=False)
-    _shown(result, sweep)
     return result
+
+
+def unmeasured(p: Plan, tokenizer=None) -> Result:
+    """The Result of `p` before any cell is measured (every value NaN): what a live figure
+    draws first."""
+    return _result(p, _empty(p), tokenizer)
 
 
 def _empty(p: Plan) -> Outcome:
@@ -236,21 +253,21 @@ def _empty(p: Plan) -> Outcome:
     return Outcome(torch.full((len(p.rows),), float("nan")), None, None, done=False)
 
 
-def _shown(result: Result, sweep) -> None:
-    """The live display becomes the Result's own display: the same widget (not a second one)
-    plus the static figure, so a saved notebook shows the heatmap on GitHub and nbviewer."""
-    from nbvene.widgets.display import keep_view
+def progress_line(total: int, samples: int = 1):
+    """`progress(done, total)` over cells (not rows: a cell's noise samples are said apart)
+    for a sweep with no callback of its own, with a `close()`: in a notebook one line of text
+    emptied at the end (no widget left behind in a saved notebook), elsewhere a tqdm bar on
+    stderr."""
+    note = f"{samples} noise samples each" if samples > 1 else None
+    from nbvene.widgets.kernel import in_kernel
 
-    keep_view(result, sweep.widget)
-    sweep.widget.live_display.update(result)
+    if in_kernel():
+        from nbvene.widgets.live import TextProgress
 
+        return TextProgress("cells", note)
+    from tqdm import tqdm
 
-def _bar(total: int, samples: int = 1):
-    """A bar over cells (not rows: a cell's noise samples are shown apart)."""
-    from tqdm.auto import tqdm
-
-    postfix = f"{samples} noise samples each" if samples > 1 else None
-    bar = tqdm(total=total, unit=" cells", desc="nbvene", leave=False, postfix=postfix)
+    bar = tqdm(total=total, unit=" cells", desc="nbvene", leave=False, postfix=note)
 
     def update(done: int, _total: int) -> None:
         bar.update(done - bar.n)
@@ -272,6 +289,11 @@ def _result(p: Plan, outcome, tokenizer=None) -> Result:
         clean = None if clean is None else clean[0]
         corrupted = None if corrupted is None else corrupted[0]
     axes = tuple(Axis(a.name, a.labels, a.positions) for a in p.axes)
+    top = None
+    if outcome.top is not None:  # per cell, in plan order: laid out as the values
+        top = {k: v.reshape(examples, *cells, v.shape[-1]) for k, v in outcome.top.items()}
+        if not p.batched:
+            top = {k: v[0] for k, v in top.items()}
     metric = p.spec.metric
     return Result(
         values=values,
@@ -282,6 +304,7 @@ def _result(p: Plan, outcome, tokenizer=None) -> Result:
         corrupted=corrupted,
         meta=_meta(p),
         rerun=Rerun([p], tokenizer),
+        top=top,
     )
 
 

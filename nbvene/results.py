@@ -34,7 +34,10 @@ class Result:
     `values` has one dimension per axis in `axes` (for `collect:`, then the unit's own
     dimensions); `clean` and `corrupted` are the metric's baselines per example. `rerun`, when
     the Result came from a sweep, re-runs one cell (`rerun(index)`, what a heatmap click shows);
-    it holds the model weakly, so keeping a Result does not keep the model's memory.
+    it holds the model weakly, so keeping a Result does not keep the model's memory. `top`, for
+    a sweep whose metric reads the output, holds each cell's likeliest next tokens as the sweep
+    found them: `{"ids": (*values.shape, k), "probs": (*values.shape, k)}` (noise samples'
+    probabilities averaged; id -1 where a cell was not run), so a click needs no re-run.
     """
 
     values: torch.Tensor
@@ -45,6 +48,7 @@ class Result:
     corrupted: torch.Tensor | None = None
     meta: dict = field(default_factory=dict)
     rerun: Callable | None = field(default=None, repr=False, compare=False)
+    top: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def labels(self) -> dict[str, tuple]:
@@ -109,6 +113,7 @@ class Result:
             self.clean,
             self.corrupted,
             self.meta,
+            top=None if self.top is None else {k: v[index] for k, v in self.top.items()},
         )
 
     def _repr_html_(self) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 import torch
 from torch import nn
@@ -208,6 +208,24 @@ class Executor:
     def takes_cache(self) -> bool:
         """Whether the model's forward takes a KV cache."""
         return "past_key_values" in self._takes
+
+
+@contextlib.contextmanager
+def stop_between_blocks(model: nn.Module, blocks: str | None, stop: Callable[[], bool] | None):
+    """While the `with` block runs, ask `stop()` before the model and before each of its
+    `blocks` (the path of its list of blocks; None: the model only) runs, and raise
+    KeyboardInterrupt once it says True: a Stop click lands within one block's time, not at
+    the end of a forward pass or of a chunk of them. Without `stop`, nothing is registered."""
+    with Hooks(model) as hooks:
+        if stop is not None:
+
+            def check(args, kwargs) -> None:
+                if stop():
+                    raise KeyboardInterrupt
+
+            for module in (model, *(model.get_submodule(blocks) if blocks else ())):
+                hooks.on_call(module, check)
+        yield
 
 
 def last_block(model: nn.Module, sites: Collection[Site]) -> nn.Module | None:

@@ -1,6 +1,8 @@
 """Run a Plan: the source run once, the corrupted baseline once, then the rows in chunks, each
 row with its own units (its own layer, positions and head) so one forward pass holds many cells.
-Every pass goes through one `Budget`: at most `max_batch` rows, halved on out-of-memory.
+Every pass goes through one `Budget`: at most `max_batch` rows, halved on out-of-memory. A sweep
+drawn live starts with one cell's rows and doubles the chunk up to the budget, so its first
+cells show at once; one that can be stopped checks between blocks.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 from nbvene.bind.noise import noise_draws
 from nbvene.bind.plan import Plan, Row
 from nbvene.engine.edits import Sources, base_edits, noise_edit
-from nbvene.engine.executor import Executor
+from nbvene.engine.executor import Executor, stop_between_blocks
 from nbvene.engine.hooks import Hooks
 from nbvene.engine.memory import Budget, limit_bytes
 from nbvene.engine.metrics import metric_values
@@ -27,17 +29,24 @@ Progress = Callable[..., None]
 """Called after each chunk of the grid with (rows done, rows in all); a callback that takes a
 third argument also gets the `Outcome` so far (rows not run yet hold NaN), to draw a sweep live."""
 
+TOP_K = 5
+"""How many next tokens a sweep keeps per cell (`Outcome.top`), so a click needs no re-run."""
+
 
 @dataclass
 class Outcome:
     """Per-row values (metric, or collected units) in plan order, and the metric's baselines.
 
-    `done` is False when the run was interrupted: rows not run hold NaN."""
+    `done` is False when the run was interrupted: rows not run hold NaN. `top`, for a sweep
+    whose metric reads the output, holds each cell's likeliest next tokens at the read position
+    (one cell: a row's noise samples, their probabilities averaged): `{"ids": (cells, k),
+    "probs": (cells, k)}` in plan order, id -1 and probability NaN where not run yet."""
 
     values: torch.Tensor
     clean: torch.Tensor | None
     corrupted: torch.Tensor | None
     done: bool = True
+    top: dict | None = None
 
 
 class Stopped(Exception):
@@ -68,11 +77,16 @@ def execute(
     progress: Progress | None = None,
     start_at_layer: bool = True,
     max_memory: int | str | None = None,
+    stop: Callable[[], bool] | None = None,
+    ramp: bool = False,
 ) -> Outcome:
     """Run every row of the plan, `max_batch` rows a forward pass (halved on out-of-memory):
     the grid's rows, and the source, baseline and `mean:` prompts too. With `max_memory`,
     rows run their suffix only if the keys and values that needs kept fit in it, and start
-    at their layer only if the block inputs that needs kept fit in it."""
+    at their layer only if the block inputs that needs kept fit in it. `stop()` is asked
+    before every block of every pass; once it says True the run stops as on Ctrl-C. With
+    `ramp`, the grid starts with one cell's rows and doubles each chunk up to the budget, so
+    a live figure gets its first cells after one small forward pass."""
     with torch.no_grad():
         sweep = Sweep(plan, start_at_layer, Budget(max_batch))
         kept = sweep.tail is not None and max_memory is not None
@@ -81,7 +95,7 @@ def execute(
             sweep.tail.suffixes = False  # no keys and values kept: rows run every position
         if kept and sweep.tail_bytes() > limit:
             sweep.tail = None  # full forward passes: the same values, nothing kept
-        return sweep.run(progress)
+        return sweep.run(progress, stop, ramp)
 
 
 @dataclass
@@ -139,20 +153,25 @@ class Sweep:
         # one corrupted run per (example, noise sample); a row reuses its own
         self.base_rows = [Row(e, (), (), k) for e in range(len(plan.base)) for k in range(samples)]
         self.values: torch.Tensor | None = None
+        self.top = Top(len(plan.rows), samples, self.device) if self.reads_output() else None
         self.base_logits: torch.Tensor | None = None  # the corrupted runs' outputs, if kept
         self.keep_base_logits = False  # a sweep keeps their metric only: rows, not rows × vocab
 
     # --- the whole run -------------------------------------------------------------------
 
-    def run(self, progress: Progress | None) -> Outcome:
+    def run(
+        self, progress: Progress | None, stop: Callable[[], bool] | None = None, ramp=False
+    ) -> Outcome:
         clean = corrupted = None
+        blocks = self.plan.sites.family.blocks if self.plan.sites.family is not None else None
         try:
-            clean_logits = self.source_run()
-            clean_runs(self.plan, self.sources, self.executor, budget=self.budget)
-            self.mean_runs()
-            clean, corrupted = self.baselines(clean_logits)
-            report = _reporter(progress, lambda: self.outcome(clean, corrupted, done=False))
-            self.sweep(report, clean_logits)
+            with stop_between_blocks(self.model, blocks, stop):
+                clean_logits = self.source_run()
+                clean_runs(self.plan, self.sources, self.executor, budget=self.budget)
+                self.mean_runs()
+                clean, corrupted = self.baselines(clean_logits)
+                report = _reporter(progress, lambda: self.outcome(clean, corrupted, done=False))
+                self.sweep(report, clean_logits, ramp)
         except KeyboardInterrupt:
             # before the grid too: the caller gets an empty (all-NaN) outcome, not a bare stop
             raise Stopped(self.outcome(clean, corrupted, done=False)) from None
@@ -170,21 +189,39 @@ class Sweep:
         clean = metric_values(plan.metric, clean_logits, clean_logits)
         return (clean.expand(len(plan.base)) if len(clean) == 1 else clean), corrupted
 
-    def sweep(self, progress: Callable[[int, int], None] | None, clean_logits):
-        """Every row, in the budget's chunks, into self.values."""
+    def sweep(self, progress: Callable[[int, int], None] | None, clean_logits, ramp=False):
+        """Every row, in the budget's chunks, into self.values (and each cell's top tokens into
+        self.top). With `ramp`, the first chunk is one cell's rows and each next one twice as
+        large, up to the budget: the first progress comes after one forward pass of one cell."""
         rows = self.plan.rows
         order, done = self.order(), 0
 
         def run(indices: list[int]) -> torch.Tensor:
-            return self.chunk([rows[i] for i in indices], clean_logits)[0]
+            metric, logits = self.chunk(
+                [rows[i] for i in indices], clean_logits, keep_logits=self.top is not None
+            )
+            if self.top is not None:
+                self.top.add(indices, logits)
+            return metric
 
-        for indices, values in self.budget.chunks(order, run, "grid"):
-            if self.values is None:
-                self.values = torch.full((len(rows), *values.shape[1:]), float("nan"))
-            self.values[torch.tensor(indices)] = values
-            done += len(indices)
-            if progress is not None:
-                progress(done, len(order))
+        for part in self.ramped(order) if ramp else [order]:
+            for indices, values in self.budget.chunks(part, run, "grid"):
+                if self.values is None:
+                    self.values = torch.full((len(rows), *values.shape[1:]), float("nan"))
+                self.values[torch.tensor(indices)] = values
+                done += len(indices)
+                if progress is not None:
+                    progress(done, len(order))
+
+    def ramped(self, order: list[int]):
+        """`order` in parts of one cell's rows, then twice as many each time, until a part is
+        the budget's size: then the rest at once (the budget chunks it)."""
+        start, size = 0, self.cell
+        while start < len(order) and size < self.budget.size:
+            yield order[start : start + size]
+            start, size = start + size, size * 2
+        if start < len(order):
+            yield order[start:]
 
     def outcome(self, clean, corrupted, done=True, values: torch.Tensor | None = None) -> Outcome:
         """Per-row values (the grid's, NaN where not run; or `values` given, an estimate's),
@@ -197,7 +234,17 @@ class Sweep:
         if metric is not None and metric.normalized and self.plan.collect is None and baselines:
             rows = [r.example for r in self.plan.rows]
             values = (values - corrupted[rows].cpu()) / (clean[rows] - corrupted[rows]).cpu()
-        return Outcome(values, _cpu(clean), _cpu(corrupted), done)
+        top = None if self.top is None else self.top.kept()
+        return Outcome(values, _cpu(clean), _cpu(corrupted), done, top)
+
+    def reads_output(self) -> bool:
+        """Whether the plan's metric reads the model's output (then its top tokens are kept)."""
+        return self.plan.metric is not None and self.plan.collect is None
+
+    @property
+    def cell(self) -> int:
+        """The rows of one cell: its noise samples (one without noise)."""
+        return len(self.base_rows) // len(self.plan.base)
 
     def tail_bytes(self) -> int:
         """What starting rows at their layer keeps: the baseline's input of every block a row
@@ -350,6 +397,50 @@ class Sweep:
         counts = {len(found[i]) for i in range(n)}  # the plan made them equal
         stacked = torch.stack([found[i] for i in range(n)]).float().cpu()
         return stacked.squeeze(1) if counts == {1} else stacked
+
+
+class Top:
+    """Each cell's `k` likeliest next tokens at the read position, filled chunk by chunk: a
+    cell's noise samples (consecutive rows, maybe split over two chunks) have their
+    probabilities summed until all are in, then averaged, as a click on the cell shows them.
+    Kept on the model's device until the end."""
+
+    def __init__(self, rows: int, samples: int, device: torch.device, k: int = TOP_K):
+        self.samples, self.k, self.device = samples, k, device
+        cells = rows // samples
+        self.ids = torch.full((cells, k), -1, dtype=torch.long, device=device)
+        self.probs = torch.full((cells, k), float("nan"), device=device)
+        self.pending: dict[int, tuple[torch.Tensor, int]] = {}  # cell: (sum so far, rows in)
+
+    def add(self, rows: list[int], logits: torch.Tensor) -> None:
+        """The output logits of plan rows `rows` (rows × vocabulary, at their read positions)."""
+        probs = torch.softmax(logits.float(), dim=-1)
+        cells, where = (
+            torch.tensor(rows).div(self.samples, rounding_mode="floor").unique(return_inverse=True)
+        )
+        sums = probs.new_zeros(len(cells), probs.shape[-1])
+        sums.index_add_(0, where.to(probs.device), probs)
+        counts = torch.bincount(where, minlength=len(cells)).tolist()
+        done, means = [], []
+        for j, cell in enumerate(cells.tolist()):
+            total, seen = sums[j], counts[j]
+            if cell in self.pending:
+                before, had = self.pending.pop(cell)
+                total, seen = before + total, had + seen
+            if seen < self.samples:
+                self.pending[cell] = (total, seen)
+            else:
+                done.append(cell)
+                means.append(total / self.samples)
+        if done:
+            p, ids = torch.stack(means).topk(min(self.k, probs.shape[-1]), dim=-1)
+            at = torch.tensor(done, device=self.device)
+            self.ids[at, : ids.shape[-1]] = ids.to(self.device)
+            self.probs[at, : p.shape[-1]] = p.to(self.device)
+
+    def kept(self) -> dict:
+        """What is kept so far, on the host."""
+        return {"ids": self.ids.cpu(), "probs": self.probs.float().cpu()}
 
 
 def _cpu(x: torch.Tensor | None) -> torch.Tensor | None:

@@ -19,6 +19,11 @@ def _kernel():
     return getattr(shell, "kernel", None)
 
 
+def in_kernel() -> bool:
+    """Whether this runs in a Jupyter kernel (where output goes to a notebook cell)."""
+    return _kernel() is not None
+
+
 def can_route() -> bool:
     """Whether this kernel can hand a widget's messages to another thread while a cell runs
     (ipykernel >= 7 with subshells; not in plain Python, not in older kernels)."""
