@@ -63,7 +63,7 @@ class LiveSweep:
                 "total": total,
             }
         keep_view(result, self.widget)
-        self.display.update(result)
+        self.widget.live_display.update(result)
 
 
 @contextlib.contextmanager
@@ -78,7 +78,7 @@ def live_sweep(empty: Result) -> Iterator[LiveSweep]:
         # set before the widget is shown: its view draws the Stop button when it is first
         # drawn and when the progress changes, and the first change comes after a forward pass
         sweep.widget.stoppable = stoppable
-        sweep.display = display(sweep.widget, display_id=True)
+        sweep.widget.live_display = display(sweep.widget, display_id=True)
         yield sweep
 
 
