@@ -114,7 +114,7 @@ def test_stop_must_be_callable(llama):
 
 
 def test_top_tokens_of_every_cell_are_what_a_click_computes(llama, full):
-    model, tok = llama
+    _, tok = llama
     top = full.top
     assert set(top) == {"ids", "probs"}
     assert top["ids"].shape == (*full.values.shape, 5) and top["ids"].dtype == torch.long
