@@ -6,6 +6,7 @@ inputs go on, right padding to a common width (so a pass in chunks gives what on
 the LM head computed only at the positions that are read, the passes that keep activations in
 `Budget` chunks, and stopping the forward pass after the last block such a pass needs (like
 baukit's `StopForward`). The drivers register their edits on a `Hooks` and hand it over.
+`stop_between_blocks` asks a sweep's Stop before each block of whatever pass runs.
 
 Generation is the second entry point: `next_logits` runs unpadded ids (all rows share the
 prompt), with or without the KV cache, and returns the last position's logits.
