@@ -172,7 +172,7 @@ def run(
         )
     bar = None
     if progress is None and len(p.rows) > 4 * max_batch:
-        bar = progress = progress_line(len(p.rows) // _samples(p), _samples(p))
+        bar = progress = progress_line(_samples(p))
     try:
         outcome = execute(
             p,
@@ -253,11 +253,11 @@ def _empty(p: Plan) -> Outcome:
     return Outcome(torch.full((len(p.rows),), float("nan")), None, None, done=False)
 
 
-def progress_line(total: int, samples: int = 1):
+def progress_line(samples: int = 1):
     """`progress(done, total)` over cells (not rows: a cell's noise samples are said apart)
     for a sweep with no callback of its own, with a `close()`: in a notebook one line of text
     emptied at the end (no widget left behind in a saved notebook), elsewhere a tqdm bar on
-    stderr."""
+    stderr, made at the first progress (which brings the total)."""
     note = f"{samples} noise samples each" if samples > 1 else None
     from nbvene.widgets.kernel import in_kernel
 
@@ -267,12 +267,18 @@ def progress_line(total: int, samples: int = 1):
         return TextProgress("cells", note)
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit=" cells", desc="nbvene", leave=False, postfix=note)
+    bars = []
 
-    def update(done: int, _total: int) -> None:
-        bar.update(done - bar.n)
+    def update(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit=" cells", desc="nbvene", leave=False, postfix=note))
+        bars[0].update(done - bars[0].n)
 
-    update.close = bar.close
+    def close() -> None:
+        for bar in bars:
+            bar.close()
+
+    update.close = close
     return update
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -57,11 +58,12 @@ def causal_trace(
             f"restore: {component} layer=* pos=*{windowed}\n"
             f"metric:  p({json.dumps(target)}){' normalized' if normalized else ''}"
         )
-    empty = unmeasured(plan(specs["block"], model=model, tokenizer=tokenizer), tokenizer)
-    panels = Panels(empty, specs)
+    panels = Panels(specs)
     if live:
         from nbvene.widgets.live import live_sweep
 
+        # drawn before the first pass: the grid's layout, from a plan (the run makes its own)
+        panels.empty = unmeasured(plan(specs["block"], model=model, tokenizer=tokenizer), tokenizer)
         with live_sweep(panels.result()) as sweep:
             asked = _either(sweep.stopped, stop)
             try:
@@ -71,7 +73,7 @@ def causal_trace(
                 raise
         sweep.finish(traced, stopped=False)
         return traced
-    line = progress_line(3 * empty.values.numel(), samples)
+    line = progress_line(samples)
     try:
         return panels.run(model, tokenizer, max_batch, _counts(line), stop)
     finally:
@@ -83,16 +85,18 @@ class Panels:
     cells of all three, and a partial result stacks the finished panels, the running one's
     partial values and NaN for the rest."""
 
-    def __init__(self, empty: Result, specs: dict[str, str]):
-        self.empty, self.specs = empty, specs
+    def __init__(self, specs: dict[str, str]):
+        self.specs = specs
+        self.empty: Result | None = None  # a panel not run yet; else made from the first partial
         self.done: list[Result] = []
 
     def run(self, model, tokenizer, max_batch, progress, stop) -> Result:
         """Run the panels; `progress(done, total, partial)` over all three panels' cells."""
-        cells = self.empty.values.numel()
-        total = len(self.specs) * cells
 
-        def each(done: int, _total: int, partial: Result) -> None:
+        def each(done: int, cells: int, partial: Result) -> None:
+            if self.empty is None:
+                self.empty = _unrun(partial)
+            total = len(self.specs) * cells
             progress(len(self.done) * cells + done, total, self.result(partial))
 
         for text in self.specs.values():
@@ -108,6 +112,8 @@ class Panels:
                     )
                 )
             except SweepInterrupted as stopped:
+                if self.empty is None:  # stopped before the first cell
+                    self.empty = _unrun(stopped.result)
                 raise SweepInterrupted(self.result(stopped.result)) from None
         return self.result()
 
@@ -129,6 +135,12 @@ class Panels:
             rerun=Rerun.panels([r.rerun for r in parts]) if len(self.done) == len(parts) else None,
             top=_stacked(tops),
         )
+
+
+def _unrun(partial: Result) -> Result:
+    """A panel not run yet, shaped as `partial`: every value NaN, nothing to click."""
+    nan = torch.full_like(partial.values, float("nan"))
+    return replace(partial, values=nan, top=None, rerun=None)
 
 
 def _stacked(tops: list[dict | None]) -> dict | None:
