@@ -34,9 +34,13 @@ def tutorials() -> list[Path]:
 
 
 def is_progress_bar(output) -> bool:
-    """A sweep's progress bar: it means something only while the cell runs."""
-    text = output.get("data", {}).get("text/plain", "")
-    return output.output_type == "display_data" and text.startswith("nbvene:")
+    """A sweep's progress bar, or its progress line emptied at the end: it means something only
+    while the cell runs."""
+    data = output.get("data", {})
+    text = data.get("text/plain", "")
+    return output.output_type == "display_data" and (
+        text.startswith("nbvene:") or data == {"text/plain": ""}
+    )
 
 
 # What a notebook may have left in a shared kernel: its names, the extension and its %config.
