@@ -201,3 +201,27 @@ def test_stop_in_the_second_panel_of_a_causal_trace_keeps_the_first(llama):
     assert int(partial.values[1].isfinite().sum()) == 1 + 2  # the first two chunks' cells
     assert bool(partial.values[2].isnan().all())
     assert partial.top["ids"].shape == (*partial.values.shape, 5)
+
+
+@pytest.mark.smollm2
+def test_on_smollm2_the_first_progress_is_one_cell_and_paris_tops_the_restored_last_layer():
+    model, tok = nv.models.load()
+    spec = TRACE.replace("pos=*", "pos=-1")
+    seen = []
+    with pytest.raises(nv.SweepInterrupted) as info:
+        nv.run(
+            spec,
+            model=model,
+            tokenizer=tok,
+            progress=lambda done, total: seen.append((done, total)),
+            stop=lambda: len(seen) >= 1,
+        )
+    assert seen == [(1, 30)]  # one pass of one cell's two noise samples, then Stop
+    assert int(info.value.result.values.isfinite().sum()) == 1
+    res = nv.run(spec, model=model, tokenizer=tok)
+    paris = tok(" Paris", add_special_tokens=False).input_ids[-1]
+    # the last layer's output at the last token restored: the clean run's next token
+    assert int(res.top["ids"][-1, 0]) == paris
+    assert float(res.top["probs"][-1, 0]) == pytest.approx(float(res.values[-1]), rel=1e-5)
+    shown = cell_detail(res, (12,))["patched"]["top"]
+    assert res.top["ids"][12].tolist() == [t["id"] for t in shown]
