@@ -95,11 +95,11 @@ def run(
     forward pass of one cell, then in chunks doubling up to `max_batch`, with a Stop button)
     and then becomes the Result's display; a run with no metric or no swept axis runs as
     usual. With `start_at_layer`, a cell patched at layer l reuses the unpatched run below l
-    (Llama-family, GPT-2, GPT-NeoX). Interrupting (or Stop, or `stop()` returning True: it is
-    asked before every block of every forward pass; a sweep given `stop` starts small, like a
-    live one, so the first chunk is short) raises `nv.SweepInterrupted`, whose
-    `.result` holds the finished cells (all NaN if it came before the grid). A sweep whose
-    metric reads the output keeps each cell's top 5 next tokens in `Result.top`.
+    (Llama-family, GPT-2, GPT-NeoX). Interrupting (Ctrl-C, Stop, or `stop()` returning True:
+    it is asked before every block of every forward pass) raises `nv.SweepInterrupted`, whose
+    `.result` holds the finished cells (all NaN if it came before the grid); a sweep given
+    `stop` starts with one cell's rows, as a live one does. A sweep whose metric reads the
+    output keeps each cell's top 5 next tokens (and their probabilities) in `Result.top`.
     A sweep of more than `max_cells` patched runs (default 1,000,000) is refused before it
     starts, with the number it would take.
 
@@ -258,9 +258,9 @@ def progress_line(samples: int = 1):
     for a sweep with no callback of its own, with a `close()`: in a notebook one line of text
     emptied at the end (no widget left behind in a saved notebook), elsewhere a tqdm bar on
     stderr, made at the first progress (which brings the total)."""
-    note = f"{samples} noise samples each" if samples > 1 else None
     from nbvene.widgets.kernel import in_kernel
 
+    note = f"{samples} noise samples each" if samples > 1 else None
     if in_kernel():
         from nbvene.widgets.live import TextProgress
 
