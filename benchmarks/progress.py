@@ -2,8 +2,9 @@
 
 "before" runs the sweep as a live one ran until then: the grid in chunks of `max_batch` rows,
 Stop seen by the progress callback after a chunk. "after" is a live sweep now: `stop=` given,
-so the grid starts with one cell's rows (doubling up to `max_batch`) and Stop is asked before
-every block. Stop is "clicked" `--stop-after` seconds into the grid. Prints seconds and ratios.
+so the grid's first cell runs alone before the chunks of `max_batch` rows, and Stop is asked
+before every block. Stop is "clicked" `--stop-after` seconds into the sweep. Prints seconds and
+ratios.
 
     .venv/bin/python benchmarks/progress.py                      # tiny Llama, CPU
     .venv/bin/python benchmarks/progress.py --model smollm2      # SmolLM2-135M, 30 × 11 trace

@@ -91,14 +91,14 @@ def run(
     cells (a cell's noise samples are not counted apart; a callback taking a third argument
     also gets the partial `Result`, cells not run yet NaN); without it, long sweeps show a
     progress line (text, emptied when the sweep ends). With `live=True` (in a notebook) a
-    heatmap is shown before the sweep starts, fills in as it runs (its first cells after one
-    forward pass of one cell, then in chunks doubling up to `max_batch`, with a Stop button)
-    and then becomes the Result's display; a run with no metric or no swept axis runs as
+    heatmap is shown before the sweep starts, fills in as it runs (its first cell after one
+    forward pass of that cell alone, then after each chunk, with a Stop button) and then
+    becomes the Result's display; a run with no metric or no swept axis runs as
     usual. With `start_at_layer`, a cell patched at layer l reuses the unpatched run below l
     (Llama-family, GPT-2, GPT-NeoX). Interrupting (Ctrl-C, Stop, or `stop()` returning True:
     it is asked before every block of every forward pass) raises `nv.SweepInterrupted`, whose
     `.result` holds the finished cells (all NaN if it came before the grid); a sweep given
-    `stop` starts with one cell's rows, as a live one does. A sweep whose metric reads the
+    `stop` runs its first cell alone first, as a live one does. A sweep whose metric reads the
     output keeps each cell's top 5 next tokens (and their probabilities) in `Result.top`.
     A sweep of more than `max_cells` patched runs (default 1,000,000) is refused before it
     starts, with the number it would take.
@@ -181,7 +181,7 @@ def run(
             start_at_layer=start_at_layer,
             max_memory=max_memory,
             stop=stop,
-            ramp=stop is not None,
+            preview=stop is not None,
         )
     except Stopped as stopped:
         raise SweepInterrupted(_result(p, stopped.outcome, tokenizer)) from None
@@ -231,7 +231,7 @@ def _live(
                 start_at_layer=start_at_layer,
                 max_memory=max_memory,
                 stop=sweep.stopped if stop is None else lambda: sweep.stopped() or stop(),
-                ramp=True,
+                preview=True,
             )
         except Stopped as stopped:
             partial = _result(p, stopped.outcome, tokenizer)

@@ -1,8 +1,8 @@
 """Run a Plan: the source run once, the corrupted baseline once, then the rows in chunks, each
 row with its own units (its own layer, positions and head) so one forward pass holds many cells.
 Every pass goes through one `Budget`: at most `max_batch` rows, halved on out-of-memory. A sweep
-drawn live starts with one cell's rows and doubles the chunk up to the budget, so its first
-cells show at once; one that can be stopped checks between blocks.
+drawn live runs its first cell alone first, so it shows at once; one that can be stopped checks
+between blocks.
 """
 
 from __future__ import annotations
@@ -78,15 +78,15 @@ def execute(
     start_at_layer: bool = True,
     max_memory: int | str | None = None,
     stop: Callable[[], bool] | None = None,
-    ramp: bool = False,
+    preview: bool = False,
 ) -> Outcome:
     """Run every row of the plan, `max_batch` rows a forward pass (halved on out-of-memory):
     the grid's rows, and the source, baseline and `mean:` prompts too. With `max_memory`,
     rows run their suffix only if the keys and values that needs kept fit in it, and start
     at their layer only if the block inputs that needs kept fit in it. `stop()` is asked
     before every block of every pass; once it says True the run stops as on Ctrl-C. With
-    `ramp`, the grid starts with one cell's rows and doubles each chunk up to the budget, so
-    a live figure gets its first cells after one small forward pass."""
+    `preview`, the grid's first cell runs alone before the chunks, so a live figure gets a
+    cell after one small forward pass."""
     with torch.no_grad():
         sweep = Sweep(plan, start_at_layer, Budget(max_batch))
         kept = sweep.tail is not None and max_memory is not None
@@ -95,7 +95,7 @@ def execute(
             sweep.tail.suffixes = False  # no keys and values kept: rows run every position
         if kept and sweep.tail_bytes() > limit:
             sweep.tail = None  # full forward passes: the same values, nothing kept
-        return sweep.run(progress, stop, ramp)
+        return sweep.run(progress, stop, preview)
 
 
 @dataclass
@@ -160,7 +160,7 @@ class Sweep:
     # --- the whole run -------------------------------------------------------------------
 
     def run(
-        self, progress: Progress | None, stop: Callable[[], bool] | None = None, ramp=False
+        self, progress: Progress | None, stop: Callable[[], bool] | None = None, preview=False
     ) -> Outcome:
         clean = corrupted = None
         blocks = self.plan.sites.family.blocks if self.plan.sites.family is not None else None
@@ -171,7 +171,7 @@ class Sweep:
                 self.mean_runs()
                 clean, corrupted = self.baselines(clean_logits)
                 report = _reporter(progress, lambda: self.outcome(clean, corrupted, done=False))
-                self.sweep(report, clean_logits, ramp)
+                self.sweep(report, clean_logits, preview)
         except KeyboardInterrupt:
             # before the grid too: the caller gets an empty (all-NaN) outcome, not a bare stop
             raise Stopped(self.outcome(clean, corrupted, done=False)) from None
@@ -189,12 +189,14 @@ class Sweep:
         clean = metric_values(plan.metric, clean_logits, clean_logits)
         return (clean.expand(len(plan.base)) if len(clean) == 1 else clean), corrupted
 
-    def sweep(self, progress: Callable[[int, int], None] | None, clean_logits, ramp=False):
+    def sweep(self, progress: Callable[[int, int], None] | None, clean_logits, preview=False):
         """Every row, in the budget's chunks, into self.values (and each cell's top tokens into
-        self.top). With `ramp`, the first chunk is one cell's rows and each next one twice as
-        large, up to the budget: the first progress comes after one forward pass of one cell."""
+        self.top). With `preview`, the first cell's rows run alone first, and again in their
+        chunk: its value shows after one small pass, and every value is the one the chunks
+        give, as in a sweep without a preview (a pass's batch can change the last bits)."""
         rows = self.plan.rows
-        order, done = self.order(), 0
+        order = self.order()
+        finished = torch.zeros(len(rows), dtype=torch.bool)
 
         def run(indices: list[int]) -> torch.Tensor:
             metric, logits = self.chunk(
@@ -204,24 +206,18 @@ class Sweep:
                 self.top.add(indices, logits)
             return metric
 
-        for part in self.ramped(order) if ramp else [order]:
+        first = order[: self.cell]
+        parts = (
+            [first, order] if preview and self.cell < min(len(order), self.budget.size) else [order]
+        )
+        for part in parts:
             for indices, values in self.budget.chunks(part, run, "grid"):
                 if self.values is None:
                     self.values = torch.full((len(rows), *values.shape[1:]), float("nan"))
                 self.values[torch.tensor(indices)] = values
-                done += len(indices)
+                finished[indices] = True
                 if progress is not None:
-                    progress(done, len(order))
-
-    def ramped(self, order: list[int]):
-        """`order` in parts of one cell's rows, then twice as many each time, until a part is
-        the budget's size: then the rest at once (the budget chunks it)."""
-        start, size = 0, self.cell
-        while start < len(order) and size < self.budget.size:
-            yield order[start : start + size]
-            start, size = start + size, size * 2
-        if start < len(order):
-            yield order[start:]
+                    progress(int(finished.sum()), len(order))
 
     def outcome(self, clean, corrupted, done=True, values: torch.Tensor | None = None) -> Outcome:
         """Per-row values (the grid's, NaN where not run; or `values` given, an estimate's),
