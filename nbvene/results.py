@@ -45,6 +45,9 @@ class Result:
     corrupted: torch.Tensor | None = None
     meta: dict = field(default_factory=dict)
     rerun: Callable | None = field(default=None, repr=False, compare=False)
+    top: dict | None = field(default=None, repr=False, compare=False)
+    """The intervened runs' next-token top-k at the read position (first example), kept during
+    a sweep: `{"ids": LongTensor[*values.shape, k], "probs": FloatTensor[*values.shape, k]}`."""
 
     @property
     def labels(self) -> dict[str, tuple]:
