@@ -211,7 +211,9 @@ def cell_detail(result: Result, index: tuple[int, ...], k: int = TOP_K) -> dict:
     clean = _at(result.clean, example)
     corrupted = _at(result.corrupted, example)
     patched = {"metric": raw, "top": _top(out.patched, tokenizer, k)}
-    clean_run = None if out.clean is None else {"metric": clean, "top": _top(out.clean, tokenizer, k)}
+    clean_run = (
+        None if out.clean is None else {"metric": clean, "top": _top(out.clean, tokenizer, k)}
+    )
     corrupted_run = {"metric": corrupted, "top": _top(out.corrupted, tokenizer, k)}
     if normalized:
         patched = {**patched, "metric": (raw - corrupted) / (clean - corrupted), "raw": raw}
