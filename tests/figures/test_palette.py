@@ -1,5 +1,6 @@
 """The shared palette: its stops, where it is centred for each kind of result, and the scale."""
 
+import itertools
 import math
 
 import pytest
@@ -134,7 +135,7 @@ def test_colour_bar_has_at_least_five_round_ticks_inside_the_scale(lo, mid, hi):
     found = ticks(Scale(lo, mid, hi))
     assert len(found) >= 5 and found == sorted(found)
     assert all(lo - 1e-12 <= t <= hi + 1e-12 for t in found)
-    steps = {round(b - a, 12) for a, b in zip(found, found[1:], strict=False)}
+    steps = {round(b - a, 12) for a, b in itertools.pairwise(found)}
     assert len(steps) == 1  # evenly spaced
 
 
