@@ -339,17 +339,26 @@ def _legend(view: View, x: float, y: float) -> tuple[str, float, float]:
         f'<stop offset="{i / 20:.2f}" stop-color="{colour(lo + (hi - lo) * i / 20, scale)}"/>'
         for i in range(21)
     )
-    w = 260.0
+    w = 300.0
 
     def at(v: float) -> float:
         return x + w * (v - lo) / ((hi - lo) or 1.0)
 
-    marks = "".join(
-        f'<line x1="{at(t):.1f}" x2="{at(t):.1f}" y1="{y + 26:.1f}" y2="{y + 29:.1f}" '
-        f'stroke="#555"/><text x="{at(t):.1f}" y="{y + 40:.1f}" text-anchor="middle" '
-        f'font-size="{FONT - 1}" class="tick">{t:.4g}</text>'
-        for t in ticks(scale)
-    )
+    marks, right = [], -math.inf
+    for t in ticks(scale):
+        text = f"{t:.4g}"
+        half = len(text) * CHAR * (FONT - 1) / FONT / 2
+        marks.append(
+            f'<line x1="{at(t):.1f}" x2="{at(t):.1f}" y1="{y + 26:.1f}" y2="{y + 29:.1f}" '
+            f'stroke="#555"/>'
+        )
+        if at(t) - half < right + 4:  # its label would touch the one before: mark only
+            continue
+        right = at(t) + half
+        marks.append(
+            f'<text x="{at(t):.1f}" y="{y + 40:.1f}" text-anchor="middle" '
+            f'font-size="{FONT - 1}" class="tick">{text}</text>'
+        )
     note = f"centre {view.centre.meaning}"
     return (
         f'<g class="legend"><defs><linearGradient id="nv-{key}">{stops}</linearGradient></defs>'
@@ -358,7 +367,7 @@ def _legend(view: View, x: float, y: float) -> tuple[str, float, float]:
         f'<rect x="{x:.1f}" y="{y + 16:.1f}" width="{w:.0f}" height="10" fill="url(#nv-{key})" '
         f'stroke="#999" stroke-width="0.5"/>'
         f'<line x1="{at(mid):.1f}" x2="{at(mid):.1f}" y1="{y + 13:.1f}" y2="{y + 29:.1f}" '
-        f'stroke="#333"/>{marks}'
+        f'stroke="#333"/>{"".join(marks)}'
         f'<text x="{x + w + 14:.1f}" y="{y + 25:.1f}" fill="#555">{_esc(note)}</text></g>',
         x + w + 14 + len(note) * CHAR + 8,
         46.0,

@@ -229,6 +229,13 @@ function render({ model, el: host }) {
     }
     const say = el("div", "nv-legend-text", `centre: ${model.get("centre_meaning")} · grey = not run`);
     legend.replaceChildren(legendTitle, ramp, ticks, say);
+    // a label that would touch the one before it is left out (its tick mark stays)
+    let right = -Infinity;
+    for (const tick of ticks.children) {
+      const box = tick.getBoundingClientRect();
+      if (box.width && box.left < right + 4) { tick.classList.add("nv-tick-quiet"); continue; }
+      right = box.right;
+    }
   }
 
   function drawProgress() {
