@@ -4,6 +4,7 @@ name their component, the normalized click panel, zoom, transpose, export, one-a
 a tooltip that stays inside the window."""
 
 import json
+import pathlib
 
 import pytest
 import torch
@@ -11,7 +12,6 @@ import torch
 import nbvene as nv
 from nbvene.results import Axis
 from nbvene.widgets import Heatmap
-
 from tests.widgets.conftest import js_state
 
 
@@ -181,7 +181,7 @@ def test_zoom_transpose_and_export(mount, page, trace):
         with page.expect_download() as got:
             page.get_by_test_id(f"heatmap-export-{kind}").click()
         path = got.value.path()
-        data = open(path, "rb").read()
+        data = pathlib.Path(path).read_bytes()
         assert got.value.suggested_filename.endswith(f".{kind}")
         if kind == "svg":
             assert data.startswith(b"<svg") and data.count(b"<rect") >= trace.values.numel()
