@@ -293,14 +293,18 @@ function render({ model, el: host }) {
     means.dataset.testid = "heatmap-tip-meaning";
     tip.replaceChildren(head, val, means);
     tip.hidden = false;
-    // fixed to the window, so no scrolling or clipping output area can cut it
-    const at = cell.getBoundingClientRect(), own = tip.getBoundingClientRect();
+    // fixed to the window, so no scrolling or clipping output area can cut it; where an
+    // ancestor makes its own frame for fixed elements (a transform, `contain`), measure it
+    tip.style.left = "0px";
+    tip.style.top = "0px";
+    const origin = tip.getBoundingClientRect();
+    const at = cell.getBoundingClientRect();
     const width = window.innerWidth, height = window.innerHeight;
     let left = at.right + 6;
-    if (left + own.width > width - 4) left = Math.max(4, at.left - own.width - 6);
-    const top = Math.min(Math.max(4, at.top), Math.max(4, height - own.height - 4));
-    tip.style.left = `${left}px`;
-    tip.style.top = `${top}px`;
+    if (left + origin.width > width - 4) left = Math.max(4, at.left - origin.width - 6);
+    const top = Math.min(Math.max(4, at.top), Math.max(4, height - origin.height - 4));
+    tip.style.left = `${left - origin.left}px`;
+    tip.style.top = `${top - origin.top}px`;
   }
 
   function onHover(ev) {
