@@ -161,6 +161,8 @@ function render({ model, el: host }) {
           cell.dataset.testid = "heatmap-cell";
           cell.setAttribute("role", "gridcell");
           cell.tabIndex = -1;
+          // JupyterLab's command mode would take the arrow keys from a focused cell
+          cell.dataset.lmSuppressShortcuts = "true";
           Object.assign(cell.dataset, { facet: f, row: r, col: c });
           if (attr[rowAxis]) cell.dataset[attr[rowAxis]] = rowKeys[r];
           if (attr[colAxis]) cell.dataset[attr[colAxis]] = colKeys[c];
