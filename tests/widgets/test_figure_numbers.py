@@ -3,6 +3,7 @@ normalized grid (1 and 0, raw values beside), each facet's own component, the co
 scale and ticks through a live fill, clicks answered from the kept top-k, and why a cell
 cannot be clicked."""
 
+import itertools
 import math
 import time
 
@@ -172,3 +173,34 @@ def test_a_steering_sweep_says_why_its_cells_cannot_be_clicked():
     hm.selected = {"facet": 0, "row": 1, "col": 0, "n": 1}
     assert hm.detail["status"] == "error"
     assert "steering sweep" in hm.detail["error"] and "keeps no plan" not in hm.detail["error"]
+
+
+def test_a_live_restore_sweeps_colour_bar_is_fixed_by_its_first_batch_and_only_widens(tiny):
+    """A real sweep drawn batch by batch: after the first batch (which brings the baselines)
+    the scale is the baselines' span widened by the values measured so far, never narrower
+    than the scale before it, and ends where the final Result's own scale is."""
+    from nbvene.widgets.live import LiveSweep
+
+    model, tok = tiny
+    spec = RESTORE.replace(" normalized", "")
+    final = nv.run(spec, model=model, tokenizer=tok)
+    empty = nv.Result(torch.full_like(final.values, math.nan), final.axes, final.spec, final.metric)
+    sweep = LiveSweep(empty, every=0.0)
+    drawn = []
+
+    def record(done, total, partial):
+        sweep(done, total, partial)
+        drawn.append((list(sweep.widget.scale), partial))
+
+    again = nv.run(spec, model=model, tokenizer=tok, max_batch=2, progress=record)
+    sweep.finish(again, stopped=False)
+    assert len(drawn) >= 3
+    for (before, _), (after, _) in itertools.pairwise(drawn):
+        assert after[0] <= before[0] and after[2] >= before[2]  # only ever widened
+        assert after[1] == before[1]  # the centre never moves
+    for shown, partial in drawn:
+        held = [float(partial.corrupted), float(partial.clean)]
+        held += [v for v in partial.values.reshape(-1).tolist() if v == v]
+        assert shown[0] == pytest.approx(min([shown[1], *held]))
+        assert shown[2] == pytest.approx(max([shown[1], *held]))
+    assert sweep.widget.scale == pytest.approx(list(scale(again)))
