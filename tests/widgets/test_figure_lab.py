@@ -150,6 +150,18 @@ def test_trace_in_light_and_dark_jupyterlab(browser, artifacts, tmp_path):
         expect(figure.get_by_test_id("detail-patched-token")).to_have_count(5)
         (artifacts / "figure_click_ms.json").write_text(json.dumps(times))
         assert min(times[1:]) < 200, times
+        # the keyboard in Lab's command mode: arrows move between cells, Enter asks
+        figure.locator("[data-panel=block][data-layer='0'][data-pos='0']").focus()
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("ArrowRight")
+        active = page.evaluate("() => Object.assign({}, document.activeElement.dataset)")
+        assert (active["panel"], active["pos"], active["layer"]) == ("block", "1", "1")
+        page.keyboard.press("Enter")
+        expect(figure.locator(".nv-detail-title")).to_have_text(
+            'panel block · pos 1 " E" · layer 1'
+        )
+        expect(figure.get_by_test_id("detail-patched-token")).to_have_count(5)
+        assert page.locator(".jp-Notebook.jp-mod-editMode").count() == 0  # Lab kept out of it
         figure.locator("[data-panel=mlp][data-layer='1'][data-pos='4']").hover()
         figure.screenshot(path=artifacts / "heatmap-light.png")
         assert readable(figure) == []
