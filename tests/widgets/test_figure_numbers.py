@@ -204,3 +204,25 @@ def test_a_live_restore_sweeps_colour_bar_is_fixed_by_its_first_batch_and_only_w
         assert shown[0] == pytest.approx(min([shown[1], *held]))
         assert shown[2] == pytest.approx(max([shown[1], *held]))
     assert sweep.widget.scale == pytest.approx(list(scale(again)))
+
+
+def test_a_path_patching_cell_can_be_clicked(tiny):
+    """Path patching runs a multi-source spec: re-running one cell runs its named sources too."""
+    model, tok = tiny
+    res = nv.path_patch(
+        "When John and Mary went, John gave to",
+        "When John and Mary went, Mary gave to",
+        senders="z layer=* head=*",
+        receivers="q layer=1 head=0 pos=-1",
+        metric='logit_diff(" Mary", " John")',
+        model=model,
+        tokenizer=tok,
+    )
+    hm = Heatmap(res)
+    assert (hm.row_axis, hm.col_axis) == ("layer", "head")
+    for n, (layer, head) in enumerate(((0, 0), (1, 3)), start=1):
+        hm.selected = {"facet": 0, "row": layer, "col": head, "n": n}
+        assert hm.detail["status"] == "ready", hm.detail
+        want = float(res.values[layer, head])
+        assert hm.detail["patched"]["metric"] == pytest.approx(want, abs=1e-5)
+        assert len(hm.detail["patched"]["top"]) == 5
