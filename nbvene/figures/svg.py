@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from nbvene.figures.palette import colour, ticks
+from nbvene.figures.palette import Scale, colour, ticks
 from nbvene.figures.view import Cell, View, attribute, subject_positions, title, view_of, visible
 
 if TYPE_CHECKING:
@@ -276,14 +276,25 @@ def _bars(view: View) -> tuple[str, float, float]:
     def y_of(v: float) -> float:
         return top + 8 + (high - v) / (high - low) * plot_h
 
-    for tick in sorted({low, mid, high}):
+    # round gridlines with their labels (none closer than a line of text), and the centre
+    # dashed: the value each bar starts from
+    last = math.inf
+    for tick in ticks(Scale(low, mid, high)):
+        y = y_of(tick)
+        label = f"{tick:.4g}" if last - y >= FONT + 2 else ""
+        last = y if label else last
         parts.append(
-            f'<line x1="{left:.1f}" x2="{left + bar * len(cells):.1f}" y1="{y_of(tick):.1f}" '
-            f'y2="{y_of(tick):.1f}" stroke="{"#888" if tick == mid else "#ddd"}" '
-            f'stroke-dasharray="{"4 3" if tick == mid else "none"}"/>'
-            f'<text x="{left - 4:.1f}" y="{y_of(tick) + 4:.1f}" text-anchor="end" fill="#555">'
-            f"{tick:.3g}</text>"
+            f'<line x1="{left:.1f}" x2="{left + bar * len(cells):.1f}" y1="{y:.1f}" '
+            f'y2="{y:.1f}" stroke="#ddd"/>'
+            f'<text x="{left - 4:.1f}" y="{y + 4:.1f}" text-anchor="end" fill="#555">{label}</text>'
+            if label
+            else f'<line x1="{left:.1f}" x2="{left + bar * len(cells):.1f}" y1="{y:.1f}" '
+            f'y2="{y:.1f}" stroke="#ddd"/>'
         )
+    parts.append(
+        f'<line x1="{left:.1f}" x2="{left + bar * len(cells):.1f}" y1="{y_of(mid):.1f}" '
+        f'y2="{y_of(mid):.1f}" stroke="#888" stroke-dasharray="4 3"/>'
+    )
     step = math.ceil(max(len(t) for t in labels) * CHAR / bar)
     for c in cells:
         x = left + c.col * bar

@@ -147,10 +147,13 @@ def swept(result: Result, panel: str | None = None):
 
 
 def action(result: Result, panel: str | None = None) -> str:
-    """ "restore mlp_output (window 10)": what a cell of `result` (of its `panel`) did."""
+    """ "restore mlp_output (window 10)": what a cell of `result` (of its `panel`) did; "restore
+    mlp" for a panel whose own spec the Result does not keep."""
     first = swept(result, panel)
     if first is None:
         return ""
+    if panel is not None and panel not in (result.meta.get("specs") or {}):
+        return f"{first.verb} {panel}"
     window = f" (window {first.window})" if first.window else ""
     return f"{first.verb} {first.component}{window}"
 

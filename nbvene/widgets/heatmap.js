@@ -128,7 +128,7 @@ function render({ model, el: host }) {
       const grid = el("div", bars ? "nv-grid nv-bars" : "nv-grid");
       grid.setAttribute("role", "grid");
       grid.setAttribute("aria-label", [model.get("title"), facetTitle].filter(Boolean).join(" · "));
-      grid.style.gridTemplateColumns = bars ? "max-content var(--nv-bar)"
+      grid.style.gridTemplateColumns = bars ? "max-content calc(var(--nv-bar) + 56px)"
         : `max-content repeat(${side.n}, var(--nv-cell))`;
       const head = el("div", "nv-row");
       head.setAttribute("role", "row");
@@ -168,7 +168,11 @@ function render({ model, el: host }) {
           if (attr[colAxis]) cell.dataset[attr[colAxis]] = colKeys[c];
           // the facet's own axis too: data-panel="mlp", data-example="1"
           if (/^[a-z]+$/.test(facetAxis)) cell.setAttribute(`data-${facetAxis}`, facets[f]);
-          if (bars) cell.append(el("span", "nv-bar"), el("span", "nv-bar-value"));
+          if (bars) {
+            const track = el("span", "nv-track");
+            track.appendChild(el("span", "nv-bar"));
+            cell.append(track, el("span", "nv-bar-value"));
+          }
           row.appendChild(cell);
           cells[f][r][c] = cell;
         }
@@ -198,8 +202,9 @@ function render({ model, el: host }) {
       cell.classList.toggle("nv-missing", !Number.isFinite(v));
       if (!bars) { cell.style.background = fill; return; }
       const [a, b] = [at(centre), Number.isFinite(v) ? at(v) : at(centre)].sort((x, y) => x - y);
-      Object.assign(cell.firstChild.style, { left: `${a}%`, width: `${Math.max(b - a, 0.5)}%`,
-                                             background: fill });
+      Object.assign(cell.firstChild.firstChild.style, { left: `${a}%`,
+                                                        width: `${Math.max(b - a, 0.5)}%`,
+                                                        background: fill });
       cell.lastChild.textContent = short(v);
     })));
     if (focused) focused.setAttribute("aria-label", ariaLabel(focused));
@@ -227,6 +232,10 @@ function render({ model, el: host }) {
       tick.dataset.testid = "legend-tick";
       tick.dataset.value = String(t);
       tick.style.left = pct(t);
+      // the end labels stay inside the bar's width
+      const at = (t - lo) / ((hi - lo) || 1);
+      if (at < 0.04) tick.style.transform = "none";
+      if (at > 0.96) tick.style.transform = "translateX(-100%)";
       ticks.appendChild(tick);
     }
     const say = el("div", "nv-legend-text", `centre: ${model.get("centre_meaning")} · grey = not run`);

@@ -190,7 +190,7 @@ def test_zoom_transpose_and_export(mount, page, trace):
     assert page.errors == []
 
 
-def test_one_axis_is_a_bar_chart_with_its_metric_as_header(mount, page):
+def test_one_axis_is_a_bar_chart_with_its_metric_as_header(mount, page, artifacts):
     spec = nv.parse(
         'base: "a b"\nsteer: block_output layer=1 by {v} * 0..8 step 2\nmetric: p(" a")'
     )
@@ -212,6 +212,7 @@ def test_one_axis_is_a_bar_chart_with_its_metric_as_header(mount, page):
     # bars from the base run (0.2) to each value: 0.6 is the longest, 0.2 the shortest
     assert widths.index(max(widths)) == 3 and widths.index(min(widths)) == 2
     assert page.get_by_test_id("heatmap-transpose").is_hidden()
+    page.locator(".harness-widget").screenshot(path=artifacts / "harness_bars.png")
 
 
 def test_tooltip_stays_inside_the_window(mount, page, trace):
@@ -223,3 +224,32 @@ def test_tooltip_stays_inside_the_window(mount, page, trace):
     box = page.get_by_test_id("heatmap-tip").bounding_box()
     assert box["x"] >= 0 and box["x"] + box["width"] <= 700
     assert box["y"] >= 0 and box["y"] + box["height"] <= 500
+
+
+def test_a_32_layer_200_token_trace_scrolls_with_sticky_headers(mount, page, artifacts):
+    toks = [f" t{i}" for i in range(200)]
+    spec = nv.parse(
+        'base: "a"\ncorrupt: noise 3σ on "a"\nrestore: block_output layer=* pos=*\nmetric: p(" a")'
+    )
+    res = nv.Result(
+        torch.rand(3, 32, 200, generator=torch.Generator().manual_seed(0)),
+        (Axis("panel", ("block", "mlp", "attention")), Axis("layer", range(32)), Axis("pos", toks)),
+        spec,
+        'p(" a")',
+        torch.tensor([0.9]),
+        torch.tensor([0.05]),
+    )
+    mount(Heatmap(res), "heatmap")
+    scroller = page.locator(".nv-scroll")
+    box = scroller.bounding_box()
+    assert box["height"] <= 0.7 * 800 + 1  # the grid scrolls inside the output
+    assert page.locator(".nv-cell").first.bounding_box()["height"] <= 10  # starts small
+    scroller.evaluate("s => { s.scrollTop = 1200; }")
+    header = page.locator(".nv-facet").first.locator(".nv-collabel").first.bounding_box()
+    assert abs(header["y"] - box["y"]) <= 2  # the layer header stays at the top
+    label = page.locator(".nv-facet").first.get_by_test_id("heatmap-rowlabel").first
+    assert label.bounding_box()["y"] < box["y"]  # the first token scrolled away under it
+    legend = page.get_by_test_id("heatmap-legend").bounding_box()
+    assert legend["y"] + legend["height"] <= box["y"]  # the colour bar stays in view, above
+    page.locator(".harness-widget").screenshot(path=artifacts / "harness_large.png")
+    assert page.errors == []
