@@ -31,6 +31,13 @@ for index in torch.cartesian_prod(*[torch.arange(n) for n in res.values.shape]).
     ids[tuple(index)], probs[tuple(index)] = p.indices, p.values
 res.top = {"ids": ids, "probs": probs}
 res"""
+NORMALIZED = """\
+nv.run('''
+base:    "The Eiffel Tower is located in the city of"
+corrupt: noise 3σ on "The Eiffel Tower" samples=2
+restore: block_output layer=* pos=*
+metric:  p(" Paris") normalized
+''', model=model, tokenizer=tok)"""
 
 # the rendered colour of an element's text, and of what is behind it (the first ancestor with
 # an opaque background), as [r, g, b]
@@ -78,7 +85,7 @@ def contrast(a, b) -> float:
 
 def notebook(path):
     nb = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell(c) for c in (SETUP, TRACE)],
+        cells=[nbformat.v4.new_code_cell(c) for c in (SETUP, TRACE, NORMALIZED)],
         metadata={
             "kernelspec": {
                 "name": "python3",
@@ -162,6 +169,22 @@ def test_trace_in_light_and_dark_jupyterlab(browser, artifacts, tmp_path):
         )
         expect(figure.get_by_test_id("detail-patched-token")).to_have_count(5)
         assert page.locator(".jp-Notebook.jp-mod-editMode").count() == 0  # Lab kept out of it
+        # each facet's tooltip names its own component
+        for panel, component in (("block", "block_output"), ("mlp", "mlp_output (window 2)")):
+            figure.locator(f"[data-panel={panel}][data-layer='1'][data-pos='3']").hover()
+            expect(figure.get_by_test_id("heatmap-tip-meaning")).to_have_text(
+                f"p(' Paris') with {component} restored at this cell"
+            )
+        # a normalized grid's click panel: 1 and 0, the raw values beside
+        normalized = page.locator(".jp-Notebook .jp-Cell").nth(2).get_by_test_id("heatmap")
+        normalized.locator("[data-layer='1'][data-pos='4']").click()
+        metric = "p(' Paris') normalized"
+        expect(normalized.get_by_test_id("detail-clean-metric")).to_contain_text(
+            f"{metric} = 1 (raw "
+        )
+        expect(normalized.get_by_test_id("detail-corrupted-metric")).to_contain_text(
+            f"{metric} = 0 (raw "
+        )
         figure.locator("[data-panel=mlp][data-layer='1'][data-pos='4']").hover()
         figure.screenshot(path=artifacts / "heatmap-light.png")
         assert readable(figure) == []
