@@ -27,7 +27,7 @@ class Heatmap(anywidget.AnyWidget):
     """A Result as a grid of coloured cells per facet; state in traits, values as bytes.
 
     >>> hm = Heatmap(res)          # or nbvene.widgets.view(res)
-    >>> hm.selected = {"facet": 0, "row": 4, "col": 2}   # what a click sets
+    >>> hm.selected = {"facet": 0, "row": 4, "col": 2, "n": 1}   # what a click sets
     >>> hm.detail["patched"]["top"][0]
     {'token': ' Paris', 'p': 0.41}
     """
@@ -62,7 +62,9 @@ class Heatmap(anywidget.AnyWidget):
     # whether a Stop click reaches the kernel while the sweep runs (see widgets/kernel.py);
     # if not, the widget says to interrupt the kernel instead
     stoppable = traitlets.Bool(False).tag(sync=True)
-    selected = traitlets.Dict().tag(sync=True)  # the browser: {"facet", "row", "col"}
+    # the browser: {"facet", "row", "col", "n"}, n counting that view's clicks (a re-click
+    # of the same cell is a change too)
+    selected = traitlets.Dict().tag(sync=True)
     detail = traitlets.Dict().tag(sync=True)  # the kernel's answer to a click
 
     def __init__(self, result: Result, **kwargs):
@@ -80,7 +82,11 @@ class Heatmap(anywidget.AnyWidget):
             col_keys=lay.keys(lay.col),
             metric=result.metric or "value",
             meaning=meaning(result),
-            meanings=[meaning(result, facet) for facet in lay.facet_labels],
+            # a causal trace's panels each did their own thing; other facets (examples) not
+            meanings=[
+                meaning(result, facet if lay.facet_name == "panel" else "")
+                for facet in lay.facet_labels
+            ],
             title=title(result),
             subject=sorted(subject_positions(result)),
             stops=[list(s) for s in PALETTE],

@@ -5,7 +5,6 @@ cannot be clicked."""
 
 import itertools
 import math
-import time
 
 import pytest
 import torch
@@ -142,11 +141,10 @@ def test_click_answers_from_the_kept_top_k_without_the_model(normalized, tiny):
         normalized.corrupted,
         top={"ids": ids, "probs": probs},
     )
+    # a rerun that cannot run: the answer must come from the kept top-k alone
     kept.rerun = type("NoModel", (), {"tokenizer": tok, "__call__": None})()
     hm = Heatmap(kept)
-    started = time.perf_counter()
     hm.selected = {"facet": 0, "row": 3, "col": 1, "n": 1}
-    assert time.perf_counter() - started < 0.2
     d = hm.detail
     assert d["status"] == "ready", d
     top = d["patched"]["top"]
@@ -226,3 +224,19 @@ def test_a_path_patching_cell_can_be_clicked(tiny):
         want = float(res.values[layer, head])
         assert hm.detail["patched"]["metric"] == pytest.approx(want, abs=1e-5)
         assert len(hm.detail["patched"]["top"]) == 5
+
+
+def test_example_facets_say_what_the_sweep_did(tiny):
+    model, tok = tiny
+    res = nv.run(
+        'base: ["The Eiffel Tower is in", "The Colosseum is in"]\n'
+        'source: ["The Colosseum is in", "The Eiffel Tower is in"]\n'
+        "patch: block_output layer=* pos=*\n"
+        'metric: logit_diff(" Paris", " Rome")',
+        model=model,
+        tokenizer=tok,
+    )
+    hm = Heatmap(res)
+    assert hm.facet_axis == "example" and hm.facets == ["0", "1"]
+    want = "logit_diff(' Paris', ' Rome') with block_output patched at this cell"
+    assert hm.meanings == [want, want]
