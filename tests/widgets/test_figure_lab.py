@@ -32,12 +32,34 @@ for index in torch.cartesian_prod(*[torch.arange(n) for n in res.values.shape]).
 res.top = {"ids": ids, "probs": probs}
 res"""
 NORMALIZED = """\
-nv.run('''
+norm = nv.run('''
 base:    "The Eiffel Tower is located in the city of"
 corrupt: noise 3σ on "The Eiffel Tower" samples=2
 restore: block_output layer=* pos=*
 metric:  p(" Paris") normalized
-''', model=model, tokenizer=tok)"""
+''', model=model, tokenizer=tok)
+norm"""
+LIVE = """\
+import time
+from IPython.display import display
+from nbvene.widgets.live import LiveSweep
+
+def fill():
+    \"\"\"A live fill, batch by batch, whose values stay within the baselines (0 and 1).\"\"\"
+    within = norm.values.clamp(0, 1)
+    def at(values):
+        return nv.Result(values, norm.axes, norm.spec, norm.metric, norm.clean, norm.corrupted)
+    empty = torch.full_like(within, float("nan"))
+    sweep = LiveSweep(nv.Result(empty, norm.axes, norm.spec, norm.metric), every=0.0)
+    display(sweep.widget)
+    time.sleep(1.0)
+    layers, tokens = within.shape
+    for pos in range(1, tokens + 1):
+        part = empty.clone()
+        part[:, :pos] = within[:, :pos]
+        sweep(pos * layers, layers * tokens, at(part))
+        time.sleep(0.4)
+    sweep.finish(at(within), stopped=False)"""
 
 # the rendered colour of an element's text, and of what is behind it (the first ancestor with
 # an opaque background), as [r, g, b]
@@ -69,6 +91,21 @@ CLICK = """cell => new Promise((done) => {
 })"""
 
 
+def backgrounds(locator) -> list[str]:
+    return locator.evaluate_all("es => es.map(e => getComputedStyle(e).backgroundColor)")
+
+
+def colour_bar(figure) -> dict:
+    """What the colour bar shows: its title, its ticks (value, place), its ramp."""
+    return {
+        "title": figure.get_by_test_id("legend-title").inner_text(),
+        "ticks": figure.get_by_test_id("legend-tick").evaluate_all(
+            "ts => ts.map(t => [t.dataset.value, t.style.left])"
+        ),
+        "ramp": figure.locator(".nv-ramp").evaluate("r => r.style.background"),
+    }
+
+
 def luminance(rgb) -> float:
     def channel(c):
         c = c / 255
@@ -85,7 +122,7 @@ def contrast(a, b) -> float:
 
 def notebook(path):
     nb = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell(c) for c in (SETUP, TRACE, NORMALIZED)],
+        cells=[nbformat.v4.new_code_cell(c) for c in (SETUP, TRACE, NORMALIZED, LIVE)],
         metadata={
             "kernelspec": {
                 "name": "python3",
@@ -185,6 +222,29 @@ def test_trace_in_light_and_dark_jupyterlab(browser, artifacts, tmp_path):
         expect(normalized.get_by_test_id("detail-corrupted-metric")).to_contain_text(
             f"{metric} = 0 (raw "
         )
+        # the colour bar of a live fill within the baselines: the same from the first batch
+        # to the end
+        last = page.locator(".jp-Notebook .jp-Cell").nth(3)
+        last.locator(".jp-InputPrompt").click()
+        page.keyboard.press("b")  # a new cell below, to run the fill in while we watch
+        page.keyboard.press("Enter")
+        page.keyboard.type("fill()")
+        page.keyboard.press("Shift+Enter")
+        live = page.locator(".jp-Notebook .jp-Cell").nth(4).get_by_test_id("heatmap")
+        live_cells = live.get_by_test_id("heatmap-cell")
+        expect(live_cells).to_have_count(2 * 11)
+        grey = "rgb(189, 189, 189)"
+        bars = []
+        for _ in range(TIMEOUT // 20):
+            filled = sum(c != grey for c in backgrounds(live_cells))
+            if filled and (not bars or bars[-1][0] != filled):
+                bars.append((filled, colour_bar(live)))
+            if filled == 2 * 11:
+                break
+            page.wait_for_timeout(20)
+        assert bars[0][0] == 2 and bars[-1][0] == 2 * 11, [b[0] for b in bars]  # first batch, end
+        assert all(bar == bars[0][1] for _, bar in bars), bars
+        assert len(bars[0][1]["ticks"]) >= 5 and bars[0][1]["title"] == "p(' Paris') normalized"
         figure.locator("[data-panel=mlp][data-layer='1'][data-pos='4']").hover()
         figure.screenshot(path=artifacts / "heatmap-light.png")
         assert readable(figure) == []
