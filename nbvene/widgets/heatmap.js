@@ -7,7 +7,9 @@ const exact = (v) => (Number.isFinite(v) ? Number(v.toPrecision(7)).toString() :
 const short = (v) => (Number.isFinite(v) ? Number(v.toPrecision(4)).toString() : "–");
 const attr = { layer: "layer", pos: "pos", head: "head" };
 const SIZES = [6, 8, 10, 12, 14, 18, 24, 32];
-const NO_ANSWER_MS = 15000; // a click nobody answers (no kernel): say so instead of waiting
+const NO_ANSWER_MS = 15000;
+const LEGEND_PX = 360; // the colour bar's width in heatmap.css
+const CHAR_PX = 6.5; // about one digit's width at the ticks' 10 px // a click nobody answers (no kernel): say so instead of waiting
 
 function render({ model, el: host }) {
   const root = el("div", "nbvene-heatmap");
@@ -240,12 +242,17 @@ function render({ model, el: host }) {
     }
     const say = el("div", "nv-legend-text", `centre: ${model.get("centre_meaning")} · grey = not run`);
     legend.replaceChildren(legendTitle, ramp, ticks, say);
-    // a label that would touch the one before it is left out (its tick mark stays)
+    // a label that would touch the one before it is left out (its tick mark stays); widths
+    // estimated from the text, since a figure drawn out of view (Lab's windowed notebook)
+    // measures as zero
+    const width = legend.clientWidth || LEGEND_PX;
     let right = -Infinity;
     for (const tick of ticks.children) {
-      const box = tick.getBoundingClientRect();
-      if (box.width && box.left < right + 4) { tick.classList.add("nv-tick-quiet"); continue; }
-      right = box.right;
+      const w = tick.textContent.length * CHAR_PX;
+      const at = ((+tick.dataset.value - lo) / ((hi - lo) || 1)) * width;
+      const left = at < 0.04 * width ? at : at > 0.96 * width ? at - w : at - w / 2;
+      if (left < right + 4) { tick.classList.add("nv-tick-quiet"); continue; }
+      right = left + w;
     }
   }
 

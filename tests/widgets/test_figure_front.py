@@ -3,6 +3,7 @@ figure: keyboard and ARIA grid, the colour bar (ticks, title) through a live fil
 name their component, the normalized click panel, zoom, transpose, export, one-axis bars and
 a tooltip that stays inside the window."""
 
+import itertools
 import json
 import pathlib
 
@@ -130,6 +131,10 @@ def test_colour_bar_has_round_ticks_and_the_metric_as_title_and_holds_through_a_
 
     before = bar()
     assert len(before[0]) >= 5 and before[2] == normalized.metric
+    shown = page.locator(".nv-tick:not(.nv-tick-quiet)").evaluate_all(
+        "ts => ts.map(t => { const b = t.getBoundingClientRect(); return [b.left, b.right]; })"
+    )
+    assert len(shown) >= 3 and all(a[1] <= b[0] for a, b in itertools.pairwise(shown))
     values = normalized.values.clamp(0, 1)  # a fill within the baselines
     for rows in (1, 3, len(values)):
         partial = torch.full_like(values, float("nan"))
