@@ -28,11 +28,11 @@ WIDTH = 760
 """The width a figure aims for: a notebook output column."""
 MONO = "ui-monospace, SFMono-Regular, Menlo, Consolas, 'DejaVu Sans Mono', monospace"
 GAP = 16
-TOOLTIPS = 5000
+TOOLTIPS = 400
 """Above this many heatmap cells a facet is drawn as one image, a pixel per cell, with its values
-beside it as a compact buffer (`data-values`, base64 float32): a rect and tooltip per cell would
-make a 32 layers × 200 tokens figure a megabyte; below it every cell is an addressable rect
-with its tooltip."""
+beside it as a compact buffer (`data-values`, base64 float32): a rect and tooltip per cell take
+about 300 bytes, which would make a 30 layers × 45 tokens trace over a megabyte and a 32 × 200
+one six; at most this many, every cell is an addressable rect with its tooltip (120 KB)."""
 LABEL_CHARS = 18
 """Longer token labels are cut with an ellipsis (the tooltip has the whole token)."""
 
@@ -205,10 +205,15 @@ def _col_labels(texts: list[str], left: float, bottom: float, cell: float, rotat
 
 def _cell_rect(view: View, cell: Cell, x: float, y: float, w: float, h: float) -> str:
     return (
-        f'<rect class="cell" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" '
+        f'<rect class="cell" x="{_n(x)}" y="{_n(y)}" width="{_n(w)}" height="{_n(h)}" '
         f'fill="{colour(cell.value, view.scale)}"{_data(view, cell)}>'
         f"<title>{_esc(view.describe(cell))}</title></rect>"
     )
+
+
+def _n(v: float) -> str:
+    """A coordinate in as few characters as it needs: `12`, `12.5`."""
+    return f"{v:.1f}".removesuffix(".0")
 
 
 def _data(view: View, cell: Cell) -> str:
