@@ -119,6 +119,7 @@ def cell_logits(plan: Plan, rows: list[int]) -> CellLogits:
         sweep = Sweep(plan, start_at_layer=False)
         sweep.keep_base_logits = True
         clean_logits = sweep.source_run()
+        clean_runs(plan, sweep.sources, sweep.executor, budget=sweep.budget)  # named sources
         sweep.mean_runs()
         sweep.baselines(clean_logits)
         chosen = [plan.rows[i] for i in rows]

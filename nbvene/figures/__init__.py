@@ -7,7 +7,17 @@ pure Python, a self-contained HTML page, and Altair charts and PNGs for export.
 """
 
 from nbvene.figures.page import page
-from nbvene.figures.palette import MISSING, PALETTE, Centre, Scale, centre, colour, scale
+from nbvene.figures.palette import (
+    MISSING,
+    PALETTE,
+    PALETTE_DARK,
+    Centre,
+    Scale,
+    centre,
+    colour,
+    scale,
+    ticks,
+)
 from nbvene.figures.svg import svg
 from nbvene.figures.vegalite import png, to_altair
 from nbvene.figures.view import visible
@@ -15,6 +25,7 @@ from nbvene.figures.view import visible
 __all__ = [
     "MISSING",
     "PALETTE",
+    "PALETTE_DARK",
     "Centre",
     "Scale",
     "centre",
@@ -23,6 +34,7 @@ __all__ = [
     "png",
     "scale",
     "svg",
+    "ticks",
     "to_altair",
     "visible",
 ]

@@ -4,14 +4,19 @@ GitHub and nbviewer, and the figure `save_html` writes."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import re
+import struct
+import zlib
 from html import escape
 from typing import TYPE_CHECKING
 
-from nbvene.figures.palette import PALETTE, colour
-from nbvene.figures.view import Cell, View, attribute, view_of, visible
+import torch
+
+from nbvene.figures.palette import Scale, colour, ticks
+from nbvene.figures.view import Cell, View, attribute, subject_positions, title, view_of, visible
 
 if TYPE_CHECKING:
     from nbvene.results import Result
@@ -23,9 +28,11 @@ WIDTH = 760
 """The width a figure aims for: a notebook output column."""
 MONO = "ui-monospace, SFMono-Regular, Menlo, Consolas, 'DejaVu Sans Mono', monospace"
 GAP = 16
-TOOLTIPS = 5000
-"""Above this many heatmap cells the tooltips are left out: they would double the size of a
-figure that every display carries twice (as SVG and as HTML); `data-*` attributes stay."""
+TOOLTIPS = 400
+"""Above this many heatmap cells a facet is drawn as one image, a pixel per cell, with its values
+beside it as a compact buffer (`data-values`, base64 float32): a rect and tooltip per cell take
+about 300 bytes, which would make a 30 layers × 45 tokens trace over a megabyte and a 32 × 200
+one six; at most this many, every cell is an addressable rect with its tooltip (120 KB)."""
 LABEL_CHARS = 18
 """Longer token labels are cut with an ellipsis (the tooltip has the whole token)."""
 
@@ -51,8 +58,7 @@ def svg(result: Result) -> str:
 
 
 def _headline(view: View) -> str:
-    action = view.action({})  # for causal tracing, the action of all its panels
-    return f"{view.metric} · {action}" if action else view.metric
+    return title(view.result)
 
 
 def _header(view: View) -> tuple[str, float]:
@@ -81,21 +87,25 @@ def _heatmap(view: View) -> tuple[str, float, float]:
     parts = [parts]
     cells = view.cells()
     n_facets = len(view.facets)
+    subject = subject_positions(view.result) if rows == "pos" else frozenset()
     for f in range(n_facets):
         fx = 8 + label_w + (f % per_row) * facet_w
         fy = top + (f // per_row) * facet_h
         grid_y = fy + title_h + col_h
         if f % per_row == 0:
-            parts.append(_row_labels(rows, row_text, 8 + label_w - 6, grid_y, row_h))
+            parts.append(_row_labels(rows, row_text, 8 + label_w - 6, grid_y, row_h, subject))
         if view.facet_axes:
             parts.append(
                 f'<text x="{fx:.1f}" y="{fy + 11:.1f}" font-weight="bold" class="facet">'
                 f"{_esc(view.facet_title(f))}</text>"
             )
         parts.append(_col_labels(col_text, fx, grid_y - 4, cell, rotate))
-        for c in cells[f * n_rows * n_cols : (f + 1) * n_rows * n_cols]:
+        facet_cells = cells[f * n_rows * n_cols : (f + 1) * n_rows * n_cols]
+        if len(cells) > TOOLTIPS:
+            parts.append(_image(view, facet_cells, fx, grid_y, n_cols * cell, n_rows * row_h))
+        for c in facet_cells if len(cells) <= TOOLTIPS else ():
             x, y = fx + c.col * cell, grid_y + c.row * row_h
-            parts.append(_cell_rect(view, c, x, y, cell, row_h, tooltip=len(cells) <= TOOLTIPS))
+            parts.append(_cell_rect(view, c, x, y, cell, row_h))
         parts.append(
             f'<text x="{fx + n_cols * cell / 2:.1f}" y="{grid_y + n_rows * row_h + 14:.1f}" '
             f'text-anchor="middle" fill="#555">{_esc(str(cols))}</text>'
@@ -111,12 +121,50 @@ def _heatmap(view: View) -> tuple[str, float, float]:
     return "".join(parts), max(width, legend_w), height + 4 + legend_h
 
 
+def _image(view: View, cells: list[Cell], x: float, y: float, w: float, h: float) -> str:
+    """A large facet as one image, a pixel per cell in the palette's exact colour, drawn
+    without smoothing; its values beside it (`data-values`: base64 float32, `data-shape`)."""
+    n_rows, n_cols = max(c.row for c in cells) + 1, max(c.col for c in cells) + 1
+    pixels = [bytearray(3 * n_cols) for _ in range(n_rows)]
+    for c in cells:
+        pixels[c.row][3 * c.col : 3 * c.col + 3] = bytes.fromhex(colour(c.value, view.scale)[1:])
+    values = torch.tensor([c.value for c in cells], dtype=torch.float32).numpy().tobytes()
+    png = base64.b64encode(_png(pixels, n_cols, n_rows)).decode()
+    return (
+        f'<image class="cells" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" '
+        f'preserveAspectRatio="none" style="image-rendering:crisp-edges;image-rendering:pixelated" '
+        f'data-shape="{n_rows} {n_cols}" data-values="{base64.b64encode(values).decode()}" '
+        f'href="data:image/png;base64,{png}"/>'
+    )
+
+
+def _png(rows: list[bytearray], width: int, height: int) -> bytes:
+    """8-bit RGB rows as a PNG file (no filter, deflated)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    raw = b"".join(b"\x00" + bytes(row) for row in rows)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IEND", b"")
+    )
+
+
 def _row_label(axis, i: int) -> str:
     text = visible(str(axis.labels[i])) if axis == "pos" else str(axis.labels[i])
     return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
 
 
-def _row_labels(axis, texts: list[str], right: float, top: float, cell: float) -> str:
+def _row_labels(
+    axis, texts: list[str], right: float, top: float, cell: float, subject=frozenset()
+) -> str:
+    """The row labels, every one that fits without overlapping; the corrupted subject's tokens
+    bold and starred, as in ROME's figures."""
     font = f' font-family="{MONO}"' if axis == "pos" else ""
     step = math.ceil(FONT / cell)  # skip labels that would overlap on small cells
     out = []
@@ -125,10 +173,11 @@ def _row_labels(axis, texts: list[str], right: float, top: float, cell: float) -
             continue
         # the index (and the whole token) on hover, the visible token as the label
         hover = _esc(f"{axis} {attribute(axis, i)}: {visible(str(axis.labels[i]))!r}")
+        mark = ' font-weight="bold"' if i in subject else ""
         out.append(
             f'<text x="{right:.1f}" y="{top + i * cell + cell / 2 + FONT * 0.35:.1f}" '
-            f'text-anchor="end"{font} xml:space="preserve" class="row-label">'
-            f"<title>{hover}</title>{_esc(text)}</text>"
+            f'text-anchor="end"{font}{mark} xml:space="preserve" class="row-label">'
+            f"<title>{hover}</title>{_esc(text)}{'*' if i in subject else ''}</text>"
         )
     return "".join(out)
 
@@ -154,14 +203,17 @@ def _col_labels(texts: list[str], left: float, bottom: float, cell: float, rotat
     return "".join(out)
 
 
-def _cell_rect(
-    view: View, cell: Cell, x: float, y: float, w: float, h: float, tooltip: bool = True
-) -> str:
-    title = f"<title>{_esc(view.describe(cell))}</title>" if tooltip else ""
+def _cell_rect(view: View, cell: Cell, x: float, y: float, w: float, h: float) -> str:
     return (
-        f'<rect class="cell" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" '
-        f'fill="{colour(cell.value, view.scale)}"{_data(view, cell)}>{title}</rect>'
+        f'<rect class="cell" x="{_n(x)}" y="{_n(y)}" width="{_n(w)}" height="{_n(h)}" '
+        f'fill="{colour(cell.value, view.scale)}"{_data(view, cell)}>'
+        f"<title>{_esc(view.describe(cell))}</title></rect>"
     )
+
+
+def _n(v: float) -> str:
+    """A coordinate in as few characters as it needs: `12`, `12.5`."""
+    return f"{v:.1f}".removesuffix(".0")
 
 
 def _data(view: View, cell: Cell) -> str:
@@ -229,14 +281,25 @@ def _bars(view: View) -> tuple[str, float, float]:
     def y_of(v: float) -> float:
         return top + 8 + (high - v) / (high - low) * plot_h
 
-    for tick in sorted({low, mid, high}):
+    # round gridlines with their labels (none closer than a line of text), and the centre
+    # dashed: the value each bar starts from
+    last = math.inf
+    for tick in ticks(Scale(low, mid, high)):
+        y = y_of(tick)
+        label = f"{tick:.4g}" if last - y >= FONT + 2 else ""
+        last = y if label else last
         parts.append(
-            f'<line x1="{left:.1f}" x2="{left + bar * len(cells):.1f}" y1="{y_of(tick):.1f}" '
-            f'y2="{y_of(tick):.1f}" stroke="{"#888" if tick == mid else "#ddd"}" '
-            f'stroke-dasharray="{"4 3" if tick == mid else "none"}"/>'
-            f'<text x="{left - 4:.1f}" y="{y_of(tick) + 4:.1f}" text-anchor="end" fill="#555">'
-            f"{tick:.3g}</text>"
+            f'<line x1="{left:.1f}" x2="{left + bar * len(cells):.1f}" y1="{y:.1f}" '
+            f'y2="{y:.1f}" stroke="#ddd"/>'
+            f'<text x="{left - 4:.1f}" y="{y + 4:.1f}" text-anchor="end" fill="#555">{label}</text>'
+            if label
+            else f'<line x1="{left:.1f}" x2="{left + bar * len(cells):.1f}" y1="{y:.1f}" '
+            f'y2="{y:.1f}" stroke="#ddd"/>'
         )
+    parts.append(
+        f'<line x1="{left:.1f}" x2="{left + bar * len(cells):.1f}" y1="{y_of(mid):.1f}" '
+        f'y2="{y_of(mid):.1f}" stroke="#888" stroke-dasharray="4 3"/>'
+    )
     step = math.ceil(max(len(t) for t in labels) * CHAR / bar)
     for c in cells:
         x = left + c.col * bar
@@ -283,30 +346,47 @@ def _text(view: View) -> tuple[str, float, float]:
 
 
 def _legend(view: View, x: float, y: float) -> tuple[str, float, float]:
-    """The colour bar from `lo` to `hi` with its centre marked and explained."""
-    lo, mid, hi = view.scale
+    """The colour bar: the metric as its title, the ramp from `lo` to `hi` (only the part of
+    the palette the scale uses), at least five round ticks, and the centre marked and said."""
+    scale = view.scale
+    lo, mid, hi = scale
     key = hashlib.sha1(f"{lo!r}{mid!r}{hi!r}".encode()).hexdigest()[:10]
     stops = "".join(
-        f'<stop offset="{i / (len(PALETTE) - 1):.2f}" stop-color="#{r:02x}{g:02x}{b:02x}"/>'
-        for i, (r, g, b) in enumerate(PALETTE)
+        f'<stop offset="{i / 20:.2f}" stop-color="{colour(lo + (hi - lo) * i / 20, scale)}"/>'
+        for i in range(21)
     )
-    w = 220.0
-    ticks = "".join(
-        f'<text x="{x + w * t:.1f}" y="{y + 38:.1f}" text-anchor="{anchor}" '
-        f'font-size="{FONT - 1}">{v:.3g}</text>'
-        for t, v, anchor in ((0.0, lo, "start"), (0.5, mid, "middle"), (1.0, hi, "end"))
-    )
+    w = 300.0
+
+    def at(v: float) -> float:
+        return x + w * (v - lo) / ((hi - lo) or 1.0)
+
+    marks, right = [], -math.inf
+    for t in ticks(scale):
+        text = f"{t:.4g}"
+        half = len(text) * CHAR * (FONT - 1) / FONT / 2
+        marks.append(
+            f'<line x1="{at(t):.1f}" x2="{at(t):.1f}" y1="{y + 26:.1f}" y2="{y + 29:.1f}" '
+            f'stroke="#555"/>'
+        )
+        if at(t) - half < right + 4:  # its label would touch the one before: mark only
+            continue
+        right = at(t) + half
+        marks.append(
+            f'<text x="{at(t):.1f}" y="{y + 40:.1f}" text-anchor="middle" '
+            f'font-size="{FONT - 1}" class="tick">{text}</text>'
+        )
     note = f"centre {view.centre.meaning}"
     return (
         f'<g class="legend"><defs><linearGradient id="nv-{key}">{stops}</linearGradient></defs>'
-        f'<text x="{x:.1f}" y="{y + 10:.1f}" fill="#555">{_esc(view.metric)}</text>'
+        f'<text x="{x:.1f}" y="{y + 10:.1f}" font-weight="bold" class="legend-title">'
+        f"{_esc(view.metric)}</text>"
         f'<rect x="{x:.1f}" y="{y + 16:.1f}" width="{w:.0f}" height="10" fill="url(#nv-{key})" '
         f'stroke="#999" stroke-width="0.5"/>'
-        f'<line x1="{x + w / 2:.1f}" x2="{x + w / 2:.1f}" y1="{y + 14:.1f}" y2="{y + 28:.1f}" '
-        f'stroke="#333"/>{ticks}'
-        f'<text x="{x + w + 10:.1f}" y="{y + 25:.1f}" fill="#555">{_esc(note)}</text></g>',
-        x + w + 10 + len(note) * CHAR + 8,
-        44.0,
+        f'<line x1="{at(mid):.1f}" x2="{at(mid):.1f}" y1="{y + 13:.1f}" y2="{y + 29:.1f}" '
+        f'stroke="#333"/>{"".join(marks)}'
+        f'<text x="{x + w + 14:.1f}" y="{y + 25:.1f}" fill="#555">{_esc(note)}</text></g>',
+        x + w + 14 + len(note) * CHAR + 8,
+        46.0,
     )
 
 

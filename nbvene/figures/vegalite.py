@@ -131,12 +131,12 @@ def _tooltip(alt, view: View) -> list:
 
 
 def _colour_scale(alt, view: View):
-    """The palette's stops at evenly spaced values from lo to hi, interpolated in RGB: the
-    same colour for the same value as `palette.colour`."""
-    lo, _, hi = view.scale
+    """The palette's stops at evenly spaced values from `centre - half` to `centre + half`,
+    interpolated in RGB: the same colour for the same value as `palette.colour`."""
+    mid, half = view.scale.centre, view.scale.half
     n = len(PALETTE) - 1
     return alt.Scale(
-        domain=[lo + (hi - lo) * i / n for i in range(n + 1)],
+        domain=[mid - half + 2 * half * i / n for i in range(n + 1)],
         range=["#{:02x}{:02x}{:02x}".format(*rgb) for rgb in PALETTE],
         interpolate="rgb",
         clamp=True,

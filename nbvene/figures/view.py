@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from nbvene.figures.palette import Centre, Scale, centre, scale
+from nbvene.spec import parse
 
 if TYPE_CHECKING:
     from nbvene.results import Axis, Result
@@ -114,24 +115,89 @@ class View:
         return f"{head}\n{self.metric} = {value}{self.baselines()}"
 
     def action(self, coords: dict[str, int]) -> str:
-        """ "restore mlp_output (window 10)": the swept intervention, in the spec's words."""
-        sweeps = [i for i in self.result.spec.interventions if i.verb != "collect"]
-        if not sweeps:
-            return ""
-        first = sweeps[0]
+        """ "restore mlp_output (window 10)": the swept intervention, in the spec's words; for a
+        causal trace, the one of the cell's own panel ("restore block/mlp/attention" for all)."""
         panel = next((a for a in self.result.axes if a == "panel"), None)
-        if panel is not None:  # causal tracing: each panel restores its own component
-            which = panel.labels[coords["panel"]] if "panel" in coords else "/".join(panel.labels)
-            return f"{first.verb} {which}"
-        window = f" (window {first.window})" if first.window else ""
-        return f"{first.verb} {first.component}{window}"
+        if panel is not None and "panel" not in coords:
+            first = swept(self.result)
+            return f"{first.verb} {'/'.join(panel.labels)}" if first else ""
+        label = panel.labels[coords["panel"]] if panel is not None else None
+        return action(self.result, label)
 
     def baselines(self) -> str:
-        """ " (corrupted 0.01, clean 0.81)": the runs the value is compared with."""
+        """ " (corrupted 0.01, clean 0.81)": the runs the value is compared with; for a
+        normalized metric " (corrupted 0 = -9.06, clean 1 = 4.81)", raw values beside."""
         first = "corrupted" if self.result.spec.corrupt is not None else "base"
         pairs = ((first, _mean(self.result.corrupted)), ("clean", _mean(self.result.clean)))
-        parts = [f"{name} {value:.4g}" for name, value in pairs if value is not None]
+        normalized = self.metric.endswith(" normalized")
+        parts = [
+            f"{name} {norm} = {value:.4g}" if normalized else f"{name} {value:.4g}"
+            for (name, value), norm in zip(pairs, (0, 1), strict=True)
+            if value is not None
+        ]
         return f" ({', '.join(parts)})" if parts else ""
+
+
+def swept(result: Result, panel: str | None = None):
+    """The intervention a sweep varies (the first that is not `collect:`), or None; for one
+    panel of a causal trace, the one in that panel's own spec (`result.meta["specs"]`)."""
+    specs = result.meta.get("specs") or {}
+    spec = parse(specs[panel]) if panel in specs else result.spec
+    return next((i for i in spec.interventions if i.verb != "collect"), None)
+
+
+def action(result: Result, panel: str | None = None) -> str:
+    """ "restore mlp_output (window 10)": what a cell of `result` (of its `panel`) did; "restore
+    mlp" for a panel whose own spec the Result does not keep."""
+    first = swept(result, panel)
+    if first is None:
+        return ""
+    if panel is not None and panel not in (result.meta.get("specs") or {}):
+        return f"{first.verb} {panel}"
+    window = f" (window {first.window})" if first.window else ""
+    return f"{first.verb} {first.component}{window}"
+
+
+def title(result: Result) -> str:
+    """A figure's title, as in ROME's: the metric, what each cell did, and to what run:
+    `p(' Paris') · restore block_output / mlp_output (window 10) / attention_output ·
+    corrupted: noise 3σ on "The Eiffel Tower"`."""
+    panel = next((a for a in result.axes if a == "panel"), None)
+    did = [action(result, str(p)) for p in panel.labels] if panel is not None else [action(result)]
+    verb = did[0].split(" ")[0] if did[0] else ""
+    done = " / ".join(d.removeprefix(verb + " ") for d in did if d)
+    parts = [result.metric or "value", f"{verb} {done}" if done else ""]
+    corrupt = result.spec.corrupt
+    if corrupt is not None:
+        subject = getattr(corrupt.subject, "value", None)
+        on = f' on "{subject}"' if isinstance(subject, str) else ""
+        sigma = "σ" if corrupt.relative else ""
+        parts.append(f"corrupted: noise {corrupt.scale:g}{sigma}{on}")
+    return " · ".join(p for p in parts if p)
+
+
+def subject_positions(result: Result) -> frozenset[int]:
+    """The indices on the `pos` axis of the corrupted subject's tokens (marked in figures as
+    in ROME's): the shortest run of the first prompt's tokens whose text holds the subject."""
+    corrupt = result.spec.corrupt
+    subject = getattr(getattr(corrupt, "subject", None), "value", None)
+    pos = next((a for a in result.axes if a == "pos"), None)
+    tokens = (result.meta.get("tokens") or [None])[0]
+    if not isinstance(subject, str) or pos is None or not tokens:
+        return frozenset()
+    found: range | None = None
+    for start in range(len(tokens)):
+        text = ""
+        for end in range(start, len(tokens)):
+            text += str(tokens[end])
+            if subject.strip() in text:
+                if found is None or end - start < len(found) - 1:
+                    found = range(start, end + 1)
+                break
+    if found is None:
+        return frozenset()
+    at = pos.positions or range(len(pos.labels))
+    return frozenset(i for i, p in enumerate(at) if int(p) in found)
 
 
 def coordinate(axis: Axis, i: int) -> str:

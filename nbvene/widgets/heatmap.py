@@ -1,6 +1,7 @@
 """The heatmap widget: any 2-D slice of a Result (layers × tokens, layers × heads, heads ×
 tokens), one facet per extra axis, coloured like the static figures, filled in live during a
-sweep, and a click on a cell re-runs that cell in the kernel to show its top predictions."""
+sweep, and a click on a cell shows its top predictions: from the top-k the sweep kept
+(`Result.top`), or by re-running that cell in the kernel."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import anywidget
 import torch
 import traitlets
 
-from nbvene.figures.palette import PALETTE, centre, scale
+from nbvene.figures.palette import PALETTE, PALETTE_DARK, centre, scale, ticks
+from nbvene.figures.view import action, subject_positions, title
 from nbvene.results import Result
+from nbvene.spec import is_steering
 from nbvene.widgets.frontend import esm
 from nbvene.widgets.transport import encode
 
@@ -24,7 +27,7 @@ class Heatmap(anywidget.AnyWidget):
     """A Result as a grid of coloured cells per facet; state in traits, values as bytes.
 
     >>> hm = Heatmap(res)          # or nbvene.widgets.view(res)
-    >>> hm.selected = {"facet": 0, "row": 4, "col": 2}   # what a click sets
+    >>> hm.selected = {"facet": 0, "row": 4, "col": 2, "n": 1}   # what a click sets
     >>> hm.detail["patched"]["top"][0]
     {'token': ' Paris', 'p': 0.41}
     """
@@ -45,20 +48,28 @@ class Heatmap(anywidget.AnyWidget):
     col_keys = traitlets.List(traitlets.Int()).tag(sync=True)
     metric = traitlets.Unicode("").tag(sync=True)
     meaning = traitlets.Unicode("").tag(sync=True)  # what one cell's value is
+    meanings = traitlets.List(traitlets.Unicode()).tag(sync=True)  # the same, per facet
+    title = traitlets.Unicode("").tag(sync=True)  # metric, what was done, to what run
+    subject = traitlets.List(traitlets.Int()).tag(sync=True)  # pos-axis indices, marked
     centre_meaning = traitlets.Unicode("").tag(sync=True)
     stops = traitlets.List(traitlets.List(traitlets.Int())).tag(sync=True)
+    stops_dark = traitlets.List(traitlets.List(traitlets.Int())).tag(sync=True)
     scale = traitlets.List(traitlets.Float()).tag(sync=True)  # lo, centre, hi
+    ticks = traitlets.List(traitlets.Float()).tag(sync=True)  # the colour bar's labels
     # {"state": "idle"|"running"|"stopped"|"done", "done": n, "total": n, "eta": seconds}
     progress = traitlets.Dict({"state": "idle"}).tag(sync=True)
     stop = traitlets.Bool(False).tag(sync=True)  # the browser's Stop button sets it
     # whether a Stop click reaches the kernel while the sweep runs (see widgets/kernel.py);
     # if not, the widget says to interrupt the kernel instead
     stoppable = traitlets.Bool(False).tag(sync=True)
-    selected = traitlets.Dict().tag(sync=True)  # the browser: {"facet", "row", "col"}
+    # the browser: {"facet", "row", "col", "n"}, n counting that view's clicks (a re-click
+    # of the same cell is a change too)
+    selected = traitlets.Dict().tag(sync=True)
     detail = traitlets.Dict().tag(sync=True)  # the kernel's answer to a click
 
     def __init__(self, result: Result, **kwargs):
         self._layout = Layout.of(result)
+        self._shown = None
         lay = self._layout
         super().__init__(
             facet_axis=lay.facet_name,
@@ -71,18 +82,31 @@ class Heatmap(anywidget.AnyWidget):
             col_keys=lay.keys(lay.col),
             metric=result.metric or "value",
             meaning=meaning(result),
+            # a causal trace's panels each did their own thing; other facets (examples) not
+            meanings=[
+                meaning(result, facet if lay.facet_name == "panel" else "")
+                for facet in lay.facet_labels
+            ],
+            title=title(result),
+            subject=sorted(subject_positions(result)),
             stops=[list(s) for s in PALETTE],
+            stops_dark=[list(s) for s in PALETTE_DARK],
             **kwargs,
         )
         self.show(result)
         self.observe(self._on_select, "selected")
 
     def show(self, result: Result) -> None:
-        """Draw `result`'s values (a partial result during a sweep: NaN cells stay grey)."""
+        """Draw `result`'s values (a partial result during a sweep: NaN cells stay grey). The
+        colour scale only ever widens: the colours of a live fill keep their meaning."""
         self.result = result
+        shown = scale(result, within=self._shown) if self._shown else scale(result)
+        if any(v == v for v in result.values.reshape(-1).tolist()) or result.corrupted is not None:
+            self._shown = shown  # an empty result without baselines fixes nothing yet
         with self.hold_sync():
             self.values = encode(self._layout.grid(result.values))
-            self.scale = list(scale(result))
+            self.scale = list(shown)
+            self.ticks = ticks(shown)
             self.centre_meaning = centre(result).meaning
 
     def _on_select(self, change) -> None:
@@ -157,10 +181,9 @@ class Layout:
         return tuple(index)
 
 
-def meaning(result: Result) -> str:
+def meaning(result: Result, facet: str = "") -> str:
     """One line saying what a cell's value is, from the spec: `p(" Paris") with block_output
-    restored at this cell`."""
-    spec = result.spec
+    restored at this cell`; for a causal trace's `facet` ("mlp"), that panel's own component."""
     done = {
         "restore": "restored",
         "patch": "patched",
@@ -169,36 +192,84 @@ def meaning(result: Result) -> str:
         "subtract": "subtracted from",
         "mean": "mean-ablated",
     }
-    swept = [i for i in spec.interventions if i.verb in done]
     what = result.metric or "value"
-    if not swept:
+    did = action(result, facet or None)
+    verb, _, component = did.partition(" ")
+    if verb not in done:
         return what
-    i = swept[0]
-    return f"{what} with {i.component} {done[i.verb]} at this cell"
+    return f"{what} with {component} {done[verb]} at this cell"
 
 
 def cell_detail(result: Result, index: tuple[int, ...], k: int = TOP_K) -> dict:
-    """Re-run one cell of a sweep (all its noise samples) and return its top-k next tokens
-    and metric, next to the clean and corrupted runs'."""
-    if result.rerun is None:
-        raise ValueError("this Result keeps no plan to re-run (made by hand, or loaded)")
+    """One cell's top-k next tokens and metric, next to the clean and corrupted runs'. From the
+    top-k the sweep kept (`Result.top`) when it did, without running the model; otherwise by
+    re-running the cell (all its noise samples). A normalized metric shows 1 for the clean run
+    and 0 for the corrupted one, by definition, with the raw values beside (`raw`)."""
     started = time.perf_counter()
+    normalized = (result.metric or "").endswith(" normalized")
+    if result.top is not None:
+        return _kept_detail(result, index, k, started, normalized)
+    if result.rerun is None:
+        raise ValueError(why_no_click(result))
     ran = result.rerun(index)
     out, example, tokenizer = ran.logits, ran.example, ran.tokenizer
-    metric = float(out.metric.mean())
+    raw = float(out.metric.mean())
     clean = _at(result.clean, example)
     corrupted = _at(result.corrupted, example)
-    if result.metric and result.metric.endswith(" normalized"):
-        metric = (metric - corrupted) / (clean - corrupted)
+    patched = {"metric": raw, "top": _top(out.patched, tokenizer, k)}
+    clean_run = (
+        None if out.clean is None else {"metric": clean, "top": _top(out.clean, tokenizer, k)}
+    )
+    corrupted_run = {"metric": corrupted, "top": _top(out.corrupted, tokenizer, k)}
+    if normalized:
+        patched = {**patched, "metric": (raw - corrupted) / (clean - corrupted), "raw": raw}
+        clean_run = clean_run and {**clean_run, "metric": 1.0, "raw": clean}
+        corrupted_run = {**corrupted_run, "metric": 0.0, "raw": corrupted}
     return {
         "index": list(index),
         "seconds": round(time.perf_counter() - started, 3),
-        "patched": {"metric": metric, "top": _top(out.patched, tokenizer, k)},
-        "clean": None
-        if out.clean is None
-        else {"metric": clean, "top": _top(out.clean, tokenizer, k)},
-        "corrupted": {"metric": corrupted, "top": _top(out.corrupted, tokenizer, k)},
+        "patched": patched,
+        "clean": clean_run,
+        "corrupted": corrupted_run,
     }
+
+
+def _kept_detail(result: Result, index, k: int, started: float, normalized: bool) -> dict:
+    """The click's answer from `Result.top` and the Result's own values and baselines."""
+    ids = result.top["ids"][index][:k].tolist()
+    probs = result.top["probs"][index][:k].tolist()
+    tokenizer = getattr(result.rerun, "tokenizer", None)
+    top = [
+        {"token": tokenizer.decode([i]) if tokenizer is not None else f"#{i}", "id": i, "p": q}
+        for i, q in zip(ids, probs, strict=True)
+    ]
+    value = float(result.values[index])
+    clean, corrupted = _at(result.clean, 0), _at(result.corrupted, 0)
+    patched = {"metric": value, "top": top}
+    clean_run = None if clean is None else {"metric": clean, "top": []}
+    corrupted_run = None if corrupted is None else {"metric": corrupted, "top": []}
+    if normalized:
+        raw = None if None in (clean, corrupted) else corrupted + value * (clean - corrupted)
+        patched["raw"] = raw
+        clean_run = clean_run and {**clean_run, "metric": 1.0, "raw": clean}
+        corrupted_run = corrupted_run and {**corrupted_run, "metric": 0.0, "raw": corrupted}
+    return {
+        "index": list(index),
+        "seconds": round(time.perf_counter() - started, 3),
+        "patched": patched,
+        "clean": clean_run,
+        "corrupted": corrupted_run,
+    }
+
+
+def why_no_click(result: Result) -> str:
+    """Why a cell of `result` cannot show its predictions, in the user's terms."""
+    if is_steering(result.spec):
+        return (
+            "a steering sweep keeps no run per cell: call nv.generate(...) at that strength, "
+            "or use the steering panel, to see its text"
+        )
+    return "this Result keeps no plan to re-run (made by hand, or loaded)"
 
 
 def _at(values: torch.Tensor | None, example: int) -> float | None:

@@ -25,15 +25,31 @@ function roundHalfEven(x) {
 export const MISSING = "#bdbdbd";
 
 // The colour of a value on the scale [lo, centre, hi]: the same rule as
-// nbvene.figures.palette.colour (linear between the stops, clamped, MISSING for NaN).
+// nbvene.figures.palette.colour (linear between the stops, one slope on both sides of the
+// centre, clamped, MISSING for NaN).
 export function colour(value, stops, [lo, centre, hi]) {
   if (!Number.isFinite(value)) return MISSING;
-  let t = 0.5 + (value - centre) / (2 * (hi - centre));
+  const half = Math.max(hi - centre, centre - lo) || 1;
+  let t = 0.5 + (value - centre) / (2 * half);
   t = Math.min(1, Math.max(0, t)) * (stops.length - 1);
   const i = Math.min(Math.floor(t), stops.length - 2);
   const f = t - i;
   const rgb = stops[i].map((a, k) => roundHalfEven(a + (stops[i + 1][k] - a) * f));
   return "#" + rgb.map((c) => c.toString(16).padStart(2, "0")).join("");
+}
+
+// Whether the page around `node` is dark (JupyterLab Dark, VS Code dark): JupyterLab says so
+// on <body data-jp-theme-light="false">; elsewhere the luminance of the nearest background.
+export function isDark(node) {
+  const light = document.body?.dataset?.jpThemeLight;
+  if (light !== undefined) return light === "false";
+  for (let n = node; n && n.nodeType === 1; n = n.parentElement) {
+    const m = getComputedStyle(n).backgroundColor.match(/[\d.]+/g);
+    if (m && (m.length < 4 || +m[3] > 0)) {
+      return 0.2126 * m[0] + 0.7152 * m[1] + 0.0722 * m[2] < 128;
+    }
+  }
+  return false;
 }
 
 // Visible whitespace, the signs of nbvene.figures.view.visible: " Paris\n" shows as "␣Paris↵";

@@ -16,7 +16,8 @@ function render({ model, el: host }) {
   function draw() {
     const tokens = model.get("tokens") || [], positions = model.get("positions") || [];
     const values = decode(model.get("values")).array;
-    const stops = model.get("stops"), scale = model.get("scale");
+    const stops = (isDark(host) && model.get("stops_dark")) || model.get("stops");
+    const scale = model.get("scale");
     const title = el("div", "nv-facet-title", model.get("title") || "");
     const line = el("div", "nv-token-line");
     tokens.forEach((t, i) => {

@@ -8,7 +8,7 @@ import pathlib
 import anywidget
 import traitlets
 
-from nbvene.figures.palette import PALETTE, centre, scale
+from nbvene.figures.palette import PALETTE, PALETTE_DARK, centre, scale
 from nbvene.results import Result
 from nbvene.widgets.frontend import esm
 from nbvene.widgets.heatmap import meaning
@@ -34,6 +34,7 @@ class TokenView(anywidget.AnyWidget):
     meaning = traitlets.Unicode("").tag(sync=True)
     centre_meaning = traitlets.Unicode("").tag(sync=True)
     stops = traitlets.List(traitlets.List(traitlets.Int())).tag(sync=True)
+    stops_dark = traitlets.List(traitlets.List(traitlets.Int())).tag(sync=True)  # dark pages
     scale = traitlets.List(traitlets.Float()).tag(sync=True)
 
     def __init__(self, result: Result, **at):
@@ -45,9 +46,10 @@ class TokenView(anywidget.AnyWidget):
             values=encode(picked.values),
             title=title,
             metric=result.metric or "value",
-            meaning=meaning(result),
+            meaning=meaning(result, str(at.get("panel", ""))),
             centre_meaning=centre(result).meaning,
             stops=[list(s) for s in PALETTE],
+            stops_dark=[list(s) for s in PALETTE_DARK],
             # the whole result's scale: the same colour means the same value as in its heatmap
             scale=list(scale(result)),
         )

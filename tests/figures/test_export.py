@@ -48,8 +48,9 @@ def test_altair_heatmap_uses_the_palette_centre_and_tooltips(built):
     assert (enc["x"]["title"], enc["y"]["title"]) == ("layer", "pos")  # tokens down the side
     colour = enc["color"]["scale"]
     lo, mid, hi = scale(res)
-    assert (lo, mid, hi) == (-2.0, 0.0, 2.0)
-    assert colour["domain"][0] == lo and colour["domain"][5] == mid and colour["domain"][-1] == hi
+    assert (lo, mid, hi) == (-2.0, 0.0, 1.0)  # the values' span, diverging at 0
+    # the ramp's ends sit one slope (the larger side) from the centre: -2 and 2
+    assert colour["domain"][0] == lo and colour["domain"][5] == mid and colour["domain"][-1] == 2.0
     assert colour["range"] == HEX and colour["interpolate"] == "rgb"
     assert [t["field"] for t in enc["tooltip"]] == ["layer", "pos", "token", "value", "meaning"]
     rows = spec["data"]["values"]

@@ -1,5 +1,6 @@
 """The shared palette: its stops, where it is centred for each kind of result, and the scale."""
 
+import itertools
 import math
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 
 import nbvene as nv
 from nbvene.figures import MISSING, PALETTE, Scale, centre, colour, scale
+from nbvene.figures.palette import ticks
 from nbvene.results import Axis, Result
 
 PATCH = 'base: "a b c"\nsource: "a b d"\npatch: block_output layer=* pos=*\n'
@@ -48,13 +50,16 @@ def test_colour_hits_the_stops_and_clamps():
     assert mid == _hex(round((a + b) / 2) for a, b in zip(PALETTE[5], PALETTE[6], strict=True))
 
 
-def test_logit_diff_of_a_patch_is_centred_at_zero_and_symmetric():
+def test_logit_diff_of_a_patch_diverges_at_zero_with_one_slope():
     res = _result(PATCH, 'logit_diff(" a", " b")', [[0.5, -2.0], [1.0, 0.25]], corrupted=0.7)
     assert centre(res).value == 0.0
-    assert scale(res) == Scale(-2.0, 0.0, 2.0)
+    assert scale(res) == Scale(-2.0, 0.0, 1.0)  # the values' and baselines' span
+    assert scale(res).half == 2.0
     assert colour(0.0, scale(res)) == _hex(PALETTE[5])
     assert colour(-2.0, scale(res)) == _hex(PALETTE[0])
     assert colour(2.0, scale(res)) == _hex(PALETTE[-1])  # not reached, yet the same meaning
+    # one slope both sides: +1 is as strong as -1, half-way to the end of the ramp
+    assert colour(1.0, scale(res)) == colour(0.5, Scale(-1.0, 0.0, 1.0))
 
 
 def test_restore_is_centred_at_the_corrupted_baseline():
@@ -77,14 +82,61 @@ def test_normalized_and_other_metrics_and_collect():
         (Axis("layer", (0, 1)),),
         nv.parse('base: "a"\ncollect: block_output layer=*'),
     )
-    assert centre(collected).value == 0.0 and scale(collected) == Scale(-1.0, 0.0, 1.0)
+    assert centre(collected).value == 0.0 and scale(collected) == Scale(0.0, 0.0, 1.0)
 
 
 def test_flat_and_nan_results_still_have_a_scale():
     flat = _result(PATCH, 'logit_diff(" a", " b")', [[0.0, 0.0]])
     assert scale(flat) == Scale(-1.0, 0.0, 1.0)
     holes = _result(PATCH, 'logit_diff(" a", " b")', [[math.nan, 3.0]])
-    assert scale(holes) == Scale(-3.0, 0.0, 3.0)
+    assert scale(holes) == Scale(0.0, 0.0, 3.0)
+
+
+def _with_clean(res: Result, clean: float) -> Result:
+    res.clean = torch.tensor([clean])
+    return res
+
+
+def test_probabilities_are_sequential_from_the_corrupted_baseline():
+    """ROME's convention: white at the corrupted run, red up to the clean run; no impossible
+    half below it (the issue's legend ran from -0.80 to 0.84 for p(' Paris'))."""
+    res = _with_clean(_result(RESTORE, 'p(" a")', [[0.02, 0.3], [0.05, 0.6]], corrupted=0.01), 0.8)
+    s = scale(res)
+    assert s == pytest.approx(Scale(0.01, 0.01, 0.8))
+    assert colour(0.01, s) == _hex(PALETTE[5]) and colour(0.8, s) == _hex(PALETTE[-1])
+    assert all(0.0 <= t <= 0.8 for t in ticks(s))
+
+
+def test_normalized_diverges_at_zero_and_holds_zero_and_one():
+    res = _result(RESTORE, 'p(" a") normalized', [[0.2, 0.5]], corrupted=0.3)
+    assert scale(res) == Scale(0.0, 0.0, 1.0)
+    over = _result(RESTORE, 'p(" a") normalized', [[-0.25, 1.5]], corrupted=0.3)
+    assert scale(over) == Scale(-0.25, 0.0, 1.5)
+
+
+def test_the_scale_is_fixed_by_the_baselines_before_any_cell_and_only_widens():
+    """A live fill: the first batch's scale is the last one's when the values stay within the
+    baselines; a value outside widens it, and a narrower later batch never shrinks it."""
+    spec = 'p(" a")'
+    empty = _with_clean(_result(RESTORE, spec, [[math.nan] * 3] * 2, corrupted=0.01), 0.8)
+    first = _with_clean(_result(RESTORE, spec, [[0.3, math.nan, math.nan]] * 2, 0.01), 0.8)
+    full = _with_clean(_result(RESTORE, spec, [[0.3, 0.02, 0.7]] * 2, 0.01), 0.8)
+    assert scale(empty) == scale(first) == scale(full) == pytest.approx(Scale(0.01, 0.01, 0.8))
+    wider = _with_clean(_result(RESTORE, spec, [[0.9, 0.0, 0.5]] * 2, 0.01), 0.8)
+    assert scale(wider) == pytest.approx(Scale(0.0, 0.01, 0.9))
+    assert scale(full, within=scale(wider)) == scale(wider)
+
+
+@pytest.mark.parametrize(
+    "lo, mid, hi",
+    [(0.0, 0.0, 1.0), (-9.06, 0.0, 4.81), (0.0158, 0.0158, 0.027), (-1e-5, 0.0, 3e-5), (2, 2, 900)],
+)
+def test_colour_bar_has_at_least_five_round_ticks_inside_the_scale(lo, mid, hi):
+    found = ticks(Scale(lo, mid, hi))
+    assert len(found) >= 5 and found == sorted(found)
+    assert all(lo - 1e-12 <= t <= hi + 1e-12 for t in found)
+    steps = {round(b - a, 12) for a, b in itertools.pairwise(found)}
+    assert len(steps) == 1  # evenly spaced
 
 
 def test_a_real_restore_paints_its_baseline_white():
@@ -93,7 +145,5 @@ def test_a_real_restore_paints_its_baseline_white():
     s = scale(res)
     assert s.centre == pytest.approx(float(res.corrupted))
     assert colour(float(res.corrupted), s) == _hex(PALETTE[5])
-    assert s.hi - s.centre == pytest.approx(s.centre - s.lo)
-    assert max(abs(float(v) - s.centre) for v in res.values.reshape(-1)) == pytest.approx(
-        s.hi - s.centre
-    )
+    held = [*res.values.reshape(-1).tolist(), float(res.corrupted), float(res.clean)]
+    assert (s.lo, s.hi) == pytest.approx((min(held), max(held)))

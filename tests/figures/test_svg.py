@@ -3,11 +3,16 @@ palette, facets, tooltips, and token text that stays text."""
 
 from __future__ import annotations
 
+import base64
 import itertools
 import math
+import struct
 import xml.etree.ElementTree as ET
+import zlib
 
+import numpy as np
 import pytest
+import torch
 
 import nbvene as nv
 from nbvene.figures import MISSING, PALETTE, colour, scale, svg, visible
@@ -71,7 +76,7 @@ def test_a_real_restore_paints_its_baseline_white(gpt2):
     for rect in cells(parse(res)):
         assert rect.get("fill") == colour(float(rect.get("data-value")), s)
     legend = svg(res)
-    assert "corrupted baseline" in legend and f"{s.centre:.3g}" in legend
+    assert f"centre {s.centre:.4g} = corrupted baseline" in legend
 
 
 def test_causal_trace_has_three_facets_side_by_side():
@@ -191,11 +196,67 @@ def test_visible_whitespace():
     assert visible("x\x07") == "x\\x07"
 
 
-def test_large_heatmaps_keep_their_data_but_drop_tooltips(built):
-    small = parse(built([[0.0] * 50] * 100, {"layer": list(range(100)), "pos": ["x"] * 50}))
-    assert all(title(r) for r in cells(small))  # 5,000 cells: tooltips kept
+def test_large_heatmaps_keep_their_data_as_a_compact_image(built):
+    small = parse(built([[0.0] * 20] * 20, {"layer": list(range(20)), "pos": ["x"] * 20}))
+    assert all(title(r) for r in cells(small))  # 400 cells: a rect and tooltip each
     tokens = ["x"] * 51
-    large = parse(built([[0.0] * 51] * 100, {"layer": list(range(100)), "pos": tokens}))
-    rects = cells(large)
-    assert len(rects) == 5100 and all(r.find(f"{SVG}title") is None for r in rects)
-    assert {r.get("data-pos") for r in rects} == {str(i) for i in range(51)}
+    values = torch.linspace(-1, 1, 5100).reshape(100, 51)
+    res = built(values.tolist(), {"layer": list(range(100)), "pos": tokens})
+    large = parse(res)
+    assert cells(large) == []
+    (image,) = large.iter(f"{SVG}image")
+    rows, cols = map(int, image.get("data-shape").split())
+    assert (rows, cols) == (51, 100)  # tokens down the side, layers across
+    kept = np.frombuffer(base64.b64decode(image.get("data-values")), dtype=np.float32)
+    assert np.allclose(kept.reshape(rows, cols), values.T.numpy())
+    # one pixel per cell, in the palette's colour of that cell's value
+    png = base64.b64decode(image.get("href").split(",", 1)[1])
+    pixels = _png_pixels(png, cols, rows)
+    s = scale(res)
+    for r, c in ((0, 0), (7, 42), (50, 99)):
+        assert "#{:02x}{:02x}{:02x}".format(*pixels[r][c]) == colour(float(values[c, r]), s)
+
+
+def _png_pixels(png: bytes, width: int, height: int) -> list[list[tuple[int, int, int]]]:
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    data, at = b"", 8
+    while at < len(png):
+        (n,) = struct.unpack(">I", png[at : at + 4])
+        if png[at + 4 : at + 8] == b"IDAT":
+            data += png[at + 8 : at + 8 + n]
+        at += 12 + n
+    raw = zlib.decompress(data)
+    stride = 1 + 3 * width
+    return [
+        [tuple(raw[r * stride + 1 + 3 * c : r * stride + 4 + 3 * c]) for c in range(width)]
+        for r in range(height)
+    ]
+
+
+def test_a_32_layer_200_token_trace_stays_compact():
+    """The stored figure of a large trace: three panels of 32 layers × 200 tokens."""
+    import nbvene as nv
+    from nbvene.results import Axis
+
+    toks = [f" t{i}" for i in range(200)]
+    spec = nv.parse(RESTORE + 'metric: p(" c")')
+    res = nv.Result(
+        torch.rand(3, 32, 200, generator=torch.Generator().manual_seed(0)),
+        (Axis("panel", ("block", "mlp", "attention")), Axis("layer", range(32)), Axis("pos", toks)),
+        spec,
+        'p(" c")',
+        torch.tensor([0.9]),
+        torch.tensor([0.05]),
+    )
+    assert len(svg(res).encode()) < 250_000
+    assert len(svg(res.slice(0)).encode()) < 125_000
+    # and a 30 layers × 45 tokens one, the size of the issue's measured trace
+    small = nv.Result(
+        res.values[:, :30, :45],
+        (res.axes[0], Axis("layer", range(30)), Axis("pos", toks[:45])),
+        spec,
+        'p(" c")',
+        res.clean,
+        res.corrupted,
+    )
+    assert len(svg(small).encode()) < 100_000

@@ -51,7 +51,9 @@ def test_cells_colours_legend_and_labels(mount, page, res, artifacts):
         for pos in range(tokens):
             want = colour(float(res.values[layer, pos]), sc)  # the static figures' colour
             assert cell(page, layer=layer, pos=pos).evaluate_all(BACKGROUNDS) == [rgb(want)]
-    assert page.get_by_test_id("legend-lo").inner_text() == f"{sc.lo:.4g}".replace("e-0", "e-")
+    ticks = page.get_by_test_id("legend-tick")
+    assert [float(t) for t in ticks.evaluate_all("ts => ts.map(t => t.dataset.value)")] == hm.ticks
+    assert page.get_by_test_id("legend-title").inner_text() == res.metric
     assert "centre" in page.get_by_test_id("heatmap-legend").inner_text()
     labels = page.get_by_test_id("heatmap-rowlabel")
     assert labels.all_inner_texts() == [t.replace(" ", "␣") for t in res.axes[1].labels]
@@ -103,7 +105,7 @@ def test_click_sets_selected_once_and_shows_the_kernels_answer(mount, page, res,
     mount(hm, "heatmap")
     cell(page, layer=0, pos=3).click()
     saved = page.evaluate("window.__w.rec.saved")
-    assert len(saved) == 1 and saved[0]["selected"] == {"facet": 0, "row": 3, "col": 0}
+    assert len(saved) == 1 and saved[0]["selected"] == {"facet": 0, "row": 3, "col": 0, "n": 1}
     assert page.get_by_test_id("heatmap-detail").inner_text() == "computing…"
     # the real Python widget answers the same click; its answer goes back to the browser
     hm.set_state({"selected": saved[0]["selected"]})
