@@ -4,14 +4,15 @@
 import base64
 import re
 
-IMG = re.compile(
-    r'<img class="nbvene-figure" alt="[^"]*" src="data:image/svg\+xml;base64,([^"]+)">'
-)
+IMG = re.compile(r"<img\b[^>]*>")
+SOURCE = re.compile(r"""src=["']data:image/svg\+xml;base64,([^"']+)["']""")
 
 
 def static_svgs(html: str) -> list[str]:
-    """Every figure in `html` (an output's text/html, or a whole converted page), decoded."""
-    return [base64.b64decode(found).decode("utf-8") for found in IMG.findall(html)]
+    """Every figure in `html` (an output's text/html, or a whole converted page, whose
+    attributes nbconvert may reorder), decoded."""
+    tags = [tag for tag in IMG.findall(html) if "nbvene-figure" in tag]
+    return [base64.b64decode(SOURCE.search(tag)[1]).decode("utf-8") for tag in tags]
 
 
 def static_svg(data: dict) -> str:
