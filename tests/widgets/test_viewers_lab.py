@@ -75,7 +75,8 @@ def open_notebook(browser, lab, path: str):
         "websocket",
         lambda ws: "/api/kernels/" in ws.url and ws.on("framereceived", lambda f: frames.append(f)),
     )
-    page.goto(f"{lab['base']}/lab/tree/{path}?token={lab['token']}")
+    # reset: the workspace forgets notebooks opened before, so this page shows this one only
+    page.goto(f"{lab['base']}/lab/tree/{path}?reset&token={lab['token']}")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
     for _ in range(TIMEOUT // 100):
         if any(b"kernel_info_reply" in (f if isinstance(f, bytes) else f.encode()) for f in frames):
