@@ -87,6 +87,7 @@ def test_a_tutorial_is_stored_as_every_viewer_shows_it(path):
         assert "object at 0x" not in output.get("data", {}).get("text/plain", "")
 
 
+@pytest.mark.notebooks  # converts every tutorial: a minute or two on 2 busy cores
 @pytest.mark.parametrize("path", TUTORIALS)
 def test_nbconvert_html_holds_every_figure_and_needs_no_cdn(path, tmp_path, page):
     nb = nbformat.read(path, as_version=4)
