@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import re
-from html import escape
+from html import escape, unescape
 from typing import TYPE_CHECKING
 
 from nbvene.figures.svg import svg
@@ -46,14 +46,17 @@ def page(result: Result) -> str:
 
 def figure_html(result: Result) -> str:
     """The static figure as a notebook output stores it: one `<img>` whose source is the SVG
-    itself (a base64 data URI), tooltips and `data-*` attributes left out.
+    itself (a base64 data URI), tooltips and `data-*` attributes left out, the figure's title
+    as its `alt` text.
 
     It is the only static form in a Result's display, and every viewer keeps it: JupyterLab
     and Notebook 7 with the notebook untrusted (their sanitiser strips inline `<svg>` from HTML
     but keeps its text, and never shows `image/svg+xml` untrusted), nbconvert and nbviewer,
     GitHub, Colab and VS Code. Tooltips live in the widget and in `save_html`'s page."""
-    figure = INERT.sub("", svg(result))
-    alt = escape(result.metric or "collect")
+    drawn = svg(result)
+    headline = re.search(r"<title>([^<]*)</title>", drawn)  # the figure's own, for screen readers
+    alt = escape(unescape(headline[1]) if headline else result.metric or "collect")
+    figure = INERT.sub("", drawn)
     source = base64.b64encode(figure.encode("utf-8")).decode("ascii")
     return (
         f'<div class="nbvene-result"><img class="nbvene-figure" alt="{alt}" '
