@@ -9,6 +9,7 @@ import base64
 import json
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from nbvene.results import Axis, Result
 from nbvene.widgets import SteeringPanel
 from tests.outputs import static_svg, static_svgs
 
+ROOT = Path(__file__).resolve().parents[2]
 VIEW = "application/vnd.jupyter.widget-view+json"
 LIMIT = 400_000  # bytes a 32 × 200 result may store (issue 16)
 SLIDER = {"label": "kind−cruel · block_output L1", "min": -4, "max": 4, "step": 0.5, "value": 1}
@@ -143,3 +145,52 @@ def test_a_failing_first_answer_shows_in_the_static_form():
     assert panel.answer == {"id": 0, "error": "ZeroDivisionError: division by zero"}
     assert "ZeroDivisionError: division by zero" in data["text/plain"]
     assert "ZeroDivisionError: division by zero" in data["text/html"]
+
+
+def test_on_save_a_widget_view_the_saved_state_lacks_is_dropped_from_nbvene_outputs():
+    import nbvene_jupyter
+
+    def output(model_id: str, html: str) -> dict:
+        view = {"model_id": model_id, "version_major": 2, "version_minor": 1}
+        data = {"text/plain": "x", "text/html": html, VIEW: view}
+        return {"output_type": "display_data", "data": data, "metadata": {}}
+
+    figure = '<div class="nbvene-result"><img class="nbvene-figure" src="data:..."></div>'
+    panel = "<div class='nbvene-panel-static'><b>t</b></div>"
+    cells = [
+        output("kept", figure),  # its widget is in the saved state: it reopens live
+        output("dead", figure),  # not: it would reopen as "model not found"
+        output("dead", panel),
+        output("dead", "<b>another library's widget</b>"),  # left as it is
+    ]
+    state = {nbvene_jupyter.WIDGET_STATE: {"state": {"kept": {}}}}
+    nb = {
+        "cells": [{"cell_type": "code", "outputs": cells, "source": ""}],
+        "metadata": {"widgets": state},
+    }
+    nbvene_jupyter.pre_save(model={"type": "notebook", "content": nb}, path="a.ipynb")
+    assert [VIEW in o["data"] for o in cells] == [True, False, False, True]
+    assert all("text/html" in o["data"] for o in cells)  # the static forms stay
+    nbvene_jupyter.pre_save(model={"type": "file", "content": "text"}, path="a.txt")
+    [point] = nbvene_jupyter._jupyter_server_extension_points()
+    assert point["module"] == "nbvene_jupyter"
+
+
+def test_the_wheel_enables_save_state_and_the_server_extension():
+    import tomllib
+
+    root = ROOT
+    shared = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
+    mapped = shared["targets"]["wheel"]["shared-data"]
+    settings = json.loads((root / mapped_from(mapped, "overrides.d/nbvene.json")).read_text())
+    assert settings["@jupyter-widgets/jupyterlab-manager:plugin"] == {"saveState": True}
+    server = json.loads(
+        (root / mapped_from(mapped, "jupyter_server_config.d/nbvene.json")).read_text()
+    )
+    assert server["ServerApp"]["jpserver_extensions"] == {"nbvene_jupyter": True}
+
+
+def mapped_from(mapped: dict, installed: str) -> str:
+    """The repository file the wheel installs at a path ending in `installed`."""
+    [source] = [src for src, dest in mapped.items() if dest.endswith(installed)]
+    return source

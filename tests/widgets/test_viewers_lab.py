@@ -2,7 +2,9 @@
 
 * run → save → close → reopen without running (a new server, a new kernel): a sweep, a causal
   trace and a steering panel show their figures (the live widgets, restored from the widget
-  state Lab saves with nbvene's settings override), never "model not found";
+  state Lab saves with nbvene's settings override), never "model not found"; saved again
+  without running (Lab then saves no widget state) and reopened once more, they show their
+  static forms (nbvene_jupyter's pre-save hook dropped the dead widget views);
 * each stored tutorial, copied as a clone would be (written to disk, never trusted): its
   figures show as images of real size, and no tooltip text spills outside them."""
 
@@ -52,15 +54,20 @@ steer:    block_output layer=1 by {v} * slider(-8, 8, 1)
 generate: "The Eiffel Tower is located in" max_new_tokens=4"""
 
 
-def settings_override(tmp_path: Path) -> list[str]:
-    """The wheel's settings override (jupyter-config/overrides.json), where `jupyter lab`
-    reads it once installed: {app_settings_dir}/overrides.d/nbvene.json."""
-    settings = tmp_path / "app-settings"
-    (settings / "overrides.d").mkdir(parents=True)
-    shutil.copy(
-        ROOT / "jupyter-config" / "overrides.json", settings / "overrides.d" / "nbvene.json"
-    )
-    return [f"--LabApp.app_settings_dir={settings}"]
+def as_installed(tmp_path: Path) -> tuple[list[str], dict]:
+    """`jupyter lab`'s options and environment that read the wheel's Jupyter files as if
+    installed: the settings override (jupyter-config/overrides.json) as
+    {app_settings_dir}/overrides.d/nbvene.json, and the server config that enables
+    nbvene_jupyter (jupyter-config/server.json) in a Jupyter config folder."""
+    settings = tmp_path / "app-settings" / "overrides.d"
+    config = tmp_path / "etc-jupyter" / "jupyter_server_config.d"
+    for folder in (settings, config):
+        folder.mkdir(parents=True)
+    shutil.copy(ROOT / "jupyter-config" / "overrides.json", settings / "nbvene.json")
+    shutil.copy(ROOT / "jupyter-config" / "server.json", config / "nbvene.json")
+    return [f"--LabApp.app_settings_dir={settings.parent}"], {
+        "JUPYTER_CONFIG_PATH": str(config.parent)
+    }
 
 
 def open_notebook(browser, lab, path: str):
@@ -108,9 +115,9 @@ def test_reopened_after_save_every_figure_shows(browser, artifacts, tmp_path):
         cells=[nbformat.v4.new_code_cell(c) for c in cells], metadata={"kernelspec": KERNELSPEC}
     )
     nbformat.write(nb, root / "saved.ipynb")
-    args = settings_override(tmp_path)
-    # one user's Lab, twice: the same data folder holds the notary that trusts what Lab saved
-    same_user = {"JUPYTER_DATA_DIR": str(tmp_path / "data")}
+    args, env = as_installed(tmp_path)
+    # one user's Lab, thrice: the same data folder holds the notary that trusts what Lab saved
+    same_user = {"JUPYTER_DATA_DIR": str(tmp_path / "data"), **env}
 
     log = artifacts / "jupyterlab_saved.log"
     with jupyter_lab(root, log_path=log, args=args, extra_env=same_user) as lab:
@@ -158,6 +165,34 @@ def test_reopened_after_save_every_figure_shows(browser, artifacts, tmp_path):
         assert shown.nth(1).get_by_test_id("heatmap-cell").count() == cells_then
         assert shown.nth(3).get_by_test_id("panel-token").count() > 0
         page.screenshot(path=artifacts / "lab_reopened.png", full_page=True)
+        assert page.errors == []
+        # saved again without running: Lab saves no state for widgets its kernel does not hold
+        before = (root / "saved.ipynb").stat().st_mtime_ns
+        shown.nth(0).locator(".jp-InputPrompt").click()
+        page.keyboard.press("Control+s")
+        for _ in range(TIMEOUT // 200):
+            if (root / "saved.ipynb").stat().st_mtime_ns != before:
+                break
+            page.wait_for_timeout(200)
+        page.wait_for_timeout(1000)  # written whole
+        ctx.close()
+        close_all(lab)
+
+    resaved = nbformat.read(root / "saved.ipynb", as_version=4)
+    assert not resaved.metadata["widgets"][WIDGET_STATE]["state"]
+    outputs = [o for c in resaved.cells for o in c.get("outputs", [])]
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+
+    # reopened once more: the static forms, still never "model not found"
+    log = artifacts / "jupyterlab_resaved.log"
+    with jupyter_lab(root, log_path=log, args=args, extra_env=same_user) as lab:
+        ctx, page = open_notebook(browser, lab, "saved.ipynb")
+        shown = page.locator(".jp-Notebook .jp-Cell")
+        expect(shown.nth(1).locator("img.nbvene-figure")).to_have_count(1)
+        expect(shown.nth(2).locator("img.nbvene-figure")).to_have_count(1)
+        expect(shown.nth(3).locator(".nbvene-panel-static")).to_contain_text("steered ×1")
+        assert "model not found" not in page.locator(".jp-Notebook").inner_text()
+        page.screenshot(path=artifacts / "lab_resaved.png", full_page=True)
         assert page.errors == []
         ctx.close()
 
