@@ -19,6 +19,7 @@ import nbvene as nv
 from nbvene.figures.page import INERT
 from nbvene.results import Axis, Result
 from nbvene.widgets import SteeringPanel
+from nbvene.widgets.panel import static_form
 from tests.outputs import static_svg, static_svgs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,8 +156,9 @@ def test_on_save_a_widget_view_the_saved_state_lacks_is_dropped_from_nbvene_outp
         data = {"text/plain": "x", "text/html": html, VIEW: view}
         return {"output_type": "display_data", "data": data, "metadata": {}}
 
-    figure = '<div class="nbvene-result"><img class="nbvene-figure" src="data:..."></div>'
-    panel = "<div class='nbvene-panel-static'><b>t</b></div>"
+    # the static forms as nbvene makes them: a Result's figure, the steering panel's texts
+    figure = large().slice(0)._repr_html_()
+    panel = static_form("t", [SLIDER], {"id": 0, "values": [1.0], **columns([1.0])})["text/html"]
     cells = [
         output("kept", figure),  # its widget is in the saved state: it reopens live
         output("dead", figure),  # not: it would reopen as "model not found"
