@@ -117,20 +117,18 @@ class Result:
         )
 
     def _repr_html_(self) -> str:
-        """The static figure inline (an SVG), for front ends that ask for HTML only."""
-        return f'<div class="nbvene-result" style="overflow-x:auto">{self.to_svg()}</div>'
+        """The static figure: an `<img>` of the SVG (see `nbvene.figures.page.figure_html`)."""
+        from nbvene.figures.page import figure_html
+
+        return figure_html(self)
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict | tuple[dict, dict]:
-        """What a notebook shows: the text heatmap, the static figure as SVG (so a saved
-        notebook renders on GitHub and nbviewer) and as HTML, and, in a kernel with anywidget,
-        the live widget's view. Returns `(data, metadata)` when the widget brings metadata
-        (Colab's widget manager), else the data alone."""
-        figure = self.to_svg()
-        data = {
-            "text/plain": repr(self),
-            "image/svg+xml": figure,
-            "text/html": f'<div class="nbvene-result" style="overflow-x:auto">{figure}</div>',
-        }
+        """What a notebook shows: the text heatmap, the static figure once (as `text/html`, an
+        `<img>` of the SVG, the form every viewer keeps: GitHub, nbviewer, nbconvert, an
+        untrusted JupyterLab) and, in a kernel with anywidget, the live widget's view. Returns
+        `(data, metadata)` when the widget brings metadata (Colab's widget manager), else the
+        data alone."""
+        data = {"text/plain": repr(self), "text/html": self._repr_html_()}
         widget, metadata = _widget_view(self)
         data.update(widget)
         return (data, metadata) if metadata else data

@@ -5,6 +5,12 @@
 
 Each runs in a fresh kernel of this Python, from the notebooks/ folder; the time each took is
 printed, wall clock and the kernel's CPU time (less sensitive to a busy machine).
+
+They are stored in the form every viewer shows (`static`): each figure as the static form its
+display carries (an `<img>` of the SVG, the steering panel's texts), no widget views and no
+widget state. GitHub, nbviewer, `jupyter nbconvert --to html` (offline: no widget scripts from a
+CDN), Colab, Binder before a cell is run, and a cloned, untrusted JupyterLab all show the same
+figures; running a cell brings its live widget back.
 `tests/test_notebooks.py` runs them the same way and compares with what is stored, but one
 after another in one kernel (`one_kernel`), reset in between, so that nbvene is imported and
 SmolLM2 loaded once.
@@ -33,6 +39,9 @@ def tutorials() -> list[Path]:
     return sorted(FOLDER.glob("[0-9][0-9]_*.ipynb"))
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
 def is_progress_bar(output) -> bool:
     """A sweep's progress bar, or its progress line emptied at the end: it means something only
     while the cell runs."""
@@ -41,6 +50,28 @@ def is_progress_bar(output) -> bool:
     return output.output_type == "display_data" and (
         text.startswith("nbvene:") or data == {"text/plain": ""}
     )
+
+
+def is_live_only(output) -> bool:
+    """A displayed widget with no static form (a progress bar, a bare widget): without its
+    kernel it shows nothing, or an error."""
+    data = output.get("data", {})
+    static = [k for k in data if k != WIDGET_VIEW and k != "text/plain"]
+    return output.output_type == "display_data" and WIDGET_VIEW in data and not static
+
+
+def static(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The notebook as every viewer shows it: progress bars and live-only widgets left out,
+    widget views dropped from the outputs (each keeps its static form beside them) and the
+    widget state from the metadata (with it, nbconvert would load widget scripts from a CDN)."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.outputs = [o for o in cell.outputs if not is_progress_bar(o) and not is_live_only(o)]
+        for output in cell.outputs:
+            output.get("data", {}).pop(WIDGET_VIEW, None)
+    nb.metadata.pop("widgets", None)
+    return nb
 
 
 # What a notebook may have left in a shared kernel: its names, the extension and its %config.
@@ -81,8 +112,8 @@ def execute(
     path: Path, *, cwd: Path | None = None, kernel: KernelManager | None = None
 ) -> nbformat.NotebookNode:
     """Run one notebook (working directory `cwd`, else its own folder) in a new kernel, or in
-    `kernel` after resetting it; return it with fresh outputs, progress bars left out; the
-    file is not written."""
+    `kernel` after resetting it; return it with fresh outputs, in the form it is stored
+    (`static`); the file is not written."""
     nb = nbformat.read(path, as_version=4)
     if kernel is not None:
         _reset(kernel, cwd or path.parent)
@@ -95,10 +126,7 @@ def execute(
         resources={"metadata": {"path": str(cwd or path.parent)}},
     )
     client.execute()
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs = [o for o in cell.outputs if not is_progress_bar(o)]
-    return nb
+    return static(nb)
 
 
 def main(argv: list[str] | None = None) -> None:

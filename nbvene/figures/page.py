@@ -1,9 +1,12 @@
-"""A Result as a self-contained HTML page: the SVG figure, the spec and where it ran. No
-scripts and no links, so it opens offline and anywhere."""
+"""A Result as HTML: `page`, a self-contained page with the SVG figure, the spec and where it
+ran; and `figure_html`, the figure as the one static form a notebook output stores. No scripts
+and no links, so both open offline and anywhere."""
 
 from __future__ import annotations
 
-from html import escape
+import base64
+import re
+from html import escape, unescape
 from typing import TYPE_CHECKING
 
 from nbvene.figures.svg import svg
@@ -18,6 +21,9 @@ STYLE = (
     "dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em;font-size:.9em}"
     "dt{color:#666}"
 )
+INERT = re.compile(r'<title>[^<]*</title>| data-[a-z-]+="[^"]*"')
+"""What an SVG shown as an image cannot use: tooltips and the `data-*` attributes scripts read
+(escaped text, so neither holds a `<` or a `"`)."""
 META = ("model", "family", "dtype", "device", "seed", "nbvene", "transformers", "torch")
 
 
@@ -35,4 +41,24 @@ def page(result: Result) -> str:
         f"<figure>{svg(result)}</figure>"
         f"<pre>{escape(result.spec_text)}</pre>"
         f"<dl>{facts}</dl></body></html>\n"
+    )
+
+
+def figure_html(result: Result) -> str:
+    """The static figure as a notebook output stores it: one `<img>` whose source is the SVG
+    itself (a base64 data URI), tooltips and `data-*` attributes left out, the figure's title
+    as its `alt` text.
+
+    It is the only static form in a Result's display, and every viewer keeps it: JupyterLab
+    and Notebook 7 with the notebook untrusted (their sanitiser strips inline `<svg>` from HTML
+    but keeps its text, and never shows `image/svg+xml` untrusted), nbconvert and nbviewer,
+    GitHub, Colab and VS Code. Tooltips live in the widget and in `save_html`'s page."""
+    drawn = svg(result)
+    headline = re.search(r"<title>([^<]*)</title>", drawn)  # the figure's own, for screen readers
+    alt = escape(unescape(headline[1]) if headline else result.metric or "collect")
+    figure = INERT.sub("", drawn)
+    source = base64.b64encode(figure.encode("utf-8")).decode("ascii")
+    return (
+        f'<div class="nbvene-result"><img class="nbvene-figure" alt="{alt}" '
+        f'src="data:image/svg+xml;base64,{source}"></div>'
     )

@@ -3,6 +3,12 @@
 // it loads.
 const DEBOUNCE_MS = 150;
 
+// Generated text reads as prose: its spaces stay spaces. Only a token that is nothing but
+// whitespace gets visible signs (tokenNodes), as it would otherwise not show at all.
+function proseNodes(text) {
+  return String(text).trim() === "" ? tokenNodes(text) : [document.createTextNode(text)];
+}
+
 function render({ model, el }) {
   const root = document.createElement("div");
   root.className = "nbvene-panel";
@@ -103,7 +109,7 @@ function render({ model, el }) {
         const tok = document.createElement("span");
         tok.className = t.mark ? "nv-tok nv-mark" : "nv-tok";
         tok.dataset.testid = "panel-token";
-        tok.append(...tokenNodes(t.text));
+        tok.append(...proseNodes(t.text));
         col.appendChild(tok);
       }
       return col;

@@ -10,6 +10,7 @@ import torch
 from IPython.core.formatters import DisplayFormatter
 
 import nbvene as nv
+from tests.outputs import static_svg
 
 
 def test_the_cell_returns_what_nv_run_returns(cell, patch_spec, expected):
@@ -25,7 +26,7 @@ def test_the_value_has_a_figure_and_text_for_the_notebook(cell, patch_spec):
     res = cell("%%intervene model\n" + patch_spec).value
     data, _ = DisplayFormatter().format(res)  # a notebook's (the test shell's is text only)
     assert data["text/plain"].startswith("Result(logit_diff")
-    assert data["image/svg+xml"].startswith("<svg") and data["image/svg+xml"] in data["text/html"]
+    assert static_svg(data).startswith("<svg")
 
 
 @pytest.mark.parametrize("line", ["-o trace", "--out trace", "trace << model", "out=trace"])

@@ -13,6 +13,8 @@ import pytest
 from jupyter_client import BlockingKernelClient
 from nbclient import NotebookClient
 
+from tests.outputs import static_svg
+
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "smoke.ipynb"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -52,12 +54,12 @@ def check(nb) -> None:
     [stored] = by_source(nb, "%%intervene model -o trace").outputs
     assert stored.output_type == "display_data"
     assert "application/vnd.jupyter.widget-view+json" in stored.data
-    assert stored.data["image/svg+xml"].count('class="cell"') > 0
+    assert static_svg(stored.data).count('class="cell"') > 0
     shown = by_source(nb, "layers =").outputs
     assert [o.output_type for o in shown] == ["execute_result"]
     assert shown[0].data["text/plain"].startswith("Result(p(' Paris'): layer")
     grid = re.search(r"layer (\d+) × pos (\d+)", shown[0].data["text/plain"])
-    assert shown[0].data["image/svg+xml"].count('class="cell"') == int(grid[1]) * int(grid[2])
+    assert static_svg(shown[0].data).count('class="cell"') == int(grid[1]) * int(grid[2])
     sites = by_source(nb, "%nbvene sites").outputs[0].data
     assert "block_output" in sites["text/plain"] and "<table>" in sites["text/html"]
     dry = text(by_source(nb, "%%intervene --dry-run"))

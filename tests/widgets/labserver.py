@@ -37,7 +37,9 @@ def children(pid):
 
 
 @contextlib.contextmanager
-def jupyter_lab(root_dir, log_path=None, timeout=60, extra_env=None):
+def jupyter_lab(root_dir, log_path=None, timeout=60, extra_env=None, settings=None, args=()):
+    """settings: more user settings by plugin ("notebook-extension/tracker": {...}), merged;
+    args: more command-line options for `jupyter lab`."""
     port, token = free_port(), secrets.token_hex(16)
     home = pathlib.Path(tempfile.mkdtemp(prefix="brlab-"))
     user_settings = {
@@ -46,19 +48,21 @@ def jupyter_lab(root_dir, log_path=None, timeout=60, extra_env=None):
         # never ask "Select Kernel": start the notebook's kernelspec
         "notebook-extension/tracker": {"autoStartDefaultKernel": True},
     }
+    for name, value in (settings or {}).items():
+        user_settings[name] = {**user_settings.get(name, {}), **value}
     for name, value in user_settings.items():
         f = home / "user-settings" / "@jupyterlab" / f"{name}.jupyterlab-settings"
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(json.dumps(value))
-    env = dict(
-        os.environ,
-        JUPYTER_CONFIG_DIR=str(home / "config"),
-        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-        JUPYTER_DATA_DIR=str(home / "data"),
-        IPYTHONDIR=str(home / "ipython"),
-        JUPYTER_PLATFORM_DIRS="1",
-        **(extra_env or {}),
-    )
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "IPYTHONDIR": str(home / "ipython"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+        **(extra_env or {}),  # may replace the folders above (a second server of one user)
+    }
     cmd = [
         sys.executable,
         "-m",
@@ -78,6 +82,7 @@ def jupyter_lab(root_dir, log_path=None, timeout=60, extra_env=None):
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         f"--LabApp.user_settings_dir={home / 'user-settings'}",
         f"--LabApp.workspaces_dir={home / 'workspaces'}",
+        *args,
     ]
     log = open(log_path or home / "server.log", "w")  # noqa: SIM115 (closed in finally)
     proc = subprocess.Popen(

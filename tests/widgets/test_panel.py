@@ -112,7 +112,7 @@ def test_keyboard_moves_slider_and_requests_are_debounced(mount, page, artifacts
     cols = page.get_by_test_id("panel-column")
     assert cols.count() == 2
     assert cols.nth(1).locator("h5").inner_text() == "steered ×2.5"
-    assert cols.nth(0).get_by_test_id("panel-token").inner_text() == "␣kind"
+    assert cols.nth(0).get_by_test_id("panel-token").inner_text() == " kind"  # prose
     assert cols.nth(1).locator(".nv-mark").count() == 1
     assert page.get_by_test_id("panel-note").inner_text() == "strength 2.5"
     page.locator(".harness-widget").screenshot(path=artifacts / "harness_panel.png")
@@ -159,7 +159,7 @@ def test_token_text_is_escaped_and_errors_shown(mount, page):
     assert col.locator("script, img, b").count() == 0
     assert col.locator("h5").inner_text() == "<b>t</b>"
     shown = col.get_by_test_id("panel-token").nth(1).inner_text()
-    assert shown == "<img␣src=x␣onerror=window.pwned=2>"
+    assert shown == "<img src=x onerror=window.pwned=2>"  # prose: spaces stay spaces
     assert page.evaluate("window.pwned") is None
     page.evaluate("pySet('answer', {id: 1, error: 'RuntimeError: boom'})")
     assert page.get_by_test_id("panel-status").inner_text() == "error: RuntimeError: boom"
