@@ -76,6 +76,7 @@ def acdc(
             taken, before = 0, m_current
             for value in values:
                 if abs(value - before) / span >= tau:
+                    scores[index[order[taken]]] = value - before  # kept: its removal's change
                     break
                 taken, before = taken + 1, value
             if taken == 0:
