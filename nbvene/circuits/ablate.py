@@ -83,7 +83,7 @@ def curve(
 ) -> list[tuple[int, float]]:
     """Faithfulness of the top-`size` prefix of `ranked` for each of `sizes`, several sizes
     per forward pass (their copies of the batch stacked). `progress(done, total)` is called
-    after each forward pass."""
+    after each forward pass, with the number of sizes done."""
     layout = layout_of(model)
     clean, corrupted = check_pair(clean, corrupted)
     reference = reference_outputs(model, layout, clean, corrupted, ablation)
@@ -91,15 +91,9 @@ def curve(
         model, layout, clean, reference, metric, [list(layout.edges), []]
     ).tolist()
     sizes = [int(size) for size in sizes]
-    per_pass = max(1, PASS_ROWS // clean.rows)
-    values: list[float] = []
-    for start in range(0, len(sizes), per_pass):
-        chunk = [ranked[:size] for size in sizes[start : start + per_pass]]
-        values += patched_metric(model, layout, clean, reference, metric, chunk).tolist()
-        if progress is not None:
-            progress(min(start + per_pass, len(sizes)), len(sizes))
-    return [(size, normalized(v, m_full, m_none)) for size, v in zip(sizes, values, strict=True)]
-
-
-PASS_ROWS = 256
-"""Rows per forward pass when several kept-sets run as copies of the batch."""
+    kept = [ranked[:size] for size in sizes]
+    values = patched_metric(model, layout, clean, reference, metric, kept, progress=progress)
+    return [
+        (size, normalized(v, m_full, m_none))
+        for size, v in zip(sizes, values.tolist(), strict=True)
+    ]

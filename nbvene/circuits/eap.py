@@ -11,6 +11,7 @@ from torch import nn
 
 from nbvene.circuits.edges import Layout, layout_of
 from nbvene.circuits.forward import (
+    PASS_ROWS,
     EdgeRun,
     Inputs,
     check_pair,
@@ -75,13 +76,11 @@ def receiver_gradients(
     clean: Inputs,
     metric: Callable[[torch.Tensor], torch.Tensor],
     embeds: list[torch.Tensor | None],
-    *,
-    rows: int = 256,
 ) -> torch.Tensor:
     """The gradient of the batch-mean metric with respect to every receiver's input, [R, B, T,
     d], averaged over `embeds` (embeddings to run from; None: the clean ones), several per
-    forward pass."""
-    per_pass = max(1, rows // clean.rows)
+    forward pass (at most PASS_ROWS rows)."""
+    per_pass = max(1, PASS_ROWS // clean.rows)
     total = None
     for start in range(0, len(embeds), per_pass):
         chunk = embeds[start : start + per_pass]

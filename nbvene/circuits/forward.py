@@ -111,7 +111,8 @@ class EdgeRun:
     copy. `probe`: add a zero leaf to every receiver's input, so the gradient of a loss with
     respect to `probes` is its gradient with respect to each receiver's input. `embed`
     [variants·rows, T, d]: replaces the embedding (the first block's input). `outputs`
-    collects every sender's output [variants·rows, T, d], in the order of `layout.senders`.
+    collects every sender's output [variants·rows, T, d], in the order of `layout.senders`
+    (in a run that ablates, `deltas` holds their differences from the reference instead).
     """
 
     def __init__(
@@ -127,14 +128,21 @@ class EdgeRun:
         self.model, self.layout = model, layout
         self.reference, self.removed, self.probe, self.embed = reference, removed, probe, embed
         self.outputs: list[torch.Tensor] = []
+        self.deltas: torch.Tensor | None = None
+        self.recorded = 0
         self.probes: list[torch.Tensor] = []
         self.resid: torch.Tensor | None = None
         self.handles: list = []
 
     @property
+    def ablating(self) -> bool:
+        """Whether some edges carry the reference instead of their sender's output."""
+        return self.removed is not None and self.reference is not None
+
+    @property
     def patches(self) -> bool:
         """Whether receivers read their own copies (else the hooks only record senders)."""
-        return self.probe or (self.removed is not None and self.reference is not None)
+        return self.probe or self.ablating
 
     def __enter__(self) -> EdgeRun:
         try:
@@ -192,7 +200,7 @@ class EdgeRun:
     def _embedding(self, module, args, kwargs):
         if self.embed is not None:
             args = (self.embed.to(args[0].dtype), *args[1:])
-        self.outputs.append(args[0])
+        self._record([args[0]])
         return args, kwargs
 
     def _head_outputs(self, module, args):
@@ -201,10 +209,23 @@ class EdgeRun:
         weight = _input_major(module)
         weight = weight.reshape(heads, -1, weight.shape[-1])
         per_head = torch.einsum("nthk,hkd->nthd", z.unflatten(-1, (heads, -1)), weight)
-        self.outputs.extend(per_head.unbind(dim=2))
+        self._record(per_head.unbind(dim=2))
 
     def _mlp_output(self, module, args, output):
-        self.outputs.append(output)
+        self._record([output])
+
+    def _record(self, outputs) -> None:
+        """Keep senders' outputs; in an ablating run, only their differences from the
+        reference, [S, variants, rows, T, d], written into one buffer as they come."""
+        if not self.ablating:
+            self.outputs.extend(outputs)
+            return
+        for output in outputs:
+            output = output.unflatten(0, (self.removed.shape[0], -1))
+            if self.deltas is None:
+                self.deltas = output.new_empty((len(self.layout.senders), *output.shape))
+            self.deltas[self.recorded] = output - self.reference[self.recorded].to(output.dtype)
+            self.recorded += 1
 
     # --- receivers ------------------------------------------------------------------------
 
@@ -215,12 +236,9 @@ class EdgeRun:
         """The receivers' inputs `first` .. `first + count`: [count, N, T, d]."""
         resid = self.resid
         x = resid.unsqueeze(0).expand(count, *resid.shape)
-        if self.removed is not None and self.reference is not None and senders:
-            out = torch.stack(self.outputs[:senders])
-            ref = self.reference[:senders].to(out.dtype)
-            variants = self.removed.shape[0]
-            delta = out.unflatten(1, (variants, -1)) - ref.unsqueeze(1)
-            removed = self.removed[:, first : first + count, :senders].to(out.dtype)
+        if self.ablating and senders:
+            delta = self.deltas[:senders]
+            removed = self.removed[:, first : first + count, :senders].to(delta.dtype)
             shift = torch.einsum("krs,skbtd->rkbtd", removed, delta).flatten(1, 2)
             x = x - shift
         if self.probe:
@@ -352,12 +370,12 @@ def patched_metric(
     metric: Callable,
     kept: list[Iterable[Edge]],
     *,
-    rows: int = 256,
+    progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """The batch-mean metric for each kept-set in `kept` (everything else ablated), several
-    kept-sets per forward pass (at most `rows` rows each): [len(kept)]."""
+    kept-sets per forward pass: [len(kept)]. `progress(done, total)` after each pass."""
     removed = removal(layout, kept).to(reference.device)
-    per_pass = max(1, rows // clean.rows)
+    per_pass = variants_per_pass(reference)
     means = []
     with torch.no_grad():
         for start in range(0, len(kept), per_pass):
@@ -365,4 +383,20 @@ def patched_metric(
             run = EdgeRun(model, layout, reference=reference, removed=chunk)
             logits = read_logits(model, clean, run, variants=chunk.shape[0])
             means.append(per_variant(metric, logits, clean.rows).mean(dim=1))
+            if progress is not None:
+                progress(start + chunk.shape[0], len(kept))
     return torch.cat(means)
+
+
+PASS_ROWS = 256
+"""The most rows (copies of the batch, stacked) one forward pass runs."""
+PASS_BYTES = 1 << 29
+"""The most memory the senders' differences from the reference take in one pass (512 MiB)."""
+
+
+def variants_per_pass(reference: torch.Tensor) -> int:
+    """How many copies of the batch one edge-patched pass runs: at most PASS_ROWS rows, and
+    their senders' differences (S × rows × T × d) within PASS_BYTES."""
+    senders, rows = reference.shape[:2]
+    per_copy = reference[0].numel() * senders * max(reference.element_size(), 4)
+    return max(1, min(PASS_ROWS // rows, PASS_BYTES // per_copy))
