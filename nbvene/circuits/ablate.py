@@ -16,7 +16,15 @@ import torch
 from torch import nn
 
 from nbvene.circuits.edges import layout_of
-from nbvene.circuits.forward import Inputs, check_pair, patched_metric, reference_outputs
+from nbvene.circuits.forward import (
+    Inputs,
+    check_pair,
+    patched_metric,
+    positions,
+    reference_outputs,
+    removal,
+    valid,
+)
 from nbvene.circuits.graph import Edge
 from nbvene.errors import NbveneError
 
@@ -37,7 +45,8 @@ def edge_metric(
     layout = layout_of(model)
     clean, corrupted = check_pair(clean, corrupted)
     reference = reference_outputs(model, layout, clean, corrupted, ablation)
-    return float(patched_metric(model, layout, clean, reference, metric, [list(kept)])[0])
+    removed = removal(layout, [kept])
+    return float(patched_metric(model, layout, clean, reference, metric, removed)[0])
 
 
 def faithfulness(
@@ -53,8 +62,10 @@ def faithfulness(
     layout = layout_of(model)
     clean, corrupted = check_pair(clean, corrupted)
     reference = reference_outputs(model, layout, clean, corrupted, ablation)
-    sets = [list(kept), list(layout.edges), []]
-    m_kept, m_full, m_none = patched_metric(model, layout, clean, reference, metric, sets).tolist()
+    removed = removal(layout, [kept, layout.edges, []])
+    m_kept, m_full, m_none = patched_metric(
+        model, layout, clean, reference, metric, removed
+    ).tolist()
     return normalized(m_kept, m_full, m_none)
 
 
@@ -87,12 +98,15 @@ def curve(
     layout = layout_of(model)
     clean, corrupted = check_pair(clean, corrupted)
     reference = reference_outputs(model, layout, clean, corrupted, ablation)
-    m_full, m_none = patched_metric(
-        model, layout, clean, reference, metric, [list(layout.edges), []]
-    ).tolist()
+    every = valid(layout)
+    ends = torch.stack([torch.zeros_like(every), every])
+    m_full, m_none = patched_metric(model, layout, clean, reference, metric, ends).tolist()
     sizes = [int(size) for size in sizes]
-    kept = [ranked[:size] for size in sizes]
-    values = patched_metric(model, layout, clean, reference, metric, kept, progress=progress)
+    r, s = positions(layout, ranked)
+    removed = every.expand(len(sizes), *every.shape).clone()
+    for variant, size in enumerate(sizes):
+        removed[variant, r[:size], s[:size]] = False
+    values = patched_metric(model, layout, clean, reference, metric, removed, progress=progress)
     return [
         (size, normalized(v, m_full, m_none))
         for size, v in zip(sizes, values.tolist(), strict=True)

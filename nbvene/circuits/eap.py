@@ -16,6 +16,7 @@ from nbvene.circuits.forward import (
     Inputs,
     check_pair,
     per_variant,
+    positions,
     read_logits,
     sender_outputs,
 )
@@ -57,17 +58,7 @@ def edge_scores(
         grads = receiver_gradients(model, layout, clean, metric, embeds)
     delta = (corrupt_out - clean_out).float()
     matrix = torch.einsum("sbtd,rbtd->rs", delta, grads.float())
-    return matrix[edge_index(layout)].float().cpu()
-
-
-def edge_index(layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
-    """(receiver, sender) indices of `layout.edges`, to pick their entries of an [R, S]
-    matrix."""
-    senders = {node: i for i, node in enumerate(layout.senders)}
-    receivers = {key: i for i, key in enumerate(layout.receivers)}
-    r = [receivers[(edge.receiver, edge.port)] for edge in layout.edges]
-    s = [senders[edge.sender] for edge in layout.edges]
-    return torch.tensor(r, dtype=torch.long), torch.tensor(s, dtype=torch.long)
+    return matrix[positions(layout, layout.edges)].float().cpu()
 
 
 def receiver_gradients(

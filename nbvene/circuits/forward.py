@@ -216,15 +216,18 @@ class EdgeRun:
 
     def _record(self, outputs) -> None:
         """Keep senders' outputs; in an ablating run, only their differences from the
-        reference, [S, variants, rows, T, d], written into one buffer as they come."""
+        reference, [variants, S, rows, T, d], written into one buffer as they come."""
         if not self.ablating:
             self.outputs.extend(outputs)
             return
         for output in outputs:
             output = output.unflatten(0, (self.removed.shape[0], -1))
             if self.deltas is None:
-                self.deltas = output.new_empty((len(self.layout.senders), *output.shape))
-            self.deltas[self.recorded] = output - self.reference[self.recorded].to(output.dtype)
+                variants, rows = output.shape[:2]
+                shape = (variants, len(self.layout.senders), rows, *output.shape[2:])
+                self.deltas = output.new_empty(shape)
+            reference = self.reference[self.recorded].to(output.dtype)
+            self.deltas[:, self.recorded] = output - reference
             self.recorded += 1
 
     # --- receivers ------------------------------------------------------------------------
@@ -236,10 +239,11 @@ class EdgeRun:
         """The receivers' inputs `first` .. `first + count`: [count, N, T, d]."""
         resid = self.resid
         x = resid.unsqueeze(0).expand(count, *resid.shape)
-        if self.ablating and senders:
-            delta = self.deltas[:senders]
-            removed = self.removed[:, first : first + count, :senders].to(delta.dtype)
-            shift = torch.einsum("krs,skbtd->rkbtd", removed, delta).flatten(1, 2)
+        removed = self.removed[:, first : first + count, :senders] if self.ablating else None
+        if removed is not None and removed.any():
+            delta = self.deltas[:, :senders]  # [variants, senders, rows, T, d]
+            shift = torch.matmul(removed.to(delta.dtype), delta.flatten(2))
+            shift = shift.unflatten(2, delta.shape[2:]).transpose(0, 1).flatten(1, 2)
             x = x - shift
         if self.probe:
             leaf = torch.zeros_like(x, requires_grad=True)
@@ -342,24 +346,39 @@ def reference_outputs(
     return mean.expand_as(outputs)
 
 
-def removal(layout: Layout, kept: Iterable[Iterable[Edge]]) -> torch.Tensor:
-    """[variants, R, S]: True where an edge exists and is not kept in that variant."""
+def valid(layout: Layout) -> torch.Tensor:
+    """[R, S]: True where sender s has an edge into receiver r."""
+    mask = torch.zeros(len(layout.receivers), len(layout.senders), dtype=torch.bool)
+    for r, (node, port) in enumerate(layout.receivers):
+        mask[r, : layout.available(node.layer, port)] = True
+    return mask
+
+
+def positions(layout: Layout, edges: Iterable[Edge]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (receiver, sender) indices of `edges` in [R, S] masks; NbveneError for an edge
+    the model does not have."""
     senders = {node: i for i, node in enumerate(layout.senders)}
     receivers = {key: i for i, key in enumerate(layout.receivers)}
-    valid = torch.zeros(len(receivers), len(senders), dtype=torch.bool)
-    for r, (node, port) in enumerate(layout.receivers):
-        valid[r, : layout.available(node.layer, port)] = True
+    rs, ss = [], []
+    for edge in edges:
+        r = receivers.get((edge.receiver, edge.port))
+        s = senders.get(edge.sender)
+        if r is None or s is None or s >= layout.available(edge.receiver.layer, edge.port):
+            raise NbveneError(f"{edge.name} is not an edge of this model")
+        rs.append(r)
+        ss.append(s)
+    return torch.tensor(rs, dtype=torch.long), torch.tensor(ss, dtype=torch.long)
+
+
+def removal(layout: Layout, kept: Iterable[Iterable[Edge]]) -> torch.Tensor:
+    """[variants, R, S]: True where an edge exists and is not kept in that variant."""
+    every = valid(layout)
     masks = []
     for edges in kept:
-        mask = valid.clone()
-        for edge in edges:
-            r = receivers.get((edge.receiver, edge.port))
-            s = senders.get(edge.sender)
-            if r is None or s is None or not valid[r, s]:
-                raise NbveneError(f"{edge.name} is not an edge of this model")
-            mask[r, s] = False
+        mask = every.clone()
+        mask[positions(layout, edges)] = False
         masks.append(mask)
-    return torch.stack(masks)
+    return torch.stack(masks) if masks else every[None][:0]
 
 
 def patched_metric(
@@ -368,23 +387,24 @@ def patched_metric(
     clean: Inputs,
     reference: torch.Tensor,
     metric: Callable,
-    kept: list[Iterable[Edge]],
+    removed: torch.Tensor,
     *,
     progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
-    """The batch-mean metric for each kept-set in `kept` (everything else ablated), several
-    kept-sets per forward pass: [len(kept)]. `progress(done, total)` after each pass."""
-    removed = removal(layout, kept).to(reference.device)
+    """The batch-mean metric for each variant of `removed` [variants, R, S] (True: that edge
+    ablated), several variants per forward pass: [variants]. `progress(done, total)` after
+    each pass."""
+    removed = removed.to(reference.device)
     per_pass = variants_per_pass(reference)
     means = []
     with torch.no_grad():
-        for start in range(0, len(kept), per_pass):
+        for start in range(0, removed.shape[0], per_pass):
             chunk = removed[start : start + per_pass]
             run = EdgeRun(model, layout, reference=reference, removed=chunk)
             logits = read_logits(model, clean, run, variants=chunk.shape[0])
             means.append(per_variant(metric, logits, clean.rows).mean(dim=1))
             if progress is not None:
-                progress(start + chunk.shape[0], len(kept))
+                progress(start + chunk.shape[0], removed.shape[0])
     return torch.cat(means)
 
 
