@@ -256,10 +256,13 @@ class EdgeRun:
             for port, first in ports:
                 count = self.layout.receiver_heads(port.name)
                 senders = self.layout.available(layer, port.name)
-                x = norm.forward(self._copies(count, first, senders))
-                units = port.view.read(projection.forward(x))  # [count, N, T, heads, dh]
-                own = torch.stack([units[i, :, :, i] for i in range(count)], dim=2)
-                output = port.view.write(output, own)
+                x = norm.forward(self._copies(count, first, senders))  # [heads, N, T, d]
+                # each head's slice of the projection, from its own input
+                weight = port.view.read(_input_major(projection))  # [d, heads, dh]
+                units = torch.einsum("hntd,dhk->nthk", x, weight.to(x.dtype))
+                if projection.bias is not None:
+                    units = units + port.view.read(projection.bias).to(x.dtype)
+                output = port.view.write(output, units)
             return output
 
         return hook
@@ -278,7 +281,8 @@ class EdgeRun:
 
 
 def _input_major(module: nn.Module) -> torch.Tensor:
-    """A projection's weight as [in, out] (nn.Linear keeps [out, in], GPT-2's Conv1D [in, out])."""
+    """A projection's weight as [in, out] (nn.Linear keeps [out, in], GPT-2's Conv1D [in, out]);
+    NbveneError for a projection that is neither."""
     if isinstance(module, nn.Linear):
         return module.weight.t()
     if type(module).__name__ == "Conv1D":
