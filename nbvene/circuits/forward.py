@@ -54,13 +54,19 @@ class Inputs:
 
 
 def inputs(tokenizer, texts: Sequence[str]) -> Inputs:
-    """Tokenize `texts` (padded as the tokenizer pads) into `Inputs`."""
+    """Tokenize `texts` into `Inputs`, padded on the right (so every prompt starts at
+    position 0 and reads at its last token, whatever the tokenizer's padding side or
+    whether it has a pad token)."""
     if isinstance(texts, str):
         texts = [texts]
     if not texts:
         raise NbveneError("circuit discovery needs at least one prompt")
-    encoded = tokenizer(list(texts), return_tensors="pt", padding=True)
-    made = Inputs.of(encoded["input_ids"], encoded["attention_mask"])
+    rows = [list(tokenizer(text)["input_ids"]) for text in texts]
+    width = max(len(row) for row in rows)
+    pad = getattr(tokenizer, "pad_token_id", None) or 0
+    ids = torch.tensor([row + [pad] * (width - len(row)) for row in rows])
+    mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in rows])
+    made = Inputs.of(ids, mask)
     return Inputs(made.ids, made.mask, made.read, tuple(texts))
 
 
