@@ -43,15 +43,18 @@ def acdc(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[Edge], torch.Tensor]:
     """The kept edges and a score per edge of `edges` (default: `graph_of(model)`; an edge of
-    the model left out counts as removed from the start): the metric's change when it was
-    last tried for removal, m(circuit without it) − m(circuit). `progress(done, total)` is
-    called after each receiver."""
-    if not tau >= 0:
+    the model left out counts as removed from the start; repeats are dropped): the metric's
+    change when it was last tried for removal, m(circuit without it) − m(circuit).
+    `progress(done, total)` is called after each receiver.
+
+    Cost: about two forward passes (of copies of the batch) per receiver with candidates;
+    on a real model, prune a ranked list first (`edges=` the top edges by EAP)."""
+    if isinstance(tau, bool) or not isinstance(tau, int | float) or not tau >= 0:
         raise NbveneError(f"tau must be a number >= 0, not {tau!r}")
     layout = layout_of(model)
     clean, corrupted = check_pair(clean, corrupted)
     reference = reference_outputs(model, layout, clean, corrupted, ablation)
-    candidates = list(layout.edges) if edges is None else list(edges)
+    candidates = list(layout.edges) if edges is None else list(dict.fromkeys(edges))
     r_of, s_of = (t.tolist() for t in positions(layout, candidates))
 
     def measure(masks: list[torch.Tensor]) -> list[float]:

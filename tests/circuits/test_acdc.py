@@ -63,3 +63,5 @@ def test_bad_tau_is_an_nbvene_error(llama):
     model, clean, corrupted, metric = llama
     with pytest.raises(NbveneError, match="tau must be"):
         acdc(model, clean, corrupted, metric, tau=-1)
+    with pytest.raises(NbveneError, match="tau must be"):
+        acdc(model, clean, corrupted, metric, tau="0.1")
