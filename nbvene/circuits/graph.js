@@ -64,9 +64,9 @@ function drawnAt(model, g, size) {
   return chosen.slice(0, model.get("max_drawn")).reverse();
 }
 
-function render({ model, el }) {
+function render({ model, el: host }) {
   const g = read(model);
-  const root = el.appendChild(document.createElement("div"));
+  const root = host.appendChild(document.createElement("div"));
   root.className = "nbvene-circuit";
   root.dataset.testid = "circuit";
   const head = root.appendChild(document.createElement("div"));
