@@ -147,7 +147,13 @@ class Circuit:
         faithfulness = dict(self.curve).get(k, math.nan)
         if set(kept) == set(self.kept) and math.isfinite(self.faithfulness):
             faithfulness = self.faithfulness
-        return replace(self, kept=kept, faithfulness=float(faithfulness))
+        return replace(
+            self,
+            kept=kept,
+            faithfulness=float(faithfulness),
+            curve=list(self.curve),
+            meta=dict(self.meta),
+        )
 
     def at(self, size: int) -> Circuit:
         """The top-k circuit at the measured size nearest to `size` (the smaller on a tie), so

@@ -91,6 +91,8 @@ def test_top_keeps_the_strongest_edges_and_reads_faithfulness_from_the_curve(cir
     assert set(five.kept) == {circ.edges[i] for i in strongest}
     assert five.faithfulness == 0.62
     assert five.edges is circ.edges and five.curve == circ.curve
+    five.meta["note"] = "mine"
+    assert "note" not in circ.meta
     assert circ.faithfulness == 0.91 and len(circ.kept) == 10
     unmeasured = circ.top(7)
     assert math.isnan(unmeasured.faithfulness)
