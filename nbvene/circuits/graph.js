@@ -28,11 +28,23 @@ function read(model) {
   const info = decode(model.get("node_info")).array;
   const boxes = decode(model.get("node_boxes")).array;
   const nodeScores = decode(model.get("node_scores")).array;
-  const edges = decode(model.get("edges")).array;
+  const words = decode(model.get("edges")).array;
   const scores = decode(model.get("scores")).array;
-  const order = decode(model.get("order")).array;
   const kept = decode(model.get("kept")).array;
   const kinds = model.get("kinds"), ports = model.get("ports");
+  // each edge packed as sender << 17 | receiver << 2 | port (nbvene.circuits.widget.pack)
+  const E = words.length;
+  const edges = new Int32Array(3 * E);
+  for (let i = 0; i < E; i++) {
+    const w = words[i] >>> 0;
+    edges[3 * i] = w >>> 17;
+    edges[3 * i + 1] = (w >>> 2) & 0x7fff;
+    edges[3 * i + 2] = w & 3;
+  }
+  // largest |score| first, ties in graph order: the same order as Circuit.order()
+  const magnitude = (i) => (Number.isFinite(scores[i]) ? Math.abs(scores[i]) : 0);
+  const order = Int32Array.from({ length: E }, (_, i) => i)
+    .sort((a, b) => magnitude(b) - magnitude(a) || a - b);
   const edgeName = (i) => {
     const port = ports[edges[3 * i + 2]];
     const into = nodes[edges[3 * i + 1]] + (port === "in" ? "" : "." + port);
@@ -56,8 +68,8 @@ function drawnAt(model, g, size) {
   const E = g.scores.length;
   let chosen;
   if (size === model.get("kept_size")) {
-    chosen = [];
-    for (const i of g.order) if (g.kept[i]) chosen.push(i);
+    const kept = new Set(g.kept);
+    chosen = Array.from(g.order).filter((i) => kept.has(i));
   } else {
     chosen = Array.from(g.order.subarray(0, Math.min(size, E)));
   }

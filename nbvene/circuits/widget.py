@@ -13,6 +13,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 import anywidget
+import numpy as np
 import torch
 import traitlets
 
@@ -56,10 +57,9 @@ class CircuitGraph(anywidget.AnyWidget):
     node_scores = traitlets.Dict().tag(sync=True)  # Circuit.nodes, float32 N
     kinds = traitlets.List(traitlets.Unicode(), list(KINDS)).tag(sync=True)
     ports = traitlets.List(traitlets.Unicode(), list(PORTS)).tag(sync=True)
-    edges = traitlets.Dict().tag(sync=True)  # sender, receiver, port index; int32 E × 3
+    edges = traitlets.Dict().tag(sync=True)  # one int32 per edge: see `pack`
     scores = traitlets.Dict().tag(sync=True)  # float32 E
-    order = traitlets.Dict().tag(sync=True)  # edge indices, largest |score| first; int32 E
-    kept = traitlets.Dict().tag(sync=True)  # the circuit's own edges, uint8 E (1 = kept)
+    kept = traitlets.Dict().tag(sync=True)  # the circuit's own edges' indices, int32
     kept_size = traitlets.Int(0).tag(sync=True)
     # the sizes faithfulness was measured at (the slider's stops); [] = every size 1..E
     sizes = traitlets.List(traitlets.Int()).tag(sync=True)
@@ -80,7 +80,8 @@ class CircuitGraph(anywidget.AnyWidget):
         names = list(node_scores)
         placed, width, height = layout(names)
         index = {n: i for i, n in enumerate(names)}
-        kept = set(circuit.kept)
+        where = {e: i for i, e in enumerate(circuit.edges)}
+        kept = sorted(where[e] for e in circuit.kept)
         sizes = sorted({n for n, _ in circuit.curve if 0 < n <= len(circuit.edges)})
         if sizes and len(kept) not in sizes:
             sizes = sorted({*sizes, len(kept)})
@@ -92,18 +93,9 @@ class CircuitGraph(anywidget.AnyWidget):
             node_info=encode(torch.tensor(info).reshape(-1, 3), "int32"),
             node_boxes=encode(torch.tensor(boxes).reshape(-1, 4)),
             node_scores=encode(torch.tensor(list(node_scores.values()))),
-            edges=encode(
-                torch.tensor(
-                    [
-                        [index[e.sender], index[e.receiver], PORTS.index(e.port)]
-                        for e in circuit.edges
-                    ]
-                ).reshape(-1, 3),
-                "int32",
-            ),
+            edges=encode(pack(circuit.edges, index), "int32"),
             scores=encode(circuit.scores.detach().float().cpu()),
-            order=encode(torch.tensor(circuit.order()), "int32"),
-            kept=encode(torch.tensor([e in kept for e in circuit.edges]), "uint8"),
+            kept=encode(np.array(kept, dtype=np.int32), "int32"),
             kept_size=len(kept),
             sizes=sizes,
             curve=[[int(n), f if math.isfinite(f) else None] for n, f in circuit.curve],
@@ -117,6 +109,16 @@ class CircuitGraph(anywidget.AnyWidget):
             scale=list(edge_scale(circuit)),
             **kwargs,
         )
+
+
+def pack(edges, index) -> np.ndarray:
+    """Each edge as one 32-bit word, `sender << 17 | receiver << 2 | port` (node indices below
+    2**15, the port's index in PORTS), read back in graph.js with unsigned shifts: a third of
+    three int32 per edge, so a GPT-2-sized graph (32k edges) stores in about 260 KB."""
+    if len(index) > 2**15:
+        raise ValueError(f"the circuit graph draws at most {2**15} components, not {len(index)}")
+    words = [index[e.sender] << 17 | index[e.receiver] << 2 | PORTS.index(e.port) for e in edges]
+    return np.array(words, dtype=np.uint32).view(np.int32)
 
 
 _VIEWS: dict[int, weakref.ref] = {}
