@@ -2,7 +2,8 @@
 // kernel (the same layout as the static SVG), the strongest `size` edges drawn as curves
 // weighted and coloured by score, a slider over the sizes whose faithfulness was measured,
 // hover for an edge's name and score, a click or Enter on a component for its layer's node
-// scores. Everything is answered here from the arrays sent once: no kernel round-trip.
+// scores (the edges not touching it fade). Everything is answered here from the arrays sent
+// once: no kernel round-trip.
 // shared.js is joined in front of this file (decode, colour, el).
 
 const SVGNS = "http://www.w3.org/2000/svg";
@@ -170,6 +171,7 @@ function render({ model, el: host }) {
       return p;
     });
     edgeLayer.replaceChildren(...paths);
+    fade();
     const faith = faithAt(model, size);
     const said = faith === null ? "faithfulness not measured at this size" : `faithfulness ${fmt3(faith)}`;
     const capped = drawn.length < Math.min(size, g.scores.length) ? ` (strongest ${drawn.length} drawn)` : "";
@@ -179,9 +181,19 @@ function render({ model, el: host }) {
     if (at >= 0 && Number(slider.value) !== at) slider.value = at;
   }
 
+  // with a component selected, the edges that do not touch it fade
+  function fade() {
+    const n = model.get("selected");
+    for (const p of edgeLayer.children) {
+      const i = Number(p.dataset.edge);
+      p.classList.toggle("nv-faded", n >= 0 && g.edges[3 * i] !== n && g.edges[3 * i + 1] !== n);
+    }
+  }
+
   function drawDetail() {
     const n = model.get("selected");
     nodeEls.forEach((e, k) => e.classList.toggle("nv-selected", k === n));
+    fade();
     if (n < 0 || n >= N) {
       detail.replaceChildren(el("span", "nv-circuit-hint", "click a component for its layer's node scores"));
       return;

@@ -99,6 +99,10 @@ def test_slider_sends_the_size_and_says_when_faithfulness_is_unmeasured(show):
     assert page.evaluate("window.__w.rec.saved")[-1]["selected"] == list(circ.nodes).index(
         next(n for n in circ.nodes if n.name == "a0.h1")
     )
+    faded = page.locator(".nv-edge.nv-faded").evaluate_all("es => es.map(e => e.dataset.edge)")
+    touching = {i for i, e in enumerate(circ.edges) if "a0.h1" in (e.sender.name, e.receiver.name)}
+    shown = set(circ.order()[:10])
+    assert {int(i) for i in faded} == shown - touching
     assert "<img" in page.get_by_test_id("circuit-title").inner_text()
     assert page.evaluate("window.pwned") is None
 
