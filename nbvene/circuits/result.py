@@ -12,6 +12,7 @@ import torch
 
 from nbvene.circuits.graph import KINDS, PORTS, Edge, Node
 from nbvene.errors import NbveneError
+from nbvene.figures import svg_image
 
 FORMAT = "nbvene.circuit"
 VERSION = 1
@@ -259,9 +260,9 @@ class Circuit:
 
 def static_display(circuit: Circuit) -> dict:
     """The static part of a Circuit's display, for viewers without widgets (GitHub, nbviewer,
-    an untrusted or reopened notebook): the SVG alone, which sanitisers keep and which is
-    stored once. Kept in one place so it follows the Result displays' static form."""
-    return {"image/svg+xml": circuit.to_svg()}
+    an untrusted or reopened notebook): the graph's SVG as an `<img>`, the form a Result's
+    display stores (`nbvene.figures.svg_image`), once."""
+    return {"text/html": svg_image(circuit.to_svg(), f"circuit by {circuit.method}")}
 
 
 def _finite(v: float) -> float:

@@ -6,7 +6,7 @@ pure Python, a self-contained HTML page, and Altair charts and PNGs for export.
 >>> figures.to_altair(res)      # needs altair; figures.png(res) also needs vl-convert-python
 """
 
-from nbvene.figures.page import page
+from nbvene.figures.page import page, svg_image
 from nbvene.figures.palette import (
     MISSING,
     PALETTE,
@@ -34,6 +34,7 @@ __all__ = [
     "png",
     "scale",
     "svg",
+    "svg_image",
     "ticks",
     "to_altair",
     "visible",

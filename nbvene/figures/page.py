@@ -45,20 +45,24 @@ def page(result: Result) -> str:
 
 
 def figure_html(result: Result) -> str:
-    """The static figure as a notebook output stores it: one `<img>` whose source is the SVG
-    itself (a base64 data URI), tooltips and `data-*` attributes left out, the figure's title
-    as its `alt` text.
+    """The static figure as a notebook output stores it (`svg_image` of the Result's SVG)."""
+    return svg_image(svg(result), result.metric or "collect")
 
-    It is the only static form in a Result's display, and every viewer keeps it: JupyterLab
-    and Notebook 7 with the notebook untrusted (their sanitiser strips inline `<svg>` from HTML
-    but keeps its text, and never shows `image/svg+xml` untrusted), nbconvert and nbviewer,
-    GitHub, Colab and VS Code. Tooltips live in the widget and in `save_html`'s page."""
-    drawn = svg(result)
+
+def svg_image(drawn: str, alt: str) -> str:
+    """An SVG figure as the one static form a notebook output stores: one `<img>` whose source
+    is the SVG itself (a base64 data URI), tooltips and `data-*` attributes left out, the
+    figure's own title (else `alt`) as its `alt` text.
+
+    Every viewer keeps it: JupyterLab and Notebook 7 with the notebook untrusted (their
+    sanitiser strips inline `<svg>` from HTML but keeps its text, and never shows
+    `image/svg+xml` untrusted), nbconvert and nbviewer, GitHub, Colab and VS Code. Tooltips live
+    in the widget and in `save_html`'s page."""
     headline = re.search(r"<title>([^<]*)</title>", drawn)  # the figure's own, for screen readers
-    alt = escape(unescape(headline[1]) if headline else result.metric or "collect")
+    text = escape(unescape(headline[1]) if headline else alt)
     figure = INERT.sub("", drawn)
     source = base64.b64encode(figure.encode("utf-8")).decode("ascii")
     return (
-        f'<div class="nbvene-result"><img class="nbvene-figure" alt="{alt}" '
+        f'<div class="nbvene-result"><img class="nbvene-figure" alt="{text}" '
         f'src="data:image/svg+xml;base64,{source}"></div>'
     )

@@ -15,6 +15,7 @@ import torch
 from nbvene.circuits import Circuit, Edge, Node
 from nbvene.circuits.layout import CHAR, FONT
 from nbvene.errors import NbveneError
+from tests.outputs import static_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -230,8 +231,9 @@ def test_svg_escapes_text_and_stays_small():
     assert len(text.encode()) < 150_000
 
 
-def test_mimebundle_outside_a_kernel_is_text_and_svg(circ):
+def test_mimebundle_outside_a_kernel_is_text_and_one_static_figure(circ):
     data = circ._repr_mimebundle_()
-    assert set(data) == {"text/plain", "image/svg+xml"}
+    assert set(data) == {"text/plain", "text/html"}
     assert data["text/plain"] == repr(circ)
-    ET.fromstring(data["image/svg+xml"])
+    assert 'class="nbvene-result"' in data["text/html"]  # what the save hook recognises
+    ET.fromstring(static_svg(data))
