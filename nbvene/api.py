@@ -311,6 +311,7 @@ def _result(p: Plan, outcome, tokenizer=None) -> Result:
         meta=_meta(p),
         rerun=Rerun([p], tokenizer),
         top=top,
+        baseline_top=outcome.baseline_top,
     )
 
 

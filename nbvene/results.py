@@ -37,7 +37,9 @@ class Result:
     it holds the model weakly, so keeping a Result does not keep the model's memory. `top`, for
     a sweep whose metric reads the output, holds each cell's likeliest next tokens as the sweep
     found them: `{"ids": (*values.shape, k), "probs": (*values.shape, k)}` (noise samples'
-    probabilities averaged; id -1 where a cell was not run), so a click needs no re-run.
+    probabilities averaged; id -1 where a cell was not run), so a click needs no re-run;
+    `baseline_top` the same for the first example's clean and corrupted runs:
+    `{"clean": {"ids": (k,), "probs": (k,)}, "corrupted": {...}}`.
     """
 
     values: torch.Tensor
@@ -49,6 +51,7 @@ class Result:
     meta: dict = field(default_factory=dict)
     rerun: Callable | None = field(default=None, repr=False, compare=False)
     top: dict | None = field(default=None, repr=False, compare=False)
+    baseline_top: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def labels(self) -> dict[str, tuple]:
@@ -114,6 +117,8 @@ class Result:
             self.corrupted,
             self.meta,
             top=None if self.top is None else {k: v[index] for k, v in self.top.items()},
+            # the first example's runs: another example's slice has none kept
+            baseline_top=None if self.axes[0] == "example" and index else self.baseline_top,
         )
 
     def _repr_html_(self) -> str:

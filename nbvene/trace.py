@@ -134,13 +134,14 @@ class Panels:
             # one plan per panel, so a heatmap click can re-run the cell it names
             rerun=Rerun.panels([r.rerun for r in parts]) if len(self.done) == len(parts) else None,
             top=_stacked(tops),
+            baseline_top=first.baseline_top,
         )
 
 
 def _unrun(partial: Result) -> Result:
     """A panel not run yet, shaped as `partial`: every value NaN, nothing to click."""
     nan = torch.full_like(partial.values, float("nan"))
-    return replace(partial, values=nan, top=None, rerun=None)
+    return replace(partial, values=nan, top=None, baseline_top=None, rerun=None)
 
 
 def _stacked(tops: list[dict | None]) -> dict | None:

@@ -1,9 +1,10 @@
 """Results (and the steering knob) hold their model weakly: after `del model`, the model's
 memory is freed while the figures and values stay; re-running a cell then says the model is
-gone."""
+gone, while a click a sweep kept the answer for (`Result.top`) still answers."""
 
 import gc
 import weakref
+from dataclasses import replace
 
 import pytest
 import torch
@@ -76,13 +77,25 @@ def test_results_still_show_their_figures_and_values(dropped):
     assert kept["knob"]([1.0]) == kept["shown"]  # already made: from the knob's cache
 
 
+def test_a_click_answers_from_the_kept_top_tokens_after_the_model_is_deleted(dropped):
+    kept, _ = dropped
+    for res, cell in ((kept["sweep"], (0, 0)), (kept["trace"], (1, 0, 0))):
+        answer = cell_detail(res, cell)
+        assert answer["patched"]["metric"] == pytest.approx(float(res.values[cell]))
+        assert len(answer["patched"]["top"]) == 5
+        assert len(answer["corrupted"]["top"]) == 5 and len(answer["clean"]["top"]) == 5
+    # the click made while the model lived re-ran nothing: the same tokens
+    assert cell_detail(kept["sweep"], (0, 0))["patched"]["top"] == kept["detail"]["patched"]["top"]
+
+
 def test_rerunning_a_cell_says_the_model_was_deleted(dropped):
     kept, _ = dropped
     for res, cell in ((kept["sweep"], (0, 0)), (kept["trace"], (1, 0, 0))):
         with pytest.raises(nv.NbveneError, match="has been deleted") as e:
-            cell_detail(res, cell)
+            cell_detail(replace(res, top=None), cell)  # no kept tokens: a re-run needs the model
         assert "re-run the cell" in e.value.hint
     heatmap = kept["heatmap"]
+    heatmap.show(replace(kept["sweep"], top=None))
     heatmap.selected = {"facet": 0, "row": 0, "col": 0}
     assert heatmap.detail["status"] == "error"
     assert "has been deleted" in heatmap.detail["error"]

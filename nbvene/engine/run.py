@@ -40,13 +40,16 @@ class Outcome:
     `done` is False when the run was interrupted: rows not run hold NaN. `top`, for a sweep
     whose metric reads the output, holds each cell's likeliest next tokens at the read position
     (one cell: a row's noise samples, their probabilities averaged): `{"ids": (cells, k),
-    "probs": (cells, k)}` in plan order, id -1 and probability NaN where not run yet."""
+    "probs": (cells, k)}` in plan order, id -1 and probability NaN where not run yet;
+    `baseline_top` the same for the clean and corrupted runs of the first example:
+    `{"clean": {"ids": (k,), "probs": (k,)}, "corrupted": {...}}` (a run not made is absent)."""
 
     values: torch.Tensor
     clean: torch.Tensor | None
     corrupted: torch.Tensor | None
     done: bool = True
     top: dict | None = None
+    baseline_top: dict | None = None
 
 
 class Stopped(Exception):
@@ -187,6 +190,8 @@ class Sweep:
         corrupted = self.per_example(metric)
         if clean_logits is None:
             return None, corrupted
+        if self.top is not None:
+            self.top.run("clean", self.reference(clean_logits, self.base_rows[:1]))
         clean = metric_values(plan.metric, clean_logits, clean_logits)
         return (clean.expand(len(plan.base)) if len(clean) == 1 else clean), corrupted
 
@@ -231,8 +236,11 @@ class Sweep:
         if metric is not None and metric.normalized and self.plan.collect is None and baselines:
             rows = [r.example for r in self.plan.rows]
             values = (values - corrupted[rows].cpu()) / (clean[rows] - corrupted[rows]).cpu()
-        top = None if self.top is None else self.top.kept()
-        return Outcome(values, _cpu(clean), _cpu(corrupted), done, top)
+        if self.top is None:
+            return Outcome(values, _cpu(clean), _cpu(corrupted), done)
+        return Outcome(
+            values, _cpu(clean), _cpu(corrupted), done, self.top.kept(), self.top.baselines()
+        )
 
     def reads_output(self) -> bool:
         """Whether the plan's metric reads the model's output (then its top tokens are kept)."""
@@ -329,6 +337,9 @@ class Sweep:
                 logits = self.logits(hooks, chunk, width=width)
             if self.tail is not None:
                 self.tail.commit()
+            first = [i for i, r in enumerate(chunk) if r.example == 0]
+            if self.top is not None and first:
+                self.top.run("corrupted", logits[first])
             metric = None
             if plan.metric is not None:
                 reference = self.reference(clean_logits, chunk)
@@ -408,6 +419,22 @@ class Top:
         self.ids = torch.full((cells, k), -1, dtype=torch.long, device=device)
         self.probs = torch.full((cells, k), float("nan"), device=device)
         self.pending: dict[int, tuple[torch.Tensor, int]] = {}  # cell: (sum so far, rows in)
+        self.runs: dict[str, tuple[torch.Tensor, int]] = {}  # baseline: (sum so far, rows in)
+
+    def run(self, name: str, logits: torch.Tensor) -> None:
+        """Rows of the first example's `name` run ("clean" or "corrupted"; its noise samples
+        may come in several chunks): their probabilities are averaged, as a click shows them."""
+        probs = torch.softmax(logits.float(), dim=-1).sum(dim=0)
+        before, had = self.runs.get(name, (0, 0))
+        self.runs[name] = (before + probs, had + len(logits))
+
+    def baselines(self) -> dict:
+        """The baseline runs' top tokens, on the host."""
+        kept = {}
+        for name, (total, rows) in self.runs.items():
+            p, ids = (total / rows).topk(min(self.k, total.shape[-1]))
+            kept[name] = {"ids": ids.cpu(), "probs": p.float().cpu()}
+        return kept
 
     def add(self, rows: list[int], logits: torch.Tensor) -> None:
         """The output logits of plan rows `rows` (rows × vocabulary, at their read positions)."""

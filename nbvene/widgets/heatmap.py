@@ -236,18 +236,20 @@ def cell_detail(result: Result, index: tuple[int, ...], k: int = TOP_K) -> dict:
 
 def _kept_detail(result: Result, index, k: int, started: float, normalized: bool) -> dict:
     """The click's answer from `Result.top` and the Result's own values and baselines."""
-    ids = result.top["ids"][index][:k].tolist()
-    probs = result.top["probs"][index][:k].tolist()
     tokenizer = getattr(result.rerun, "tokenizer", None)
-    top = [
-        {"token": tokenizer.decode([i]) if tokenizer is not None else f"#{i}", "id": i, "p": q}
-        for i, q in zip(ids, probs, strict=True)
-    ]
+    top = _kept_top(result.top["ids"][index], result.top["probs"][index], tokenizer, k)
+    example = index[0] if index and result.axes[0] == "example" else 0
+    runs = result.baseline_top or {} if example == 0 else {}  # kept for the first example
+    baseline = {
+        name: _kept_top(run["ids"], run["probs"], tokenizer, k) for name, run in runs.items()
+    }
     value = float(result.values[index])
-    clean, corrupted = _at(result.clean, 0), _at(result.corrupted, 0)
+    clean, corrupted = _at(result.clean, example), _at(result.corrupted, example)
     patched = {"metric": value, "top": top}
-    clean_run = None if clean is None else {"metric": clean, "top": []}
-    corrupted_run = None if corrupted is None else {"metric": corrupted, "top": []}
+    clean_run = None if clean is None else {"metric": clean, "top": baseline.get("clean", [])}
+    corrupted_run = (
+        None if corrupted is None else {"metric": corrupted, "top": baseline.get("corrupted", [])}
+    )
     if normalized:
         raw = None if None in (clean, corrupted) else corrupted + value * (clean - corrupted)
         patched["raw"] = raw
@@ -260,6 +262,15 @@ def _kept_detail(result: Result, index, k: int, started: float, normalized: bool
         "clean": clean_run,
         "corrupted": corrupted_run,
     }
+
+
+def _kept_top(ids: torch.Tensor, probs: torch.Tensor, tokenizer, k: int) -> list[dict]:
+    """Kept top tokens as the click panel lists them (a cell not run has none)."""
+    return [
+        {"token": tokenizer.decode([i]) if tokenizer is not None else f"#{i}", "id": i, "p": q}
+        for i, q in zip(ids[:k].tolist(), probs[:k].tolist(), strict=True)
+        if i >= 0
+    ]
 
 
 def why_no_click(result: Result) -> str:

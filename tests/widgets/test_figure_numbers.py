@@ -5,6 +5,7 @@ cannot be clicked."""
 
 import itertools
 import math
+import types
 
 import pytest
 import torch
@@ -184,6 +185,7 @@ def test_a_live_restore_sweeps_colour_bar_is_fixed_by_its_first_batch_and_only_w
     final = nv.run(spec, model=model, tokenizer=tok)
     empty = nv.Result(torch.full_like(final.values, math.nan), final.axes, final.spec, final.metric)
     sweep = LiveSweep(empty, every=0.0)
+    sweep.widget.live_display = types.SimpleNamespace(update=lambda result: None)  # no kernel
     drawn = []
 
     def record(done, total, partial):
