@@ -22,6 +22,16 @@ ESTIMATES: tuple[Estimate, ...] = get_args(Estimate)
 
 PhaseName = Literal["prompt", "generated"]
 
+Discovery = Literal["eap", "eap-ig", "acdc"]
+"""How `discover: circuit by ...` scores edges: edge attribution patching, EAP with integrated
+gradients, or ACDC's greedy pruning by ablation."""
+DISCOVERIES: tuple[Discovery, ...] = get_args(Discovery)
+
+Ablation = Literal["corrupted", "mean"]
+"""What an edge outside the circuit carries: its sender's output in the corrupted (source) run,
+or its mean over the clean (base) prompts."""
+ABLATIONS: tuple[Ablation, ...] = get_args(Ablation)
+
 
 # --- values ---------------------------------------------------------------------------------
 
@@ -242,4 +252,20 @@ class Generate:
     temperature: float = 0.0
     seed: int = 0
     stop: tuple[str, ...] = ()
+    line: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Discover:
+    """`discover: circuit by eap top=200` (or `by eap-ig steps=5 threshold=0.1`, `by acdc
+    tau=0.02`): find the edges between components that carry the metric from the base (clean)
+    prompts to the source (corrupted) ones. Options not written are None (their defaults are
+    the binder's: top=100 for EAP, steps=5 for EAP-IG, tau=0.02 for ACDC)."""
+
+    method: Discovery = "eap"
+    top: int | None = None
+    threshold: float | None = None
+    tau: float | None = None
+    steps: int | None = None
+    ablation: Ablation = "corrupted"
     line: int = field(default=0, compare=False)

@@ -8,10 +8,11 @@ Adding a statement is one entry here (and a `Spec` field for its value) plus its
 from __future__ import annotations
 
 from collections.abc import Callable
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from nbvene.errors import did_you_mean
 from nbvene.spec import ast, metrics
@@ -36,13 +37,18 @@ from nbvene.spec.values import (
     var_text,
 )
 
-Mode = Literal["patching", "steering", "training"]
-"""What runs a spec: `nv.run` (patching), `nv.generate` / a steering `nv.run`, or `nv.train`."""
-Completes = Literal["", "prompts", "site", "metric", "corruption"]
+Mode = Literal["patching", "steering", "training", "discovery"]
+"""What runs a spec: `nv.run` (patching), `nv.generate` / a steering `nv.run`, `nv.train`, or
+`nv.discover` (a `discover:` spec, also through `nv.run`)."""
+MODES: tuple[Mode, ...] = get_args(Mode)
+Completes = Literal["", "prompts", "site", "metric", "corruption", "discovery"]
 """What completion offers after a keyword: nothing of its own, `{prompts}`, a site (component,
-keys, ranges), a metric's name, or the words of `corrupt: noise 3σ on ...`."""
+keys, ranges), a metric's name, the words of `corrupt: noise 3σ on ...`, or those of
+`discover: circuit by eap top=...`."""
 
 CONTRASTS = ast.CONTRASTS
+DISCOVERIES = ast.DISCOVERIES
+ABLATIONS = ast.ABLATIONS
 ESTIMATES = ast.ESTIMATES
 AXES = ("layer", "pos", "head")
 MAX_STRENGTHS = 10_000
@@ -257,6 +263,114 @@ def _generate_text(g: ast.Generate) -> str:
         parts.append(f"seed={g.seed}")
     if g.stop:
         parts.append("stop=[" + ", ".join(quoted(x) for x in g.stop) + "]")
+    return " ".join(parts)
+
+
+# --- discover: -----------------------------------------------------------------------------
+
+DISCOVER_OPTIONS = {
+    "eap": ("top", "threshold", "ablation"),
+    "eap-ig": ("top", "threshold", "steps", "ablation"),
+    "acdc": ("tau", "ablation"),
+}
+"""The options each method takes (`top=` or `threshold=` keep the best-scored edges; ACDC
+keeps what it cannot remove within `tau=`; `steps=` are EAP-IG's interpolation steps)."""
+_DISCOVER_EXAMPLE = "discover: circuit by eap top=200"
+_WORD = re.compile(r"\s*([^\s=]+)")
+
+
+def _discover(line: Line) -> ast.Discover:
+    """`circuit by METHOD key=value ...`: the method is read raw (`eap-ig` has a hyphen the
+    tokens do not take), the options as tokens."""
+    words = []
+    for what in ("circuit", "by", "a method"):
+        m = _WORD.match(line.code, line.start)
+        found = m.group(1) if m else ""
+        column = m.start(1) if m else len(line.code.rstrip())
+        if what == "a method":
+            if found not in DISCOVERIES:
+                raise line.error(
+                    f"unknown discovery method {found!r}" if found else "discover: needs a method",
+                    column,
+                    hint=did_you_mean(found, DISCOVERIES)
+                    or "methods: " + ", ".join(DISCOVERIES) + f"; write: {_DISCOVER_EXAMPLE}",
+                )
+        elif found != what:
+            written = repr(found) if found else "end of line"
+            raise line.error(
+                f"expected {what!r}, found {written}", column, hint=f"write: {_DISCOVER_EXAMPLE}"
+            )
+        words.append(found)
+        line.start = m.end()
+    method = words[-1]
+    takes = DISCOVER_OPTIONS[method]
+    options: dict = {}
+    columns: dict = {}
+    while line.peek().kind != "end":
+        key = line.take()
+        every = ("top", "threshold", "tau", "steps", "ablation")
+        if key.kind != "ident" or key.value not in every:
+            raise line.error(
+                f"unknown option {shown(key)} for discover",
+                key.column,
+                hint=did_you_mean(key.value, every)
+                or f"{method} takes " + ", ".join(k + "=" for k in takes),
+            )
+        if key.value in options:
+            raise line.error(f"{key.value} given twice", key.column)
+        if key.value not in takes:
+            raise line.error(
+                f"by {method} takes no {key.value}=",
+                key.column,
+                hint=_OPTION_HINTS[key.value] + f"; {method} takes "
+                + ", ".join(k + "=" for k in takes),
+            )
+        line.expect("=", "'='")
+        columns[key.value] = key.column
+        value = line.peek()
+        if key.value in ("top", "steps"):
+            options[key.value] = integer(line, f"a whole number for {key.value}")
+            if options[key.value] < 1:
+                raise line.error(f"{key.value} must be at least 1", value.column)
+        elif key.value == "ablation":
+            word = line.take()
+            if word.value not in ABLATIONS or word.kind != "ident":
+                raise line.error(
+                    f"unknown ablation {shown(word)}",
+                    word.column,
+                    hint="ablation=corrupted (the source run's outputs, the default) "
+                    "or ablation=mean (their mean over the base prompts)",
+                )
+            options["ablation"] = word.value
+        else:
+            options[key.value] = number(line, f"a number for {key.value}")
+            if options[key.value] < 0:
+                raise line.error(f"{key.value} must be 0 or more", value.column)
+    if "top" in options and "threshold" in options:
+        raise line.error(
+            "top and threshold together",
+            columns["threshold"],
+            hint="keep the top-k edges (top=200) or those scoring over a threshold, not both",
+        )
+    return ast.Discover(method, **options, line=line.number)
+
+
+_OPTION_HINTS = {
+    "top": "top= keeps the best-scored edges of eap and eap-ig (acdc keeps what it cannot remove)",
+    "threshold": "threshold= keeps the edges of eap and eap-ig scoring over it",
+    "tau": "tau= is how far acdc lets the metric move: write 'by acdc tau=0.02'",
+    "steps": "steps= are eap-ig's interpolation steps: write 'by eap-ig steps=5'",
+}
+
+
+def _discover_text(d: ast.Discover) -> str:
+    parts = [f"circuit by {d.method}"]
+    for key in ("top", "threshold", "tau", "steps"):
+        value = getattr(d, key)
+        if value is not None:
+            parts.append(f"{key}={value if isinstance(value, int) else number_text(value)}")
+    if d.ablation != "corrupted":
+        parts.append(f"ablation={d.ablation}")
     return " ".join(parts)
 
 
@@ -554,6 +668,8 @@ def _verb(
 
 
 _ALL: tuple[Mode, ...] = ("patching", "steering", "training")
+_READS: tuple[Mode, ...] = (*_ALL, "discovery")
+"""The statements every kind of run reads: base: and metric:."""
 
 STATEMENTS: dict[str, Statement] = {
     s.keyword: s
@@ -566,7 +682,7 @@ STATEMENTS: dict[str, Statement] = {
             'base: "The Eiffel Tower is located in the city of"\nbase: {prompts}',
             "base",
             completes="prompts",
-            allowed=frozenset(_ALL),
+            allowed=frozenset(_READS),
         ),
         Statement(
             "source",
@@ -576,6 +692,21 @@ STATEMENTS: dict[str, Statement] = {
             'source: "The Colosseum is located in the city of"',
             "source",
             completes="prompts",
+            allowed=frozenset({"patching", "training", "discovery"}),
+        ),
+        Statement(
+            "discover",
+            _discover,
+            _discover_text,
+            "find the circuit (edges between heads, MLPs, embedding, logits) that carries the "
+            "metric from base (clean) to source (corrupted): eap top=100, eap-ig steps=5, "
+            "acdc tau=0.02 by default; ablation=corrupted|mean",
+            "discover: circuit by eap top=200\n"
+            "discover: circuit by eap-ig steps=5 threshold=0.05 ablation=mean\n"
+            "discover: circuit by acdc tau=0.02",
+            "discover",
+            completes="discovery",
+            allowed=frozenset({"discovery"}),
         ),
         Statement(
             "corrupt",
@@ -647,7 +778,7 @@ STATEMENTS: dict[str, Statement] = {
             'metric: p(" Paris")\nmetric: logit_diff(" Mary", " John") normalized',
             "metric",
             completes="metric",
-            allowed=frozenset(_ALL),
+            allowed=frozenset(_READS),
         ),
         Statement(
             "label",
