@@ -18,8 +18,8 @@ from torch import nn
 from nbvene.magics.cell import FLAGS, VALUED
 from nbvene.sites import ALIASES, SiteMap
 from nbvene.spec import KEYWORDS, STATEMENTS
-from nbvene.spec.statements import ABLATIONS, DISCOVER_OPTIONS
 from nbvene.spec.metrics import lookup, names
+from nbvene.spec.statements import ABLATIONS, DISCOVER_OPTIONS
 
 COMMANDS = ("use", "sites", "config", "debug", "help")
 _VARIABLES = {"prompts": "prompt", "corruption": "text"}

@@ -7,8 +7,8 @@ Adding a statement is one entry here (and a `Spec` field for its value) plus its
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
@@ -280,13 +280,17 @@ _WORD = re.compile(r"\s*([^\s=]+)")
 
 
 def _discover(line: Line) -> ast.Discover:
-    """`circuit by METHOD key=value ...`: the method is read raw (`eap-ig` has a hyphen the
-    tokens do not take), the options as tokens."""
+    """`circuit by METHOD key=value ...` or `circuit of [edges] ablation=...`: the method and
+    the edges are read raw (`eap-ig` and `a0.h1 -> logits` are not tokens), the options as
+    tokens."""
     words = []
     for what in ("circuit", "by", "a method"):
         m = _WORD.match(line.code, line.start)
         found = m.group(1) if m else ""
         column = m.start(1) if m else len(line.code.rstrip())
+        if what == "by" and (found == "of" or found.startswith("of[")):
+            line.start = m.start(1) + 2
+            return _given(line)
         if what == "a method":
             if found not in DISCOVERIES:
                 raise line.error(
@@ -322,7 +326,8 @@ def _discover(line: Line) -> ast.Discover:
             raise line.error(
                 f"by {method} takes no {key.value}=",
                 key.column,
-                hint=_OPTION_HINTS[key.value] + f"; {method} takes "
+                hint=_OPTION_HINTS[key.value]
+                + f"; {method} takes "
                 + ", ".join(k + "=" for k in takes),
             )
         line.expect("=", "'='")
@@ -333,15 +338,7 @@ def _discover(line: Line) -> ast.Discover:
             if options[key.value] < 1:
                 raise line.error(f"{key.value} must be at least 1", value.column)
         elif key.value == "ablation":
-            word = line.take()
-            if word.value not in ABLATIONS or word.kind != "ident":
-                raise line.error(
-                    f"unknown ablation {shown(word)}",
-                    word.column,
-                    hint="ablation=corrupted (the source run's outputs, the default) "
-                    "or ablation=mean (their mean over the base prompts)",
-                )
-            options["ablation"] = word.value
+            options["ablation"] = _ablation(line)
         else:
             options[key.value] = number(line, f"a number for {key.value}")
             if options[key.value] < 0:
@@ -355,6 +352,61 @@ def _discover(line: Line) -> ast.Discover:
     return ast.Discover(method, **options, line=line.number)
 
 
+_EDGE = re.compile(r"(embed|a\d+\.h\d+|m\d+) -> (a\d+\.h\d+\.[qkv]|m\d+|logits)")
+"""An edge's name (`nbvene.circuits.graph.Edge.name`): sender -> receiver[.port]."""
+
+
+def _given(line: Line) -> ast.Discover:
+    """`of [embed -> a0.h1.q, a0.h1 -> logits] ablation=mean`, the cursor after `of`."""
+    m = re.compile(r"\s*\[([^\]]*)\]").match(line.code, line.start)
+    if not m:
+        raise line.error(
+            "expected [edges] after 'of'",
+            line.start + 1,
+            hint="write: discover: circuit of [embed -> a0.h1.q, a0.h1 -> logits]",
+        )
+    edges = []
+    column = m.start(1)
+    for part in m.group(1).split(",") if m.group(1).strip() else ():
+        name = " ".join(part.split())
+        if not _EDGE.fullmatch(name):
+            raise line.error(
+                f"{name!r} is not an edge" if name else "an empty edge",
+                column + len(part) - len(part.lstrip()),
+                hint="edges are named as Circuit.kept names them: embed -> a0.h1.q, "
+                "a0.h1 -> m1, m1 -> logits",
+            )
+        if name in edges:
+            raise line.error(f"the edge {name!r} given twice", column)
+        edges.append(name)
+        column += len(part) + 1
+    line.start = m.end()
+    ablation = "corrupted"
+    if line.peek().kind != "end":
+        key = line.take()
+        if key.value != "ablation":
+            raise line.error(
+                f"unknown option {shown(key)} for 'circuit of'",
+                key.column,
+                hint="a given circuit takes ablation= only",
+            )
+        line.expect("=", "'='")
+        ablation = _ablation(line)
+    return ast.Discover("given", ablation=ablation, edges=tuple(edges), line=line.number)
+
+
+def _ablation(line: Line) -> ast.Ablation:
+    word = line.take()
+    if word.value not in ABLATIONS or word.kind != "ident":
+        raise line.error(
+            f"unknown ablation {shown(word)}",
+            word.column,
+            hint="ablation=corrupted (the source run's outputs, the default) "
+            "or ablation=mean (their mean over the base prompts)",
+        )
+    return word.value
+
+
 _OPTION_HINTS = {
     "top": "top= keeps the best-scored edges of eap and eap-ig (acdc keeps what it cannot remove)",
     "threshold": "threshold= keeps the edges of eap and eap-ig scoring over it",
@@ -364,6 +416,9 @@ _OPTION_HINTS = {
 
 
 def _discover_text(d: ast.Discover) -> str:
+    if d.method == "given":
+        written = "circuit of [" + ", ".join(d.edges) + "]"
+        return written + ("" if d.ablation == "corrupted" else f" ablation={d.ablation}")
     parts = [f"circuit by {d.method}"]
     for key in ("top", "threshold", "tau", "steps"):
         value = getattr(d, key)
@@ -700,10 +755,12 @@ STATEMENTS: dict[str, Statement] = {
             _discover_text,
             "find the circuit (edges between heads, MLPs, embedding, logits) that carries the "
             "metric from base (clean) to source (corrupted): eap top=100, eap-ig steps=5, "
-            "acdc tau=0.02 by default; ablation=corrupted|mean",
+            "acdc tau=0.02 by default; ablation=corrupted|mean; 'circuit of [edges]' checks "
+            "a given one",
             "discover: circuit by eap top=200\n"
             "discover: circuit by eap-ig steps=5 threshold=0.05 ablation=mean\n"
-            "discover: circuit by acdc tau=0.02",
+            "discover: circuit by acdc tau=0.02\n"
+            "discover: circuit of [embed -> a0.h1.q, a0.h1 -> logits]",
             "discover",
             completes="discovery",
             allowed=frozenset({"discovery"}),
