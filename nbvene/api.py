@@ -22,7 +22,7 @@ from nbvene.engine.run import Outcome, Progress, Stopped, execute
 from nbvene.errors import NbveneError, SweepInterrupted, error_at
 from nbvene.results import Axis, Result, add_live_view
 from nbvene.sites import SiteMap
-from nbvene.spec import Spec, is_steering, parse
+from nbvene.spec import Spec, Var, is_steering, parse
 from nbvene.version import __version__
 
 
@@ -371,7 +371,8 @@ def _result(p: Plan, outcome, tokenizer=None) -> Result:
 
 
 def _metric_text(metric) -> str:
-    args = f"({', '.join(repr(a) for a in metric.args)})" if metric.args else ""
+    written = ["{" + a.name + "}" if isinstance(a, Var) else repr(a) for a in metric.args]
+    args = f"({', '.join(written)})" if metric.args else ""
     return metric.name + args + (" normalized" if metric.normalized else "")
 
 

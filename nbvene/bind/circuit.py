@@ -14,7 +14,7 @@ from torch import nn
 from nbvene.bind.binder import Binder
 from nbvene.bind.prompts import Prompt
 from nbvene.sites import SiteMap
-from nbvene.spec import STATEMENTS, Spec
+from nbvene.spec import STATEMENTS, Spec, Var
 from nbvene.spec.ast import Ablation, CircuitMethod
 from nbvene.spec.metrics import lookup
 
@@ -108,7 +108,7 @@ class _Binding(Binder):
             method=d.method,
             clean=tuple(clean),
             corrupted=tuple(corrupted),
-            metric=self._metric(),
+            metric=self._metric(len(clean)),
             metric_text=STATEMENTS["metric"].write(spec.metric),
             top=_top(d),
             threshold=d.threshold,
@@ -175,11 +175,14 @@ class _Binding(Binder):
                 )
         return corrupted
 
-    def _metric(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The spec's metric as a function of the read position's logits."""
+    def _metric(self, rows: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The spec's metric as a function of the read position's logits; a `{name}` token
+        may hold one token per base prompt (IOI: each prompt its own names)."""
         m = self.spec.metric
         found = lookup(m.name)
-        if found is not None and found.needs_clean:
+        if found is None:  # a Spec built by hand: the parser knows the registered names
+            raise self.error(f"unknown metric {m.name!r}", m.line)
+        if found.needs_clean:
             raise self.error(
                 f"{m.name} compares two runs; discover: needs a metric of one run's logits",
                 m.line,
@@ -193,10 +196,38 @@ class _Binding(Binder):
                 m.line,
                 token="normalized",
             )
-        plan = self.metric(has_source=True)
-        compute, ids = found.compute, plan.ids
+        ids = torch.tensor([self._token_ids(arg, rows) for arg in m.args], dtype=torch.long)
+        compute = found.compute
+        if all(bool((row == row[0]).all()) for row in ids):
+            same = tuple(int(row[0]) for row in ids)
 
-        def metric(logits: torch.Tensor) -> torch.Tensor:
-            return compute(logits.float(), ids, None)
+            def metric(logits: torch.Tensor) -> torch.Tensor:
+                return compute(logits.float(), same, None)
 
-        return metric
+            return metric
+
+        def per_prompt(logits: torch.Tensor) -> torch.Tensor:
+            # (rows, vocab): row i reads its own prompt's tokens; a batch may repeat the
+            # prompts (ACDC and the curve stack candidates), so rows go by i % prompts
+            values = [
+                compute(logits[i : i + 1].float(), tuple(ids[:, i % rows].tolist()), None)
+                for i in range(logits.shape[0])
+            ]
+            return torch.cat(values)
+
+        return per_prompt
+
+    def _token_ids(self, arg, rows: int) -> list[int]:
+        """A metric argument's token id for each of the `rows` base prompts."""
+        line = self.spec.metric.line
+        value = self.lookup(arg, line) if isinstance(arg, Var) else arg
+        if not isinstance(value, list | tuple):
+            return [self.token_id(arg, line)] * rows
+        if len(value) != rows:
+            raise self.error(
+                f"{{{arg.name}}} holds {len(value)} tokens for {rows} base prompts",
+                line,
+                hint="give one token for all, or one per base prompt",
+                token="{" + arg.name + "}",
+            )
+        return [self.token_id(v, line) for v in value]

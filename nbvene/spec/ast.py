@@ -238,8 +238,9 @@ class Metric:
     """`metric: logit_diff(" Mary", " John") normalized`."""
 
     name: str
-    args: tuple[str | int, ...] = ()
-    """Token texts, or token ids / class indices."""
+    args: tuple[str | int | Var, ...] = ()
+    """Token texts, or token ids / class indices, or `{name}`s holding one of those (or, for
+    `discover:`, one per base prompt)."""
     normalized: bool = False
     line: int = field(default=0, compare=False)
 

@@ -166,7 +166,7 @@ def _metric(line: Line) -> ast.Metric:
             name.column,
             hint=did_you_mean(name.value, known) or "metrics: " + ", ".join(known),
         )
-    args: list[str | int] = []
+    args: list[str | int | ast.Var] = []
     if line.at("("):
         line.take()
         while not line.at(")"):
@@ -175,9 +175,12 @@ def _metric(line: Line) -> ast.Metric:
                 args.append(integer(line, "a token id"))
             elif token.kind == "str":
                 args.append(string(line, line.take()))
+            elif line.at("{"):  # a token text or id from the namespace
+                args.append(var(line))
             else:
                 raise line.error(
-                    f'expected a quoted token (" Paris") or a token id, found {shown(token)}',
+                    f'expected a quoted token (" Paris"), a token id or a {{name}}, '
+                    f"found {shown(token)}",
                     token.column,
                 )
             if not line.at(")"):
@@ -197,10 +200,16 @@ def _metric(line: Line) -> ast.Metric:
     return ast.Metric(found.name, tuple(args), normalized, line.number)
 
 
+def _metric_argument(a: str | int | ast.Var) -> str:
+    if isinstance(a, ast.Var):
+        return var_text(a)
+    return str(a) if isinstance(a, int) else quoted(a)
+
+
 def _metric_text(m: ast.Metric) -> str:
     written = m.name
     if m.args:
-        written += "(" + ", ".join(str(a) if isinstance(a, int) else quoted(a) for a in m.args)
+        written += "(" + ", ".join(_metric_argument(a) for a in m.args)
         written += ")"
     return written + (" normalized" if m.normalized else "")
 
