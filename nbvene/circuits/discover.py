@@ -19,12 +19,19 @@ from nbvene.circuits.edges import graph_of
 from nbvene.circuits.forward import Inputs
 from nbvene.circuits.graph import Edge
 from nbvene.circuits.result import Circuit
-from nbvene.engine.executor import device_of
 from nbvene.errors import NbveneError, error_at
 from nbvene.spec import Discover, format_spec
 
 Progress = Callable[[int, int], None]
 """`progress(done, total)`: called as discovery's forward passes finish."""
+
+OPTIONS = {
+    "eap": ("top", "threshold"),
+    "eap-ig": ("top", "threshold", "steps"),
+    "acdc": ("tau",),
+    "given": (),
+}
+"""The options of each method a Circuit's meta records."""
 
 STEPS = (1, 2, 5)
 """The curve's sizes go 1, 2, 5, 10, 20, 50, ... up to every edge."""
@@ -38,8 +45,7 @@ def discover(d: Discovery, *, progress: Progress | None = None) -> Circuit:
         edges = graph_of(model)
     except NbveneError as e:
         raise error_at(d.spec, e, d.spec.discover.line) from None
-    device = device_of(model)
-    clean, corrupted = _inputs(d.clean, device), _inputs(d.corrupted, device)
+    clean, corrupted = _inputs(d.clean), _inputs(d.corrupted)
     stages = _Stages(progress)
     started = time.perf_counter()
     if d.method == "acdc":
@@ -89,11 +95,12 @@ def check_spec(d: Discovery, kept: list[Edge]) -> str:
     return format_spec(dataclasses.replace(d.spec, discover=given, text=""))
 
 
-def _inputs(prompts: tuple[Prompt, ...], device) -> Inputs:
-    """Prompts as the model's inputs, right-padded, read at each prompt's read position."""
-    ids, mask = pad(list(prompts), 0, device)
-    read = torch.tensor([p.read_at % len(p) for p in prompts], device=device)
-    return Inputs(ids=ids, mask=mask, read=read)
+def _inputs(prompts: tuple[Prompt, ...]) -> Inputs:
+    """Prompts as the model's inputs, right-padded, read at each prompt's read position (the
+    circuit functions move them to the model's device)."""
+    ids, mask = pad(list(prompts), 0, "cpu")
+    read = torch.tensor([p.read_at % len(p) for p in prompts])
+    return Inputs(ids, mask, read, tuple(_text(p) for p in prompts))
 
 
 def _kept(edges: list[Edge], scores: torch.Tensor, top: int | None, threshold: float | None):
@@ -153,7 +160,7 @@ def _meta(d: Discovery, edges: list[Edge], scored: float, total: float) -> dict:
         "prompts": [_text(p) for p in d.clean],
         "corrupted": [_text(p) for p in d.corrupted],
         "ablation": d.ablation,
-        "options": {"top": d.top, "threshold": d.threshold, "tau": d.tau, "steps": d.steps},
+        "options": {k: getattr(d, k) for k in OPTIONS[d.method]},
         "seconds": {"scores": round(scored, 3), "total": round(total, 3)},
     }
 
