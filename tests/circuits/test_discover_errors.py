@@ -131,10 +131,10 @@ def test_a_given_edge_the_model_lacks(gpt2):
 def test_nv_plan_and_nv_discover_say_which_runs_which(gpt2):
     model, tok = gpt2
     text = spec(f"base: {BASE}", f"source: {SOURCE}", DISCOVER, METRIC)
-    with pytest.raises(nv.NbveneError, match="a discover: spec runs with nv.discover") as raised:
+    with pytest.raises(nv.NbveneError, match=r"a discover: spec runs with nv\.discover") as raised:
         nv.plan(text, model=model, tokenizer=tok)
     assert raised.value.line == 3
-    with pytest.raises(nv.NbveneError, match="nv.discover runs a spec with a discover: line"):
+    with pytest.raises(nv.NbveneError, match=r"nv\.discover runs a spec with a discover: line"):
         nv.discover(spec(f"base: {BASE}", METRIC), model=model, tokenizer=tok)
     with pytest.raises(nv.NbveneError, match="progress must be a function"):
         nv.discover(text, model=model, tokenizer=tok, progress=3)
