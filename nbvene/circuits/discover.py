@@ -176,18 +176,18 @@ class _Stages:
     AFTER = 2
 
     def __init__(self, progress: Progress | None):
-        self.progress, self.passes, self.count = progress, 1, 0
+        self.progress, self.passes, self.stages = progress, 1, 0
 
     def method(self, done: int, total: int) -> None:
         """ACDC's progress(done, total), within the whole."""
-        self.passes, self.count = total, done
-        self._report()
+        self.passes = total
+        self._report(done)
 
     def step(self) -> None:
         """The method, the curve or the faithfulness has finished."""
-        self.count = self.passes if self.count < self.passes else self.count + 1
-        self._report()
+        self.stages += 1
+        self._report(self.passes + self.stages - 1)
 
-    def _report(self) -> None:
+    def _report(self, done: int) -> None:
         if self.progress is not None:
-            self.progress(self.count, self.passes + self.AFTER)
+            self.progress(done, self.passes + self.AFTER)
