@@ -39,12 +39,18 @@ STEPS = (1, 2, 5)
 
 def discover(d: Discovery, *, progress: Progress | None = None) -> Circuit:
     """Run a bound `discover:` spec: score the edges (or prune them, or take the given ones),
-    keep the circuit, and measure its faithfulness and the curve over sizes."""
-    model = d.model
+    keep the circuit, and measure its faithfulness and the curve over sizes. A problem the
+    circuit functions find (a family without a graph, a metric the full and the ablated model
+    give alike) is placed on the discover: line."""
     try:
-        edges = graph_of(model)
+        return _discover(d, progress)
     except NbveneError as e:
         raise error_at(d.spec, e, d.spec.discover.line) from None
+
+
+def _discover(d: Discovery, progress: Progress | None) -> Circuit:
+    model = d.model
+    edges = graph_of(model)
     clean, corrupted = _inputs(d.clean), _inputs(d.corrupted)
     stages = _Stages(progress)
     started = time.perf_counter()
