@@ -1,0 +1,136 @@
+"""Circuit discovery on SmolLM2-135M: the time of EAP, EAP-IG and the ACDC pass for one fixed
+IOI prompt set, and of exact patching of the same edges (one edge ablated at a time) where
+affordable, for the ratio; with the machine and its load, since a shared machine's times vary.
+
+    .venv/bin/python benchmarks/circuits.py [--prompts 4] [--exact 200] [--no-acdc]
+
+The prompts: "When{A} and{B} went to the store,{A} gave a bottle to" (clean) against the same
+with{B} as the second subject (corrupted), metric logit_diff({B}, {A}) per prompt. Exact
+patching runs the edge-patched forward with each of the `--exact` best EAP edges removed,
+batched as the curve is; its time is scaled to every edge for the ratio, and its values give
+the rank correlation of EAP's scores with the exact effects on those edges.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import torch
+
+import nbvene as nv
+from nbvene.bind.circuit import resolve_discovery
+from nbvene.circuits.edges import layout_of
+from nbvene.circuits.forward import check_pair, inputs, patched_metric, reference_outputs
+
+PAIRS = [
+    (" John", " Mary"),
+    (" Tom", " Anna"),
+    (" James", " Sarah"),
+    (" David", " Emma"),
+    (" Paul", " Lisa"),
+    (" Mark", " Kate"),
+    (" Peter", " Alice"),
+    (" Mike", " Laura"),
+]
+SPEC = """base:     {clean}
+source:   {corrupted}
+discover: circuit by {how}
+metric:   logit_diff({correct}, {wrong})"""
+
+
+def names(count: int) -> dict:
+    pairs = PAIRS[:count]
+    return {
+        "clean": [f"When{a} and{b} went to the store,{a} gave a bottle to" for a, b in pairs],
+        "corrupted": [f"When{a} and{b} went to the store,{b} gave a bottle to" for a, b in pairs],
+        "correct": [b for _, b in pairs],
+        "wrong": [a for a, _ in pairs],
+    }
+
+
+def quiet(done: int, total: int) -> None:
+    """No progress bar."""
+
+
+def machine() -> str:
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"nbvene {nv.__version__}, load average {load}"
+    )
+
+
+def exact_patching(model, tok, namespace: dict, eap: nv.Circuit, count: int) -> None:
+    """Patch each of the `count` best EAP edges alone, exactly (every other edge kept), batched
+    as the curve is: its time, scaled to every edge, and how EAP's estimate ranks them."""
+    metric = resolve_discovery(nv.parse(SPEC.replace("{how}", "eap")), model, tok, namespace).metric
+    layout = layout_of(model)
+    clean, corrupted = check_pair(
+        inputs(tok, namespace["clean"]), inputs(tok, namespace["corrupted"])
+    )
+    order = eap.scores.abs().argsort(descending=True)[:count].tolist()
+    every = set(layout.edges)
+    start = time.perf_counter()
+    reference = reference_outputs(model, layout, clean, corrupted, "corrupted")
+    full, *patched = patched_metric(
+        model, layout, clean, reference, metric, [every] + [every - {eap.edges[i]} for i in order]
+    ).tolist()
+    seconds = time.perf_counter() - start
+    scaled = seconds * len(eap.edges) / len(order)
+    exact = torch.tensor(patched) - full
+    rho = spearman(exact, eap.scores[order])
+    print(
+        f"exact patching of the {len(order)} best EAP edges: {seconds:.1f}s; every edge at that "
+        f"rate {scaled / 60:.1f} min = {scaled / eap.meta['seconds']['scores']:.0f}× EAP's "
+        f"scoring; Spearman(EAP, exact) on them {rho:.3f}"
+    )
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spearman's rank correlation (ties ranked by order, as argsort does)."""
+    ra, rb = (x.flatten().argsort().argsort().double() for x in (a, b))
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float((ra * rb).sum() / (ra.norm() * rb.norm()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=4)
+    parser.add_argument("--exact", type=int, default=200, help="edges patched exactly (0: none)")
+    parser.add_argument("--no-acdc", action="store_true")
+    parser.add_argument("--tau", type=float, default=0.02)
+    args = parser.parse_args()
+    print("machine at the start:", machine())
+    model, tok = nv.models.load()
+    namespace = names(args.prompts)
+    methods = ["eap top=200", "eap-ig steps=5 top=200"]
+    methods += [] if args.no_acdc else [f"acdc tau={args.tau}"]
+    found = {}
+    for how in methods:
+        start = time.perf_counter()
+        circ = nv.discover(
+            SPEC.replace("{how}", how),
+            model=model,
+            tokenizer=tok,
+            namespace=namespace,
+            progress=quiet,
+        )
+        total = time.perf_counter() - start
+        found[how] = circ
+        print(
+            f"{how:<24} scores {circ.meta['seconds']['scores']:8.1f}s   whole discovery "
+            f"{total:8.1f}s   kept {len(circ.kept):5}   faithfulness {circ.faithfulness:6.3f}"
+        )
+    eap = found["eap top=200"]
+    print(f"prompts: {args.prompts}, edges: {len(eap.edges)}, curve sizes: {len(eap.curve)}")
+    if args.exact:
+        exact_patching(model, tok, namespace, eap, args.exact)
+    print("machine at the end:  ", machine())
+
+
+if __name__ == "__main__":
+    main()
