@@ -66,7 +66,7 @@ def test_the_issue_spec_parses_in_order_and_writes_back_as_written():
         ("circuit by acdc threshold=1", "by acdc takes no threshold=", "threshold"),
         ("circuit by eap steps=3", "by eap takes no steps=", "steps"),
         ("circuit by eap top=0", "top must be at least 1", "0"),
-        ("circuit by eap top=2.5", "expected a whole number for top", "2.5"),
+        ("circuit by eap top=2.5", "expected a whole number for top, found '2.5'", "2.5"),
         ("circuit by eap-ig steps=0", "steps must be at least 1", "0"),
         ("circuit by acdc tau=-1", "tau must be 0 or more", "-1"),
         ("circuit by eap top=3 top=4", "top given twice", "top=4"),
@@ -74,7 +74,7 @@ def test_the_issue_spec_parses_in_order_and_writes_back_as_written():
         ("circuit by eap ablation=zero", "unknown ablation 'zero'", "zero"),
         ("circuit of [a0.h1 -> a1.h0.x]", "'a0.h1 -> a1.h0.x' is not an edge", "a0.h1"),
         ("circuit of m0 -> logits", "expected [edges] after 'of'", ""),
-        ("circuit of [m0 -> logits, m0 -> logits]", "'m0 -> logits' given twice", ""),
+        ("circuit of [m0 -> logits, m0 -> logits]", "the edge 'm0 -> logits' given twice", ""),
         ("circuit of [m0 -> logits] top=3", "unknown option 'top' for 'circuit of'", "top"),
     ],
 )
