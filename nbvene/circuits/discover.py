@@ -12,7 +12,7 @@ import torch
 
 from nbvene.bind.circuit import Discovery
 from nbvene.bind.prompts import Prompt, pad
-from nbvene.circuits.ablate import curve, faithfulness
+from nbvene.circuits.ablate import curve
 from nbvene.circuits.acdc import acdc
 from nbvene.circuits.eap import edge_scores
 from nbvene.circuits.edges import graph_of
@@ -74,18 +74,17 @@ def _discover(d: Discovery, progress: Progress | None) -> Circuit:
         kept = _kept(edges, scores, d.top, d.threshold)
     stages.step()
     scored = time.perf_counter() - started
+    # the kept edges lead the ranking, so the curve at the circuit's size is its faithfulness
     ranked = _ranked(edges, scores, kept)
-    sizes = _sizes(len(edges), len(kept))
+    sizes = _sizes(len(edges), len(kept), every=d.method != "given")
     with torch.no_grad():
         points = curve(model, clean, corrupted, d.metric, ranked, sizes, ablation=d.ablation)
-        stages.step()
-        faithful = faithfulness(model, clean, corrupted, d.metric, kept, ablation=d.ablation)
-        stages.step()
+    stages.step()
     return Circuit(
         edges=edges,
         scores=scores.detach().float().cpu(),
         kept=kept,
-        faithfulness=float(faithful),
+        faithfulness=float(dict(points)[len(kept)]),
         curve=[(int(n), float(f)) for n, f in points],
         method=d.method,
         metric=d.metric_text,
@@ -130,11 +129,12 @@ def _ranked(edges: list[Edge], scores: torch.Tensor, kept: list[Edge]) -> list[E
     return [edges[i] for i in order]
 
 
-def _sizes(n: int, kept: int) -> list[int]:
-    """0, 1, 2, 5, 10, 20, 50, ... below `n`, then `n`, and the circuit's own size."""
+def _sizes(n: int, kept: int, every: bool = True) -> list[int]:
+    """0, the circuit's own size and `n`; and with `every`, 1, 2, 5, 10, 20, 50, ... below `n`
+    (a given circuit is only checked, not drawn at other sizes)."""
     sizes = {0, n, kept}
     scale = 1
-    while scale < n:
+    while every and scale < n:
         sizes |= {s * scale for s in STEPS if s * scale < n}
         scale *= 10
     return sorted(sizes)
@@ -177,9 +177,9 @@ def _text(prompt: Prompt) -> str:
 
 class _Stages:
     """Progress over discovery's forward passes: the method's (one unit for EAP's scores,
-    ACDC's own count of passes), then the curve and the faithfulness, one unit each."""
+    ACDC's own count of passes), then the curve (one unit)."""
 
-    AFTER = 2
+    AFTER = 1
 
     def __init__(self, progress: Progress | None):
         self.progress, self.passes, self.stages = progress, 1, 0
@@ -190,7 +190,7 @@ class _Stages:
         self._report(done)
 
     def step(self) -> None:
-        """The method, the curve or the faithfulness has finished."""
+        """The method or the curve has finished."""
         self.stages += 1
         self._report(self.passes + self.stages - 1)
 

@@ -2,6 +2,8 @@
 faithfulness and curve are those of the circuit functions it calls, and whose `spec` re-runs
 the ablation check to the same faithfulness."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -54,7 +56,7 @@ def check(tiny, circ: nv.Circuit) -> None:
 
 
 def test_eap_top_k(tiny):
-    model, tok = tiny
+    model, _ = tiny
     circ = discover(tiny, "eap top=12")
     edges = graph_of(model)
     assert circ.edges == edges and circ.scores.shape == (len(edges),)
@@ -85,7 +87,7 @@ def test_default_top_and_a_threshold(tiny):
     assert len(circ.kept) == min(TOP, len(circ.edges)) and circ.meta["ablation"] == "mean"
     cut = float(circ.scores.abs().median())
     circ = discover(tiny, f"eap threshold={cut}")
-    assert circ.kept == [e for e, s in zip(circ.edges, circ.scores) if abs(s) >= cut]
+    assert circ.kept == [e for e, s in zip(circ.edges, circ.scores, strict=True) if abs(s) >= cut]
     check(tiny, circ)
 
 
@@ -101,7 +103,7 @@ def test_acdc_with_progress(tiny):
     circ = discover(tiny, "acdc tau=0.5", progress=lambda done, total: calls.append((done, total)))
     assert circ.method == "acdc" and circ.meta["options"] == {"tau": 0.5}
     assert calls and calls[-1][0] == calls[-1][1]
-    assert all(a[0] <= b[0] for a, b in zip(calls, calls[1:]))
+    assert all(a[0] <= b[0] for a, b in itertools.pairwise(calls))
     check(tiny, circ)
 
 
