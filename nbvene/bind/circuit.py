@@ -5,6 +5,7 @@ problem is raised on its spec line before anything runs."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -129,14 +130,16 @@ class _Binding(Binder):
                     hint="a discover: spec reads base: (clean), source: (corrupted) and metric:; "
                     f"run the {keyword}: line in a spec of its own",
                 )
-        if self.spec.interventions:  # a Spec built by hand has no lines
-            edit = self.spec.interventions[0]
-            raise self.error(
-                f"{edit.verb}: has no place in a discover: spec",
-                edit.line,
-                hint="discovery patches every edge itself; run the "
-                f"{edit.verb}: line in a spec of its own",
-            )
+        defaults = {f.name: f.default for f in dataclasses.fields(self.spec)}
+        for keyword, statement in STATEMENTS.items():  # a Spec built by hand has no lines
+            value = getattr(self.spec, statement.field)
+            if "discovery" not in statement.allowed and value != defaults[statement.field]:
+                first = value[0] if isinstance(value, tuple) else value
+                raise self.error(
+                    f"{getattr(first, 'verb', keyword)}: has no place in a discover: spec",
+                    getattr(first, "line", 0),
+                    hint="a discover: spec reads base: (clean), source: (corrupted) and metric:",
+                )
         if self.spec.sources:
             source = self.spec.sources[0]
             raise self.error(

@@ -138,3 +138,19 @@ def test_nv_plan_and_nv_discover_say_which_runs_which(gpt2):
         nv.discover(spec(f"base: {BASE}", METRIC), model=model, tokenizer=tok)
     with pytest.raises(nv.NbveneError, match="progress must be a function"):
         nv.discover(text, model=model, tokenizer=tok, progress=3)
+
+
+def test_a_spec_built_by_hand_is_checked_too(gpt2):
+    model, tok = gpt2
+    parts = {
+        "base": nv.spec.Text("a b"),
+        "source": nv.spec.Text("a c"),
+        "discover": nv.spec.Discover("eap"),
+        "metric": nv.spec.Metric("p", (" a",)),
+    }
+    for extra, keyword in [
+        ({"interventions": (nv.spec.Edit("zero", "block_output"),)}, "zero"),
+        ({"estimate": "attribution"}, "estimate"),
+    ]:
+        with pytest.raises(nv.NbveneError, match=f"{keyword}: has no place in a discover: spec"):
+            nv.discover(nv.Spec(**parts, **extra), model=model, tokenizer=tok)
