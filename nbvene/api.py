@@ -334,7 +334,7 @@ def _stages_bar():
     """A bar over discovery's forward passes (ACDC says how many once it starts)."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=1, unit=" passes", desc="nbvene discover", leave=False)
+    bar = tqdm(total=1, unit=" passes", desc="nbvene", leave=False)
 
     def update(done: int, total: int) -> None:
         bar.total = total
