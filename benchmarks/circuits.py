@@ -27,7 +27,7 @@ import nbvene as nv
 from nbvene.bind.circuit import resolve_discovery
 from nbvene.circuits.acdc import acdc
 from nbvene.circuits.eap import edge_scores
-from nbvene.circuits.edges import layout_of
+from nbvene.circuits.edges import graph_of, layout_of
 from nbvene.circuits.forward import check_pair, inputs, patched_metric, reference_outputs
 
 PAIRS = [
@@ -69,7 +69,7 @@ def machine() -> str:
     )
 
 
-def exact_patching(model, tok, namespace: dict, eap: nv.Circuit, count: int) -> None:
+def exact_patching(model, tok, namespace: dict, edges, scores, eap_s: float, count: int) -> None:
     """Patch each of the `count` best EAP edges alone, exactly (every other edge kept), batched
     as the curve is: its time, scaled to every edge, and how EAP's estimate ranks them."""
     metric = resolve_discovery(nv.parse(SPEC.replace("{how}", "eap")), model, tok, namespace).metric
@@ -77,20 +77,20 @@ def exact_patching(model, tok, namespace: dict, eap: nv.Circuit, count: int) -> 
     clean, corrupted = check_pair(
         inputs(tok, namespace["clean"]), inputs(tok, namespace["corrupted"])
     )
-    order = eap.scores.abs().argsort(descending=True)[:count].tolist()
+    order = scores.abs().argsort(descending=True)[:count].tolist()
     every = set(layout.edges)
     start = time.perf_counter()
     reference = reference_outputs(model, layout, clean, corrupted, "corrupted")
     full, *patched = patched_metric(
-        model, layout, clean, reference, metric, [every] + [every - {eap.edges[i]} for i in order]
+        model, layout, clean, reference, metric, [every] + [every - {edges[i]} for i in order]
     ).tolist()
     seconds = time.perf_counter() - start
-    scaled = seconds * len(eap.edges) / len(order)
+    scaled = seconds * len(edges) / len(order)
     exact = torch.tensor(patched) - full
-    rho = spearman(exact, eap.scores[order])
+    rho = spearman(exact, scores[order])
     print(
         f"exact patching of the {len(order)} best EAP edges: {seconds:.1f}s; every edge at that "
-        f"rate {scaled / 60:.1f} min = {scaled / eap.meta['seconds']['scores']:.0f}× EAP's "
+        f"rate {scaled / 60:.1f} min = {scaled / eap_s:.0f}× EAP's "
         f"scoring; Spearman(EAP, exact) on them {rho:.3f}"
     )
 
@@ -105,12 +105,15 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=5, help="EAP-IG's steps")
+    parser.add_argument("--steps", type=int, default=5, help="EAP-IG's steps (0: none)")
     parser.add_argument("--exact", type=int, default=20, help="edges patched exactly (0: none)")
     parser.add_argument(
         "--acdc-edges", type=int, default=50, help="ACDC's candidates: the best EAP edges"
     )
     parser.add_argument("--tau", type=float, default=0.02)
+    parser.add_argument(
+        "--no-discover", dest="discover", action="store_false", help="skip the whole nv.discover"
+    )
     args = parser.parse_args()
     print("machine at the start:", machine())
     model, tok = nv.models.load()
@@ -120,31 +123,37 @@ def main() -> None:
     clean, corrupted = inputs(tok, namespace["clean"]), inputs(tok, namespace["corrupted"])
 
     start = time.perf_counter()
-    eap = nv.discover(
-        SPEC.replace("{how}", "eap top=200"),
-        model=model,
-        tokenizer=tok,
-        namespace=namespace,
-        progress=quiet,
-    )
-    whole = time.perf_counter() - start
-    scored = eap.meta["seconds"]["scores"]
-    print(f"prompts: {args.prompts}, edges: {len(eap.edges)}, curve sizes: {len(eap.curve)}")
-    print(f"EAP scores                       {scored:8.1f}s")
-    print(
-        f"nv.discover by eap top=200       {whole:8.1f}s  (scores, curve, faithfulness "
-        f"{eap.faithfulness:.3f})"
-    )
+    scores = edge_scores(model, clean, corrupted, metric)
+    eap_s = time.perf_counter() - start
+    edges = graph_of(model)
+    print(f"prompts: {args.prompts}, edges: {len(edges)}")
+    print(f"EAP scores                       {eap_s:8.1f}s")
+    if args.discover:
+        start = time.perf_counter()
+        circ = nv.discover(
+            SPEC.replace("{how}", "eap top=200"),
+            model=model,
+            tokenizer=tok,
+            namespace=namespace,
+            progress=quiet,
+        )
+        print(
+            f"nv.discover by eap top=200       {time.perf_counter() - start:8.1f}s  (scores, "
+            f"curve over {len(circ.curve)} sizes; faithfulness {circ.faithfulness:.3f})"
+        )
 
-    start = time.perf_counter()
-    ig = edge_scores(model, clean, corrupted, metric, method="eap-ig", steps=args.steps)
-    ig_s = time.perf_counter() - start
-    rho = spearman(ig, eap.scores)
-    print(f"EAP-IG scores, steps={args.steps}        {ig_s:8.1f}s  (Spearman with EAP {rho:.3f})")
+    if args.steps:
+        start = time.perf_counter()
+        ig = edge_scores(model, clean, corrupted, metric, method="eap-ig", steps=args.steps)
+        ig_s = time.perf_counter() - start
+        rho = spearman(ig, scores)
+        print(
+            f"EAP-IG scores, steps={args.steps}        {ig_s:8.1f}s  (Spearman with EAP {rho:.3f})"
+        )
 
     if args.acdc_edges:
-        best = eap.scores.abs().argsort(descending=True)[: args.acdc_edges].tolist()
-        candidates = [eap.edges[i] for i in best]
+        best = scores.abs().argsort(descending=True)[: args.acdc_edges].tolist()
+        candidates = [edges[i] for i in best]
         start = time.perf_counter()
         kept, _ = acdc(model, clean, corrupted, metric, tau=args.tau, edges=candidates)
         acdc_s = time.perf_counter() - start
@@ -153,7 +162,7 @@ def main() -> None:
             f"(kept {len(kept)})"
         )
     if args.exact:
-        exact_patching(model, tok, namespace, eap, args.exact)
+        exact_patching(model, tok, namespace, edges, scores, eap_s, args.exact)
     print("machine at the end:  ", machine())
 
 
