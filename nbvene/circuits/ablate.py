@@ -16,7 +16,15 @@ import torch
 from torch import nn
 
 from nbvene.circuits.edges import layout_of
-from nbvene.circuits.forward import Inputs, check_pair, patched_metric, reference_outputs
+from nbvene.circuits.forward import (
+    Inputs,
+    check_pair,
+    patched_metric,
+    positions,
+    reference_outputs,
+    removal,
+    valid,
+)
 from nbvene.circuits.graph import Edge
 from nbvene.errors import NbveneError
 
@@ -37,7 +45,8 @@ def edge_metric(
     layout = layout_of(model)
     clean, corrupted = check_pair(clean, corrupted)
     reference = reference_outputs(model, layout, clean, corrupted, ablation)
-    return float(patched_metric(model, layout, clean, reference, metric, [list(kept)])[0])
+    removed = removal(layout, [kept])
+    return float(patched_metric(model, layout, clean, reference, metric, removed)[0])
 
 
 def faithfulness(
@@ -53,8 +62,10 @@ def faithfulness(
     layout = layout_of(model)
     clean, corrupted = check_pair(clean, corrupted)
     reference = reference_outputs(model, layout, clean, corrupted, ablation)
-    sets = [list(kept), list(layout.edges), []]
-    m_kept, m_full, m_none = patched_metric(model, layout, clean, reference, metric, sets).tolist()
+    removed = removal(layout, [kept, layout.edges, []])
+    m_kept, m_full, m_none = patched_metric(
+        model, layout, clean, reference, metric, removed
+    ).tolist()
     return normalized(m_kept, m_full, m_none)
 
 
@@ -83,23 +94,20 @@ def curve(
 ) -> list[tuple[int, float]]:
     """Faithfulness of the top-`size` prefix of `ranked` for each of `sizes`, several sizes
     per forward pass (their copies of the batch stacked). `progress(done, total)` is called
-    after each forward pass."""
+    after each forward pass, with the number of sizes done."""
     layout = layout_of(model)
     clean, corrupted = check_pair(clean, corrupted)
     reference = reference_outputs(model, layout, clean, corrupted, ablation)
-    m_full, m_none = patched_metric(
-        model, layout, clean, reference, metric, [list(layout.edges), []]
-    ).tolist()
+    every = valid(layout)
+    ends = torch.stack([torch.zeros_like(every), every])
+    m_full, m_none = patched_metric(model, layout, clean, reference, metric, ends).tolist()
     sizes = [int(size) for size in sizes]
-    per_pass = max(1, PASS_ROWS // clean.rows)
-    values: list[float] = []
-    for start in range(0, len(sizes), per_pass):
-        chunk = [ranked[:size] for size in sizes[start : start + per_pass]]
-        values += patched_metric(model, layout, clean, reference, metric, chunk).tolist()
-        if progress is not None:
-            progress(min(start + per_pass, len(sizes)), len(sizes))
-    return [(size, normalized(v, m_full, m_none)) for size, v in zip(sizes, values, strict=True)]
-
-
-PASS_ROWS = 256
-"""Rows per forward pass when several kept-sets run as copies of the batch."""
+    r, s = positions(layout, ranked)
+    removed = every.expand(len(sizes), *every.shape).clone()
+    for variant, size in enumerate(sizes):
+        removed[variant, r[:size], s[:size]] = False
+    values = patched_metric(model, layout, clean, reference, metric, removed, progress=progress)
+    return [
+        (size, normalized(v, m_full, m_none))
+        for size, v in zip(sizes, values.tolist(), strict=True)
+    ]

@@ -19,7 +19,14 @@ from torch import nn
 
 from nbvene.circuits.ablate import normalized
 from nbvene.circuits.edges import layout_of
-from nbvene.circuits.forward import Inputs, check_pair, patched_metric, reference_outputs
+from nbvene.circuits.forward import (
+    Inputs,
+    check_pair,
+    patched_metric,
+    positions,
+    reference_outputs,
+    valid,
+)
 from nbvene.circuits.graph import Edge
 from nbvene.errors import NbveneError
 
@@ -36,55 +43,69 @@ def acdc(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[Edge], torch.Tensor]:
     """The kept edges and a score per edge of `edges` (default: `graph_of(model)`; an edge of
-    the model left out counts as removed from the start): the metric's change when it was
-    last tried for removal, m(circuit without it) − m(circuit). `progress(done, total)` is
-    called after each receiver."""
-    if not tau >= 0:
+    the model left out counts as removed from the start; repeats are dropped): the metric's
+    change when it was last tried for removal, m(circuit without it) − m(circuit).
+    `progress(done, total)` is called after each receiver.
+
+    Cost: about two forward passes (of copies of the batch) per receiver with candidates;
+    on a real model, prune a ranked list first (`edges=` the top edges by EAP)."""
+    if isinstance(tau, bool) or not isinstance(tau, int | float) or not tau >= 0:
         raise NbveneError(f"tau must be a number >= 0, not {tau!r}")
     layout = layout_of(model)
     clean, corrupted = check_pair(clean, corrupted)
     reference = reference_outputs(model, layout, clean, corrupted, ablation)
-    candidates = list(layout.edges) if edges is None else list(edges)
-    index = {edge: i for i, edge in enumerate(candidates)}
+    candidates = list(layout.edges) if edges is None else list(dict.fromkeys(edges))
+    r_of, s_of = (t.tolist() for t in positions(layout, candidates))
 
-    def measure(kept_sets: list[set[Edge]]) -> list[float]:
-        return patched_metric(model, layout, clean, reference, metric, kept_sets).tolist()
+    def measure(masks: list[torch.Tensor]) -> list[float]:
+        stacked = torch.stack(masks)
+        return patched_metric(model, layout, clean, reference, metric, stacked).tolist()
 
-    m_full, m_none = measure([set(layout.edges), set()])
+    every = valid(layout)
+    m_full, m_none = measure([torch.zeros_like(every), every])
     normalized(m_full, m_full, m_none)  # NbveneError when the metric cannot tell them apart
     span = abs(m_full - m_none)
-    current = set(candidates)
+    current = every.clone()  # True: removed
+    current[r_of, s_of] = False
     m_current = measure([current])[0]
     scores = torch.zeros(len(candidates), dtype=torch.float32)
-    receivers = list(reversed(layout.receivers))
-    incoming: dict[tuple, list[Edge]] = {key: [] for key in receivers}
-    for edge in candidates:
-        incoming[(edge.receiver, edge.port)].append(edge)
-    for done, key in enumerate(receivers, 1):
-        remaining = sorted(incoming[key], reverse=True)  # later senders first
+    incoming: dict[int, list[int]] = {}
+    for i in sorted(range(len(candidates)), key=lambda i: -s_of[i]):  # later senders first
+        incoming.setdefault(r_of[i], []).append(i)
+
+    def without(mask: torch.Tensor, chosen: list[int]) -> torch.Tensor:
+        mask = mask.clone()
+        mask[[r_of[i] for i in chosen], [s_of[i] for i in chosen]] = True
+        return mask
+
+    receivers = range(len(layout.receivers) - 1, -1, -1)
+    for done, receiver in enumerate(receivers, 1):
+        remaining = incoming.get(receiver, [])
         while remaining:
-            changes = [v - m_current for v in measure([current - {e} for e in remaining])]
-            for edge, change in zip(remaining, changes, strict=True):
-                scores[index[edge]] = change
+            values = measure([without(current, [i]) for i in remaining])
+            changes = [value - m_current for value in values]
+            for i, change in zip(remaining, changes, strict=True):
+                scores[i] = change
             passing = sorted(
-                (abs(c) / span, i) for i, c in enumerate(changes) if abs(c) / span < tau
+                (abs(c) / span, i)
+                for i, c in zip(remaining, changes, strict=True)
+                if abs(c) / span < tau
             )
             if not passing:
                 break
-            order = [remaining[i] for _, i in passing]
-            values = measure([current - set(order[: n + 1]) for n in range(len(order))])
+            order = [i for _, i in passing]
+            values = measure([without(current, order[: n + 1]) for n in range(len(order))])
             taken, before = 0, m_current
-            for value in values:
+            for i, value in zip(order, values, strict=True):
+                scores[i] = value - before  # its removal's change, from the circuit it left
                 if abs(value - before) / span >= tau:
                     break
                 taken, before = taken + 1, value
             if taken == 0:
                 break
-            for edge, value in zip(order[:taken], [m_current, *values[: taken - 1]], strict=True):
-                scores[index[edge]] = values[order.index(edge)] - value
-            current -= set(order[:taken])
+            current = without(current, order[:taken])
             m_current = values[taken - 1]
             remaining = order[taken + 1 :]
         if progress is not None:
-            progress(done, len(receivers))
-    return [edge for edge in candidates if edge in current], scores
+            progress(done, len(layout.receivers))
+    return [edge for i, edge in enumerate(candidates) if not current[r_of[i], s_of[i]]], scores

@@ -11,10 +11,12 @@ from torch import nn
 
 from nbvene.circuits.edges import Layout, layout_of
 from nbvene.circuits.forward import (
+    PASS_ROWS,
     EdgeRun,
     Inputs,
     check_pair,
     per_variant,
+    positions,
     read_logits,
     sender_outputs,
 )
@@ -56,17 +58,7 @@ def edge_scores(
         grads = receiver_gradients(model, layout, clean, metric, embeds)
     delta = (corrupt_out - clean_out).float()
     matrix = torch.einsum("sbtd,rbtd->rs", delta, grads.float())
-    return matrix[edge_index(layout)].float().cpu()
-
-
-def edge_index(layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
-    """(receiver, sender) indices of `layout.edges`, to pick their entries of an [R, S]
-    matrix."""
-    senders = {node: i for i, node in enumerate(layout.senders)}
-    receivers = {key: i for i, key in enumerate(layout.receivers)}
-    r = [receivers[(edge.receiver, edge.port)] for edge in layout.edges]
-    s = [senders[edge.sender] for edge in layout.edges]
-    return torch.tensor(r, dtype=torch.long), torch.tensor(s, dtype=torch.long)
+    return matrix[positions(layout, layout.edges)].float().cpu()
 
 
 def receiver_gradients(
@@ -75,13 +67,11 @@ def receiver_gradients(
     clean: Inputs,
     metric: Callable[[torch.Tensor], torch.Tensor],
     embeds: list[torch.Tensor | None],
-    *,
-    rows: int = 256,
 ) -> torch.Tensor:
     """The gradient of the batch-mean metric with respect to every receiver's input, [R, B, T,
     d], averaged over `embeds` (embeddings to run from; None: the clean ones), several per
-    forward pass."""
-    per_pass = max(1, rows // clean.rows)
+    forward pass (at most PASS_ROWS rows)."""
+    per_pass = max(1, PASS_ROWS // clean.rows)
     total = None
     for start in range(0, len(embeds), per_pass):
         chunk = embeds[start : start + per_pass]

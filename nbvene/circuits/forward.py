@@ -54,13 +54,19 @@ class Inputs:
 
 
 def inputs(tokenizer, texts: Sequence[str]) -> Inputs:
-    """Tokenize `texts` (padded as the tokenizer pads) into `Inputs`."""
+    """Tokenize `texts` into `Inputs`, padded on the right (so every prompt starts at
+    position 0 and reads at its last token, whatever the tokenizer's padding side or
+    whether it has a pad token)."""
     if isinstance(texts, str):
         texts = [texts]
     if not texts:
         raise NbveneError("circuit discovery needs at least one prompt")
-    encoded = tokenizer(list(texts), return_tensors="pt", padding=True)
-    made = Inputs.of(encoded["input_ids"], encoded["attention_mask"])
+    rows = [list(tokenizer(text)["input_ids"]) for text in texts]
+    width = max(len(row) for row in rows)
+    pad = getattr(tokenizer, "pad_token_id", None) or 0
+    ids = torch.tensor([row + [pad] * (width - len(row)) for row in rows])
+    mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in rows])
+    made = Inputs.of(ids, mask)
     return Inputs(made.ids, made.mask, made.read, tuple(texts))
 
 
@@ -111,7 +117,8 @@ class EdgeRun:
     copy. `probe`: add a zero leaf to every receiver's input, so the gradient of a loss with
     respect to `probes` is its gradient with respect to each receiver's input. `embed`
     [variants·rows, T, d]: replaces the embedding (the first block's input). `outputs`
-    collects every sender's output [variants·rows, T, d], in the order of `layout.senders`.
+    collects every sender's output [variants·rows, T, d], in the order of `layout.senders`
+    (in a run that ablates, `deltas` holds their differences from the reference instead).
     """
 
     def __init__(
@@ -127,14 +134,21 @@ class EdgeRun:
         self.model, self.layout = model, layout
         self.reference, self.removed, self.probe, self.embed = reference, removed, probe, embed
         self.outputs: list[torch.Tensor] = []
+        self.deltas: torch.Tensor | None = None
+        self.recorded = 0
         self.probes: list[torch.Tensor] = []
         self.resid: torch.Tensor | None = None
         self.handles: list = []
 
     @property
+    def ablating(self) -> bool:
+        """Whether some edges carry the reference instead of their sender's output."""
+        return self.removed is not None and self.reference is not None
+
+    @property
     def patches(self) -> bool:
         """Whether receivers read their own copies (else the hooks only record senders)."""
-        return self.probe or (self.removed is not None and self.reference is not None)
+        return self.probe or self.ablating
 
     def __enter__(self) -> EdgeRun:
         try:
@@ -192,7 +206,7 @@ class EdgeRun:
     def _embedding(self, module, args, kwargs):
         if self.embed is not None:
             args = (self.embed.to(args[0].dtype), *args[1:])
-        self.outputs.append(args[0])
+        self._record([args[0]])
         return args, kwargs
 
     def _head_outputs(self, module, args):
@@ -201,10 +215,26 @@ class EdgeRun:
         weight = _input_major(module)
         weight = weight.reshape(heads, -1, weight.shape[-1])
         per_head = torch.einsum("nthk,hkd->nthd", z.unflatten(-1, (heads, -1)), weight)
-        self.outputs.extend(per_head.unbind(dim=2))
+        self._record(per_head.unbind(dim=2))
 
     def _mlp_output(self, module, args, output):
-        self.outputs.append(output)
+        self._record([output])
+
+    def _record(self, outputs) -> None:
+        """Keep senders' outputs; in an ablating run, only their differences from the
+        reference, [variants, S, rows, T, d], written into one buffer as they come."""
+        if not self.ablating:
+            self.outputs.extend(outputs)
+            return
+        for output in outputs:
+            output = output.unflatten(0, (self.removed.shape[0], -1))
+            if self.deltas is None:
+                variants, rows = output.shape[:2]
+                shape = (variants, len(self.layout.senders), rows, *output.shape[2:])
+                self.deltas = output.new_empty(shape)
+            reference = self.reference[self.recorded].to(output.dtype)
+            self.deltas[:, self.recorded] = output - reference
+            self.recorded += 1
 
     # --- receivers ------------------------------------------------------------------------
 
@@ -215,13 +245,11 @@ class EdgeRun:
         """The receivers' inputs `first` .. `first + count`: [count, N, T, d]."""
         resid = self.resid
         x = resid.unsqueeze(0).expand(count, *resid.shape)
-        if self.removed is not None and self.reference is not None and senders:
-            out = torch.stack(self.outputs[:senders])
-            ref = self.reference[:senders].to(out.dtype)
-            variants = self.removed.shape[0]
-            delta = out.unflatten(1, (variants, -1)) - ref.unsqueeze(1)
-            removed = self.removed[:, first : first + count, :senders].to(out.dtype)
-            shift = torch.einsum("krs,skbtd->rkbtd", removed, delta).flatten(1, 2)
+        removed = self.removed[:, first : first + count, :senders] if self.ablating else None
+        if removed is not None and removed.any():
+            delta = self.deltas[:, :senders]  # [variants, senders, rows, T, d]
+            shift = torch.matmul(removed.to(delta.dtype), delta.flatten(2))
+            shift = shift.unflatten(2, delta.shape[2:]).transpose(0, 1).flatten(1, 2)
             x = x - shift
         if self.probe:
             leaf = torch.zeros_like(x, requires_grad=True)
@@ -234,10 +262,13 @@ class EdgeRun:
             for port, first in ports:
                 count = self.layout.receiver_heads(port.name)
                 senders = self.layout.available(layer, port.name)
-                x = norm.forward(self._copies(count, first, senders))
-                units = port.view.read(projection.forward(x))  # [count, N, T, heads, dh]
-                own = torch.stack([units[i, :, :, i] for i in range(count)], dim=2)
-                output = port.view.write(output, own)
+                x = norm.forward(self._copies(count, first, senders))  # [heads, N, T, d]
+                # each head's slice of the projection, from its own input
+                weight = port.view.read(_input_major(projection))  # [d, heads, dh]
+                units = torch.einsum("hntd,dhk->nthk", x, weight.to(x.dtype))
+                if projection.bias is not None:
+                    units = units + port.view.read(projection.bias).to(x.dtype)
+                output = port.view.write(output, units)
             return output
 
         return hook
@@ -256,7 +287,8 @@ class EdgeRun:
 
 
 def _input_major(module: nn.Module) -> torch.Tensor:
-    """A projection's weight as [in, out] (nn.Linear keeps [out, in], GPT-2's Conv1D [in, out])."""
+    """A projection's weight as [in, out] (nn.Linear keeps [out, in], GPT-2's Conv1D [in, out]);
+    NbveneError for a projection that is neither."""
     if isinstance(module, nn.Linear):
         return module.weight.t()
     if type(module).__name__ == "Conv1D":
@@ -324,24 +356,39 @@ def reference_outputs(
     return mean.expand_as(outputs)
 
 
-def removal(layout: Layout, kept: Iterable[Iterable[Edge]]) -> torch.Tensor:
-    """[variants, R, S]: True where an edge exists and is not kept in that variant."""
+def valid(layout: Layout) -> torch.Tensor:
+    """[R, S]: True where sender s has an edge into receiver r."""
+    mask = torch.zeros(len(layout.receivers), len(layout.senders), dtype=torch.bool)
+    for r, (node, port) in enumerate(layout.receivers):
+        mask[r, : layout.available(node.layer, port)] = True
+    return mask
+
+
+def positions(layout: Layout, edges: Iterable[Edge]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (receiver, sender) indices of `edges` in [R, S] masks; NbveneError for an edge
+    the model does not have."""
     senders = {node: i for i, node in enumerate(layout.senders)}
     receivers = {key: i for i, key in enumerate(layout.receivers)}
-    valid = torch.zeros(len(receivers), len(senders), dtype=torch.bool)
-    for r, (node, port) in enumerate(layout.receivers):
-        valid[r, : layout.available(node.layer, port)] = True
+    rs, ss = [], []
+    for edge in edges:
+        r = receivers.get((edge.receiver, edge.port))
+        s = senders.get(edge.sender)
+        if r is None or s is None or s >= layout.available(edge.receiver.layer, edge.port):
+            raise NbveneError(f"{edge.name} is not an edge of this model")
+        rs.append(r)
+        ss.append(s)
+    return torch.tensor(rs, dtype=torch.long), torch.tensor(ss, dtype=torch.long)
+
+
+def removal(layout: Layout, kept: Iterable[Iterable[Edge]]) -> torch.Tensor:
+    """[variants, R, S]: True where an edge exists and is not kept in that variant."""
+    every = valid(layout)
     masks = []
     for edges in kept:
-        mask = valid.clone()
-        for edge in edges:
-            r = receivers.get((edge.receiver, edge.port))
-            s = senders.get(edge.sender)
-            if r is None or s is None or not valid[r, s]:
-                raise NbveneError(f"{edge.name} is not an edge of this model")
-            mask[r, s] = False
+        mask = every.clone()
+        mask[positions(layout, edges)] = False
         masks.append(mask)
-    return torch.stack(masks)
+    return torch.stack(masks) if masks else every[None][:0]
 
 
 def patched_metric(
@@ -350,19 +397,36 @@ def patched_metric(
     clean: Inputs,
     reference: torch.Tensor,
     metric: Callable,
-    kept: list[Iterable[Edge]],
+    removed: torch.Tensor,
     *,
-    rows: int = 256,
+    progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
-    """The batch-mean metric for each kept-set in `kept` (everything else ablated), several
-    kept-sets per forward pass (at most `rows` rows each): [len(kept)]."""
-    removed = removal(layout, kept).to(reference.device)
-    per_pass = max(1, rows // clean.rows)
+    """The batch-mean metric for each variant of `removed` [variants, R, S] (True: that edge
+    ablated), several variants per forward pass: [variants]. `progress(done, total)` after
+    each pass."""
+    removed = removed.to(reference.device)
+    per_pass = variants_per_pass(reference)
     means = []
     with torch.no_grad():
-        for start in range(0, len(kept), per_pass):
+        for start in range(0, removed.shape[0], per_pass):
             chunk = removed[start : start + per_pass]
             run = EdgeRun(model, layout, reference=reference, removed=chunk)
             logits = read_logits(model, clean, run, variants=chunk.shape[0])
             means.append(per_variant(metric, logits, clean.rows).mean(dim=1))
+            if progress is not None:
+                progress(start + chunk.shape[0], removed.shape[0])
     return torch.cat(means)
+
+
+PASS_ROWS = 256
+"""The most rows (copies of the batch, stacked) one forward pass runs."""
+PASS_BYTES = 1 << 29
+"""The most memory the senders' differences from the reference take in one pass (512 MiB)."""
+
+
+def variants_per_pass(reference: torch.Tensor) -> int:
+    """How many copies of the batch one edge-patched pass runs: at most PASS_ROWS rows, and
+    their senders' differences (S × rows × T × d) within PASS_BYTES."""
+    senders, rows = reference.shape[:2]
+    per_copy = reference[0].numel() * senders * max(reference.element_size(), 4)
+    return max(1, min(PASS_ROWS // rows, PASS_BYTES // per_copy))
