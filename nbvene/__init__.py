@@ -13,7 +13,8 @@ needed, so `import nbvene` costs little beyond `import torch` (benchmarks/import
 import warnings
 
 from nbvene import figures, interventions, models, steer
-from nbvene.api import plan, run
+from nbvene.api import discover, plan, run
+from nbvene.circuits import Circuit
 from nbvene.engine.lock import lock
 from nbvene.errors import (
     GenerationInterrupted,
@@ -32,6 +33,7 @@ from nbvene.train import Intervened, Trained, load_interventions, train
 from nbvene.version import __version__ as __version__
 
 __all__ = [
+    "Circuit",
     "Generation",
     "GenerationInterrupted",
     "Interrupted",
@@ -45,6 +47,7 @@ __all__ = [
     "TrainingInterrupted",
     "Vector",
     "causal_trace",
+    "discover",
     "figures",
     "generate",
     "interventions",

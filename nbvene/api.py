@@ -1,4 +1,5 @@
-"""The public entry point: `nv.run(spec, model=..., tokenizer=...)`."""
+"""The public entry points: `nv.run(spec, model=..., tokenizer=...)`, and `nv.discover` for a
+`discover:` spec (which `nv.run` also takes)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,18 @@ from torch import nn
 
 from nbvene.backends import is_nnsight, run_plan, unsupported
 from nbvene.bind import Plan, resolve
+from nbvene.bind.circuit import resolve_discovery
 from nbvene.bind.limits import MAX_CELLS
+from nbvene.circuits import Circuit
 from nbvene.engine import memory
 from nbvene.engine.executor import device_of
 from nbvene.engine.lock import runs_model
 from nbvene.engine.rerun import Rerun
 from nbvene.engine.run import Outcome, Progress, Stopped, execute
-from nbvene.errors import NbveneError, SweepInterrupted
+from nbvene.errors import NbveneError, SweepInterrupted, error_at
 from nbvene.results import Axis, Result, add_live_view
 from nbvene.sites import SiteMap
-from nbvene.spec import Spec, is_steering, parse
+from nbvene.spec import Spec, Var, is_steering, parse
 from nbvene.version import __version__
 
 
@@ -51,7 +54,68 @@ def plan(
             hint=f"a whole number of patched runs; the default is {MAX_CELLS:,}",
         )
     parsed = parse(spec)
+    if parsed.discover is not None:
+        raise error_at(
+            parsed,
+            "nv.plan lays out patching specs; a discover: spec runs with nv.discover",
+            parsed.discover.line,
+            hint="call nv.discover(spec, model=..., tokenizer=...) (nv.run takes it too)",
+        )
     return resolve(parsed, model, tokenizer, namespace, sites, max_cells, memory=memory)
+
+
+@runs_model
+def discover(
+    spec: str | Spec,
+    *,
+    model: nn.Module,
+    tokenizer=None,
+    namespace: Mapping | None = None,
+    sites: Mapping[str, str] | SiteMap | None = None,
+    progress: Progress | None = None,
+) -> Circuit:
+    """Find the circuit a `discover:` spec asks for and return it as a `Circuit`.
+
+    >>> circ = nv.discover('''
+    ... base:     {clean}
+    ... source:   {corrupted}
+    ... discover: circuit by eap top=200
+    ... metric:   logit_diff({correct}, {wrong})
+    ... ''', model=model, tokenizer=tok, namespace=globals())
+    >>> circ.faithfulness, len(circ.kept)
+
+    Every edge between the model's components is scored (EAP, EAP-IG) or pruned (ACDC), the
+    kept circuit checked by ablation (`Circuit.faithfulness`), and the faithfulness measured
+    for a range of circuit sizes (`Circuit.curve`). `circ.spec` re-runs the ablation check of
+    the kept edges. `progress(done, total)` is called as the forward passes finish; without
+    it, a progress bar is shown. See docs/circuits.md.
+    """
+    from nbvene.circuits.discover import discover as run_discovery
+
+    if is_nnsight(model):
+        model, tokenizer = model._module, tokenizer or model.tokenizer
+    if not isinstance(model, nn.Module):
+        raise NbveneError(
+            f"model must be a torch.nn.Module, got {type(model).__name__}",
+            hint="load one with nv.models.load() or transformers' from_pretrained",
+        )
+    if progress is not None and not callable(progress):
+        raise NbveneError(
+            f"progress must be a function progress(done, total), got {type(progress).__name__}"
+        )
+    parsed = parse(spec)
+    if parsed.discover is None:
+        raise NbveneError(
+            "nv.discover runs a spec with a discover: line",
+            hint="add e.g. discover: circuit by eap top=200 (other specs run with nv.run)",
+        )
+    bound = resolve_discovery(parsed, model, tokenizer, namespace, sites)
+    bar = _stages_bar() if progress is None else None
+    try:
+        return run_discovery(bound, progress=progress or bar)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 @runs_model
@@ -70,7 +134,7 @@ def run(
     max_cells: int = MAX_CELLS,
     remote: bool | str = False,
     stop: Callable[[], bool] | None = None,
-) -> Result:
+) -> Result | Circuit:
     """Run a spec on a model and return a labelled `Result`.
 
     >>> res = nv.run('''
@@ -107,6 +171,8 @@ def run(
     `nbvene.backends.nnsight` for what it supports), on NDIF's hosted model with `remote=True`
     (`remote="local"`: nnsight's rehearsal of it here, each request serialised and run).
 
+    A `discover:` spec returns a `Circuit` (see `nv.discover`).
+
     A steering spec (`steer:`, `by mean_diff(...)`, a slider or a strength sweep) gives the
     metric on the steered forward pass of `base:` (see docs/steering.md; `nv.generate` makes
     text).
@@ -121,6 +187,11 @@ def run(
     if lm is not None:
         model, tokenizer = lm._module, tokenizer or lm.tokenizer
     parsed = parse(spec)
+    if parsed.discover is not None:  # a Circuit, not a Result
+        if remote:
+            raise unsupported("discover: specs with remote=True")
+        kwargs = {"namespace": namespace, "sites": sites, "progress": progress}
+        return discover(parsed, model=model, tokenizer=tokenizer, **kwargs)
     if is_steering(parsed):
         from nbvene.steer import measure
 
@@ -282,6 +353,20 @@ def progress_line(samples: int = 1):
     return update
 
 
+def _stages_bar():
+    """A bar over discovery's forward passes (ACDC says how many once it starts)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=1, unit=" passes", desc="nbvene", leave=False)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    update.close = bar.close
+    return update
+
+
 def _result(p: Plan, outcome, tokenizer=None) -> Result:
     samples = _samples(p)
     examples = len(p.base)
@@ -316,7 +401,8 @@ def _result(p: Plan, outcome, tokenizer=None) -> Result:
 
 
 def _metric_text(metric) -> str:
-    args = f"({', '.join(repr(a) for a in metric.args)})" if metric.args else ""
+    written = ["{" + a.name + "}" if isinstance(a, Var) else repr(a) for a in metric.args]
+    args = f"({', '.join(written)})" if metric.args else ""
     return metric.name + args + (" normalized" if metric.normalized else "")
 
 

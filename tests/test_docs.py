@@ -28,6 +28,7 @@ EXECUTED = (
     "docs/sites.md",
     "docs/figures.md",
     "docs/steering.md",
+    "docs/circuits.md",
     "docs/troubleshooting.md",
     "docs/performance.md",
     "docs/coming-from-pyvene.md",

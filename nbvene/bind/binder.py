@@ -199,7 +199,17 @@ class Binder:
             )
         return MetricPlan(m.name, ids, m.normalized)
 
-    def token_id(self, text: str | int, line: int) -> int:
+    def token_id(self, text: str | int | Var, line: int) -> int:
+        if isinstance(text, Var):  # metric: logit_diff({correct}, {wrong})
+            value = self.lookup(text, line)
+            if not isinstance(value, str | int) or isinstance(value, bool):
+                raise self.error(
+                    f"{{{text.name}}} must be a token's text or id, got {type(value).__name__}",
+                    line,
+                    hint='e.g. correct = " Mary"',
+                    token="{" + text.name + "}",
+                )
+            text = value
         if isinstance(text, int):
             return self.output_id(text, line)
         if self.tokenizer is None:

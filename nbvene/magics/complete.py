@@ -19,6 +19,7 @@ from nbvene.magics.cell import FLAGS, VALUED
 from nbvene.sites import ALIASES, SiteMap
 from nbvene.spec import KEYWORDS, STATEMENTS
 from nbvene.spec.metrics import lookup, names
+from nbvene.spec.statements import ABLATIONS, DISCOVER_OPTIONS
 
 COMMANDS = ("use", "sites", "config", "debug", "help")
 _VARIABLES = {"prompts": "prompt", "corruption": "text"}
@@ -196,6 +197,8 @@ def _body(current: str, ctx: Context, model_name: str | None) -> Completions | N
         return _metric(rest)
     if completes == "corruption":
         return _corruption(rest)
+    if completes == "discovery":
+        return _discovery(rest)
     return None
 
 
@@ -227,6 +230,24 @@ def _corruption(rest: str) -> Completions | None:
     if words[-1].endswith('"') or words[-1].endswith("}"):
         return Completions.of(fragment, ["samples=", "seed="], "keyword")
     return None
+
+
+def _discovery(rest: str) -> Completions | None:
+    """`circuit by METHOD`, then the method's options and `ablation=`'s values."""
+    words, fragment = _words(rest)
+    if not words:
+        return Completions.of(fragment, ["circuit"], "keyword")
+    if len(words) == 1:
+        return Completions.of(fragment, ["by"], "keyword")
+    if len(words) == 2:
+        return Completions.of(fragment, list(DISCOVER_OPTIONS), "value")
+    if fragment.startswith("ablation="):
+        return Completions.of(fragment, [f"ablation={a}" for a in ABLATIONS], "value")
+    used = {w.split("=")[0] for w in words[3:]}
+    takes = DISCOVER_OPTIONS.get(words[2], ())
+    if {"top", "threshold"} & used:
+        used |= {"top", "threshold"}
+    return Completions.of(fragment, [k + "=" for k in takes if k not in used], "keyword")
 
 
 def _code(line: str) -> str | None:

@@ -177,6 +177,9 @@ class Intervene(Magics):
             except nv.SweepInterrupted as stop:
                 result = stop.result
                 print(_interrupted(result, out), file=sys.stderr)
+        if isinstance(result, nv.Circuit):  # a discovery is shown even when stored as `out`
+            self._value(result, options, out, line, cell)
+            return None if options.no_display or not self.display else result
         if self._value(result, options, out, line, cell) is None:
             return None
         if live_view(result) is not None:

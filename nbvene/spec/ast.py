@@ -22,6 +22,18 @@ ESTIMATES: tuple[Estimate, ...] = get_args(Estimate)
 
 PhaseName = Literal["prompt", "generated"]
 
+CircuitMethod = Literal["eap", "eap-ig", "acdc", "given"]
+"""How `discover: circuit by ...` finds the circuit: edge attribution patching, EAP with
+integrated gradients, ACDC's greedy pruning by ablation; or `given`: `circuit of [edges]`
+names it, and only its ablation check runs."""
+DISCOVERIES: tuple[CircuitMethod, ...] = ("eap", "eap-ig", "acdc")
+"""The methods `by` names."""
+
+Ablation = Literal["corrupted", "mean"]
+"""What an edge outside the circuit carries: its sender's output in the corrupted (source) run,
+or its mean over the clean (base) prompts."""
+ABLATIONS: tuple[Ablation, ...] = get_args(Ablation)
+
 
 # --- values ---------------------------------------------------------------------------------
 
@@ -226,8 +238,9 @@ class Metric:
     """`metric: logit_diff(" Mary", " John") normalized`."""
 
     name: str
-    args: tuple[str | int, ...] = ()
-    """Token texts, or token ids / class indices."""
+    args: tuple[str | int | Var, ...] = ()
+    """Token texts, or token ids / class indices, or `{name}`s holding one of those (or, for
+    `discover:`, one per base prompt)."""
     normalized: bool = False
     line: int = field(default=0, compare=False)
 
@@ -242,4 +255,24 @@ class Generate:
     temperature: float = 0.0
     seed: int = 0
     stop: tuple[str, ...] = ()
+    line: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Discover:
+    """`discover: circuit by eap top=200` (or `by eap-ig steps=5 threshold=0.1`, `by acdc
+    tau=0.02`, or `of [edges]`: check a given circuit): find the edges between components
+    that carry the metric from the base (clean) prompts to the source (corrupted) ones.
+    Options not written are None (their defaults are the binder's: top=100 for EAP, steps=5
+    for EAP-IG, tau=0.02 for ACDC)."""
+
+    method: CircuitMethod = "eap"
+    top: int | None = None
+    threshold: float | None = None
+    tau: float | None = None
+    steps: int | None = None
+    ablation: Ablation = "corrupted"
+    edges: tuple[str, ...] = ()
+    """`circuit of [embed -> a0.h1.q, a0.h1 -> logits]`: the edges of a given circuit, by
+    name (`Edge.name`), method `given`."""
     line: int = field(default=0, compare=False)

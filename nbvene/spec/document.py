@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from nbvene.spec.ast import (
     Contrast,
     Corrupt,
+    Discover,
     Edit,
     Estimate,
     Generate,
@@ -41,6 +42,8 @@ class Spec:
     """Named sources (`source s1: ...`), in the order they are written."""
     generate: Generate | None = None
     """`generate: ...`: a steering spec that generates text."""
+    discover: Discover | None = None
+    """`discover: circuit by eap ...`: a circuit discovery spec (`nv.discover`)."""
     lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
     text: str = field(default="", compare=False, hash=False)
 

@@ -7,11 +7,12 @@ Adding a statement is one entry here (and a `Spec` field for its value) plus its
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from nbvene.errors import did_you_mean
 from nbvene.spec import ast, metrics
@@ -36,13 +37,18 @@ from nbvene.spec.values import (
     var_text,
 )
 
-Mode = Literal["patching", "steering", "training"]
-"""What runs a spec: `nv.run` (patching), `nv.generate` / a steering `nv.run`, or `nv.train`."""
-Completes = Literal["", "prompts", "site", "metric", "corruption"]
+Mode = Literal["patching", "steering", "training", "discovery"]
+"""What runs a spec: `nv.run` (patching), `nv.generate` / a steering `nv.run`, `nv.train`, or
+`nv.discover` (a `discover:` spec, also through `nv.run`)."""
+MODES: tuple[Mode, ...] = get_args(Mode)
+Completes = Literal["", "prompts", "site", "metric", "corruption", "discovery"]
 """What completion offers after a keyword: nothing of its own, `{prompts}`, a site (component,
-keys, ranges), a metric's name, or the words of `corrupt: noise 3σ on ...`."""
+keys, ranges), a metric's name, the words of `corrupt: noise 3σ on ...`, or those of
+`discover: circuit by eap top=...`."""
 
 CONTRASTS = ast.CONTRASTS
+DISCOVERIES = ast.DISCOVERIES
+ABLATIONS = ast.ABLATIONS
 ESTIMATES = ast.ESTIMATES
 AXES = ("layer", "pos", "head")
 MAX_STRENGTHS = 10_000
@@ -160,7 +166,7 @@ def _metric(line: Line) -> ast.Metric:
             name.column,
             hint=did_you_mean(name.value, known) or "metrics: " + ", ".join(known),
         )
-    args: list[str | int] = []
+    args: list[str | int | ast.Var] = []
     if line.at("("):
         line.take()
         while not line.at(")"):
@@ -169,9 +175,12 @@ def _metric(line: Line) -> ast.Metric:
                 args.append(integer(line, "a token id"))
             elif token.kind == "str":
                 args.append(string(line, line.take()))
+            elif line.at("{"):  # a token text or id from the namespace
+                args.append(var(line))
             else:
                 raise line.error(
-                    f'expected a quoted token (" Paris") or a token id, found {shown(token)}',
+                    f'expected a quoted token (" Paris"), a token id or a {{name}}, '
+                    f"found {shown(token)}",
                     token.column,
                 )
             if not line.at(")"):
@@ -191,10 +200,16 @@ def _metric(line: Line) -> ast.Metric:
     return ast.Metric(found.name, tuple(args), normalized, line.number)
 
 
+def _metric_argument(a: str | int | ast.Var) -> str:
+    if isinstance(a, ast.Var):
+        return var_text(a)
+    return str(a) if isinstance(a, int) else quoted(a)
+
+
 def _metric_text(m: ast.Metric) -> str:
     written = m.name
     if m.args:
-        written += "(" + ", ".join(str(a) if isinstance(a, int) else quoted(a) for a in m.args)
+        written += "(" + ", ".join(_metric_argument(a) for a in m.args)
         written += ")"
     return written + (" normalized" if m.normalized else "")
 
@@ -257,6 +272,169 @@ def _generate_text(g: ast.Generate) -> str:
         parts.append(f"seed={g.seed}")
     if g.stop:
         parts.append("stop=[" + ", ".join(quoted(x) for x in g.stop) + "]")
+    return " ".join(parts)
+
+
+# --- discover: -----------------------------------------------------------------------------
+
+DISCOVER_OPTIONS = {
+    "eap": ("top", "threshold", "ablation"),
+    "eap-ig": ("top", "threshold", "steps", "ablation"),
+    "acdc": ("tau", "ablation"),
+}
+"""The options each method takes (`top=` or `threshold=` keep the best-scored edges; ACDC
+keeps what it cannot remove within `tau=`; `steps=` are EAP-IG's interpolation steps)."""
+_DISCOVER_EXAMPLE = "discover: circuit by eap top=200"
+_WORD = re.compile(r"\s*([^\s=]+)")
+
+
+def _discover(line: Line) -> ast.Discover:
+    """`circuit by METHOD key=value ...` or `circuit of [edges] ablation=...`: the method and
+    the edges are read raw (`eap-ig` and `a0.h1 -> logits` are not tokens), the options as
+    tokens."""
+    words = []
+    for what in ("circuit", "by", "a method"):
+        m = _WORD.match(line.code, line.start)
+        found = m.group(1) if m else ""
+        column = m.start(1) if m else len(line.code.rstrip())
+        if what == "by" and (found == "of" or found.startswith("of[")):
+            line.start = m.start(1) + 2
+            return _given(line)
+        if what == "a method":
+            if found not in DISCOVERIES:
+                raise line.error(
+                    f"unknown discovery method {found!r}" if found else "discover: needs a method",
+                    column,
+                    hint=did_you_mean(found, DISCOVERIES)
+                    or "methods: " + ", ".join(DISCOVERIES) + f"; write: {_DISCOVER_EXAMPLE}",
+                )
+        elif found != what:
+            written = repr(found) if found else "end of line"
+            raise line.error(
+                f"expected {what!r}, found {written}", column, hint=f"write: {_DISCOVER_EXAMPLE}"
+            )
+        words.append(found)
+        line.start = m.end()
+    method = words[-1]
+    takes = DISCOVER_OPTIONS[method]
+    options: dict = {}
+    columns: dict = {}
+    while line.peek().kind != "end":
+        key = line.take()
+        every = ("top", "threshold", "tau", "steps", "ablation")
+        if key.kind != "ident" or key.value not in every:
+            raise line.error(
+                f"unknown option {shown(key)} for discover",
+                key.column,
+                hint=did_you_mean(key.value, every)
+                or f"{method} takes " + ", ".join(k + "=" for k in takes),
+            )
+        if key.value in options:
+            raise line.error(f"{key.value} given twice", key.column)
+        if key.value not in takes:
+            raise line.error(
+                f"by {method} takes no {key.value}=",
+                key.column,
+                hint=_OPTION_HINTS[key.value]
+                + f"; {method} takes "
+                + ", ".join(k + "=" for k in takes),
+            )
+        line.expect("=", "'='")
+        columns[key.value] = key.column
+        value = line.peek()
+        if key.value in ("top", "steps"):
+            options[key.value] = integer(line, f"a whole number for {key.value}")
+            if options[key.value] < 1:
+                raise line.error(f"{key.value} must be at least 1", value.column)
+        elif key.value == "ablation":
+            options["ablation"] = _ablation(line)
+        else:
+            options[key.value] = number(line, f"a number for {key.value}")
+            if options[key.value] < 0:
+                raise line.error(f"{key.value} must be 0 or more", value.column)
+    if "top" in options and "threshold" in options:
+        raise line.error(
+            "top and threshold together",
+            columns["threshold"],
+            hint="keep the top-k edges (top=200) or those scoring over a threshold, not both",
+        )
+    return ast.Discover(method, **options, line=line.number)
+
+
+_EDGE = re.compile(r"(embed|a\d+\.h\d+|m\d+) -> (a\d+\.h\d+\.[qkv]|m\d+|logits)")
+"""An edge's name (`nbvene.circuits.graph.Edge.name`): sender -> receiver[.port]."""
+
+
+def _given(line: Line) -> ast.Discover:
+    """`of [embed -> a0.h1.q, a0.h1 -> logits] ablation=mean`, the cursor after `of`."""
+    m = re.compile(r"\s*\[([^\]]*)\]").match(line.code, line.start)
+    if not m:
+        raise line.error(
+            "expected [edges] after 'of'",
+            line.start + 1,
+            hint="write: discover: circuit of [embed -> a0.h1.q, a0.h1 -> logits]",
+        )
+    edges = []
+    column = m.start(1)
+    for part in m.group(1).split(",") if m.group(1).strip() else ():
+        name = " ".join(part.split())
+        if not _EDGE.fullmatch(name):
+            raise line.error(
+                f"{name!r} is not an edge" if name else "an empty edge",
+                column + len(part) - len(part.lstrip()),
+                hint="edges are named as Circuit.kept names them: embed -> a0.h1.q, "
+                "a0.h1 -> m1, m1 -> logits",
+            )
+        if name in edges:
+            raise line.error(f"the edge {name!r} given twice", column)
+        edges.append(name)
+        column += len(part) + 1
+    line.start = m.end()
+    ablation = "corrupted"
+    if line.peek().kind != "end":
+        key = line.take()
+        if key.value != "ablation":
+            raise line.error(
+                f"unknown option {shown(key)} for 'circuit of'",
+                key.column,
+                hint="a given circuit takes ablation= only",
+            )
+        line.expect("=", "'='")
+        ablation = _ablation(line)
+    return ast.Discover("given", ablation=ablation, edges=tuple(edges), line=line.number)
+
+
+def _ablation(line: Line) -> ast.Ablation:
+    word = line.take()
+    if word.value not in ABLATIONS or word.kind != "ident":
+        raise line.error(
+            f"unknown ablation {shown(word)}",
+            word.column,
+            hint="ablation=corrupted (the source run's outputs, the default) "
+            "or ablation=mean (their mean over the base prompts)",
+        )
+    return word.value
+
+
+_OPTION_HINTS = {
+    "top": "top= keeps the best-scored edges of eap and eap-ig (acdc keeps what it cannot remove)",
+    "threshold": "threshold= keeps the edges of eap and eap-ig scoring over it",
+    "tau": "tau= is how far acdc lets the metric move: write 'by acdc tau=0.02'",
+    "steps": "steps= are eap-ig's interpolation steps: write 'by eap-ig steps=5'",
+}
+
+
+def _discover_text(d: ast.Discover) -> str:
+    if d.method == "given":
+        written = "circuit of [" + ", ".join(d.edges) + "]"
+        return written + ("" if d.ablation == "corrupted" else f" ablation={d.ablation}")
+    parts = [f"circuit by {d.method}"]
+    for key in ("top", "threshold", "tau", "steps"):
+        value = getattr(d, key)
+        if value is not None:
+            parts.append(f"{key}={value if isinstance(value, int) else number_text(value)}")
+    if d.ablation != "corrupted":
+        parts.append(f"ablation={d.ablation}")
     return " ".join(parts)
 
 
@@ -554,6 +732,8 @@ def _verb(
 
 
 _ALL: tuple[Mode, ...] = ("patching", "steering", "training")
+_READS: tuple[Mode, ...] = (*_ALL, "discovery")
+"""The statements every kind of run reads: base: and metric:."""
 
 STATEMENTS: dict[str, Statement] = {
     s.keyword: s
@@ -566,7 +746,7 @@ STATEMENTS: dict[str, Statement] = {
             'base: "The Eiffel Tower is located in the city of"\nbase: {prompts}',
             "base",
             completes="prompts",
-            allowed=frozenset(_ALL),
+            allowed=frozenset(_READS),
         ),
         Statement(
             "source",
@@ -576,6 +756,23 @@ STATEMENTS: dict[str, Statement] = {
             'source: "The Colosseum is located in the city of"',
             "source",
             completes="prompts",
+            allowed=frozenset({"patching", "training", "discovery"}),
+        ),
+        Statement(
+            "discover",
+            _discover,
+            _discover_text,
+            "find the circuit (edges between heads, MLPs, embedding, logits) that carries the "
+            "metric from base (clean) to source (corrupted): eap top=100, eap-ig steps=5, "
+            "acdc tau=0.02 by default; ablation=corrupted|mean; 'circuit of [edges]' checks "
+            "a given one",
+            "discover: circuit by eap top=200\n"
+            "discover: circuit by eap-ig steps=5 threshold=0.05 ablation=mean\n"
+            "discover: circuit by acdc tau=0.02\n"
+            "discover: circuit of [embed -> a0.h1.q, a0.h1 -> logits]",
+            "discover",
+            completes="discovery",
+            allowed=frozenset({"discovery"}),
         ),
         Statement(
             "corrupt",
@@ -647,7 +844,7 @@ STATEMENTS: dict[str, Statement] = {
             'metric: p(" Paris")\nmetric: logit_diff(" Mary", " John") normalized',
             "metric",
             completes="metric",
-            allowed=frozenset(_ALL),
+            allowed=frozenset(_READS),
         ),
         Statement(
             "label",

@@ -87,6 +87,18 @@ def test_corrupt(complete):
     assert complete(HEAD + 'corrupt: noise 3σ on "The Eiffel Tower" s') == ["samples=", "seed="]
 
 
+def test_discover(complete):
+    assert complete(HEAD + "discover: ") == ["circuit"]
+    assert complete(HEAD + "discover: circuit ") == ["by"]
+    assert complete(HEAD + "discover: circuit by ") == ["eap", "eap-ig", "acdc"]
+    assert complete(HEAD + "discover: circuit by eap ") == ["top=", "threshold=", "ablation="]
+    assert complete(HEAD + "discover: circuit by eap top=3 ") == ["ablation="]
+    assert "steps=" in complete(HEAD + "discover: circuit by eap-ig ")
+    assert complete(HEAD + "discover: circuit by acdc t") == ["tau="]
+    offered = complete(HEAD + "discover: circuit by acdc ablation=")
+    assert offered == ["ablation=corrupted", "ablation=mean"]
+
+
 def test_nothing_inside_strings_and_comments(complete):
     assert "patch:" not in complete(HEAD + 'base: "pat')
     assert "patch:" not in complete(HEAD + "# pat")

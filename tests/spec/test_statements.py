@@ -15,7 +15,12 @@ def test_each_example_parses_and_round_trips(keyword):
         spec = nv.parse(example)
         assert spec.lines == {keyword: 1}
         assert nv.parse(format_spec(spec)) == spec
-    assert statement.help() and statement.allowed <= {"patching", "steering", "training"}
+    assert statement.help() and statement.allowed <= {
+        "patching",
+        "steering",
+        "training",
+        "discovery",
+    }
 
 
 def test_the_verbs_are_the_statements_that_edit():
