@@ -88,7 +88,7 @@ def discover(
     kept circuit checked by ablation (`Circuit.faithfulness`), and the faithfulness measured
     for a range of circuit sizes (`Circuit.curve`). `circ.spec` re-runs the ablation check of
     the kept edges. `progress(done, total)` is called as the forward passes finish; without
-    it, a progress bar is shown. See docs/circuits.md.
+    it, a line of progress (emptied at the end). See docs/circuits.md.
     """
     from nbvene.circuits.discover import discover as run_discovery
 
@@ -110,7 +110,7 @@ def discover(
             hint="add e.g. discover: circuit by eap top=200 (other specs run with nv.run)",
         )
     bound = resolve_discovery(parsed, model, tokenizer, namespace, sites)
-    bar = _stages_bar() if progress is None else None
+    bar = progress_line(unit="passes") if progress is None else None
     try:
         return run_discovery(bound, progress=progress or bar)
     finally:
@@ -324,25 +324,28 @@ def _empty(p: Plan) -> Outcome:
     return Outcome(torch.full((len(p.rows),), float("nan")), None, None, done=False)
 
 
-def progress_line(samples: int = 1):
-    """`progress(done, total)` over cells (not rows: a cell's noise samples are said apart)
-    for a sweep with no callback of its own, with a `close()`: in a notebook one line of text
-    emptied at the end (no widget left behind in a saved notebook), elsewhere a tqdm bar on
-    stderr, made at the first progress (which brings the total)."""
+def progress_line(samples: int = 1, unit: str = "cells"):
+    """`progress(done, total)` over cells (not rows: a cell's noise samples are said apart), or
+    another `unit`, for a run with no callback of its own, with a `close()`: in a notebook one
+    line of text emptied at the end (no widget left behind in a saved notebook), elsewhere a
+    tqdm bar on stderr, made at the first progress (which brings the total; a later total may
+    differ, as ACDC's passes become known)."""
     from nbvene.widgets.kernel import in_kernel
 
     note = f"{samples} noise samples each" if samples > 1 else None
     if in_kernel():
         from nbvene.widgets.live import TextProgress
 
-        return TextProgress("cells", note)
+        return TextProgress(unit, note)
     from tqdm import tqdm
 
     bars = []
 
     def update(done: int, total: int) -> None:
         if not bars:
-            bars.append(tqdm(total=total, unit=" cells", desc="nbvene", leave=False, postfix=note))
+            shown = {"unit": f" {unit}", "desc": "nbvene", "leave": False, "postfix": note}
+            bars.append(tqdm(total=total, **shown))
+        bars[0].total = total
         bars[0].update(done - bars[0].n)
 
     def close() -> None:
@@ -350,20 +353,6 @@ def progress_line(samples: int = 1):
             bar.close()
 
     update.close = close
-    return update
-
-
-def _stages_bar():
-    """A bar over discovery's forward passes (ACDC says how many once it starts)."""
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=1, unit=" passes", desc="nbvene", leave=False)
-
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    update.close = bar.close
     return update
 
 
