@@ -62,10 +62,7 @@ def spec(w: Workload, new_tokens: int) -> str:
 
 
 def strengths_of(w: Workload) -> list[float]:
-    if w.strengths == "4":
-        steered = [4.0]
-    else:
-        steered = [0.0, 2.0, 4.0, 6.0, 8.0]
+    steered = [4.0] if w.strengths == "4" else [0.0, 2.0, 4.0, 6.0, 8.0]
     return ([0.0] if w.baseline else []) + steered
 
 
