@@ -4,7 +4,7 @@ one process, interleaved, on SmolLM2-135M (issue 18, item 6).
 The workload is tests/train/test_smollm2_das.py's: "The dog(s) that I saw yesterday", base and
 source of opposite grammatical number, `block_output layer=12 pos=1 via low_rank_rotated(k=1)`,
 the label the verb the source's number asks for (" was" / " were"), batch 32, Adam, lr 1e-2.
-Both start from the same intervention (a copy of one unbuilt `LowRankRotated(k=1, seed=0)`),
+Both start from the same intervention (a copy of one `LowRankRotated(k=1, seed=0)`),
 take the same batches in the same order (`nv.train`'s shuffling, seed 0), and end with the
 same measure (IIA and loss over the training examples, in batches of 32).
 
@@ -91,7 +91,6 @@ class _Stop(Exception):
 def run_plain(model, tok, data, rot, epochs):
     """The same training by hand (see the module's docstring)."""
     block = model.model.layers[LAYER]
-    rot.build(model.config.hidden_size)
     base_ids = tok(data["base"], return_tensors="pt")["input_ids"]
     source_ids = tok(data["source"], return_tensors="pt")["input_ids"]
     labels = torch.tensor([tok.encode(t, add_special_tokens=False)[0] for t in data["label"]])
@@ -147,7 +146,7 @@ def run_plain(model, tok, data, rot, epochs):
                 loss = torch.nn.functional.cross_entropy(intervened(rows), labels[rows])
                 loss.backward()
                 optimizer.step()
-                total += float(loss) * len(rows)
+                total += float(loss.detach()) * len(rows)
             losses.append(total / len(shuffled))
         hits, total = 0, 0.0
         with torch.no_grad():
@@ -180,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     model, tok = nv.models.load()
     data = examples(tok, args.examples)
-    start_rot = LowRankRotated(k=1, seed=0)
+    start_rot = LowRankRotated(k=1, seed=0, width=model.config.hidden_size)
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}")
     print(f"cpus: {os.cpu_count()}, torch threads: {torch.get_num_threads()}")
     print(f"torch {torch.__version__}, transformers {transformers.__version__}")
