@@ -1,5 +1,6 @@
 """`Generation`: the baseline and steered texts of one batched run, side by side, with the
-steered tokens that depart from the baseline marked."""
+steered tokens that depart from the baseline marked (steered-only generations mark nothing,
+or mark against a baseline decoded before)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from nbvene.spec import Spec
 @dataclass
 class Generation:
     """What `nv.generate` returns. Row 0 is the baseline (every strength 0); each other row is
-    steered with `strengths[row]` (one strength per steering statement).
+    steered with `strengths[row]` (one strength per steering statement). With
+    `has_baseline=False` (`nv.generate(..., baseline=False)`) every row is steered, and the
+    marks compare with `reference`, the baseline's token ids, when one is known.
 
     `tokens[row]` are the generated tokens' texts, `texts[row]` the generated text (cut just
     after a stop string), `metric` the spec's metric on each row's first next-token
@@ -34,26 +37,34 @@ class Generation:
     logits: torch.Tensor | None = None
     """(rows, vocab): each row's next-token logits after the (steered) prompt."""
     meta: dict = field(default_factory=dict)
+    has_baseline: bool = True
+    """Whether row 0 is the unsteered baseline."""
+    reference: list[int] | None = None
+    """Without a baseline row: the baseline's generated ids the marks compare with, if known."""
 
     @property
-    def baseline(self) -> str:
-        return self.texts[0]
+    def baseline(self) -> str | None:
+        """The baseline's text (None when only steered rows were generated)."""
+        return self.texts[0] if self.has_baseline else None
 
     @property
     def steered(self) -> list[str]:
-        return self.texts[1:]
+        return self.texts[1:] if self.has_baseline else list(self.texts)
 
     def marks(self, row: int) -> list[bool]:
         """For each token of `row`: whether it departs from the baseline's token at the same
-        place (a different token, or past the baseline's end)."""
-        base = self.ids[0]
+        place (a different token, or past the baseline's end); none for the baseline itself,
+        nor without a baseline to compare with."""
+        base = self.ids[0] if self.has_baseline else self.reference
+        if base is None or (self.has_baseline and row == 0):
+            return [False] * len(self.ids[row])
         return [i >= len(base) or t != base[i] for i, t in enumerate(self.ids[row])]
 
     def columns(self) -> list[dict]:
         """The steering panel's columns: title and tokens with their marks, baseline first."""
         columns = []
         for row, label in enumerate(self.labels):
-            marks = self.marks(row) if row else [False] * len(self.tokens[row])
+            marks = self.marks(row)
             tokens = [
                 {"text": text, "mark": mark}
                 for text, mark in zip(self.tokens[row], marks, strict=True)
@@ -74,9 +85,11 @@ class Generation:
 
     def __repr__(self) -> str:
         width = max(len(label) for label in self.labels)
-        lines = [f"Generation from {self.prompt!r} ([…] departs from the baseline)"]
+        marked = self.has_baseline or self.reference is not None
+        note = "[…] departs from the baseline" if marked else "steered only, no baseline"
+        lines = [f"Generation from {self.prompt!r} ({note})"]
         for row, label in enumerate(self.labels):
-            marks = self.marks(row) if row else [False] * len(self.tokens[row])
+            marks = self.marks(row)
             text = "".join(
                 f"[{t}]" if m else t for t, m in zip(self.tokens[row], marks, strict=True)
             )
@@ -100,3 +113,26 @@ class Generation:
             values = ", ".join(f"{v:.4g}" for v in self.metric.tolist())
             metric = f"<div>{html.escape(self.metric_name)} per column: {values}</div>"
         return f"<table><tr>{''.join(cells)}</tr></table>{metric}"
+
+
+def joined(baseline: Generation, steered: Generation) -> Generation:
+    """One generation of `baseline`'s row (decoded once, e.g. cached) followed by the rows of
+    the steered-only `steered`, as if they had been decoded in one batch."""
+
+    def cat(first, rest):
+        return None if first is None or rest is None else torch.cat([first[:1], rest])
+
+    return Generation(
+        prompt=steered.prompt,
+        labels=baseline.labels[:1] + steered.labels,
+        strengths=baseline.strengths[:1] + steered.strengths,
+        ids=baseline.ids[:1] + steered.ids,
+        tokens=baseline.tokens[:1] + steered.tokens,
+        texts=baseline.texts[:1] + steered.texts,
+        stopped=baseline.stopped[:1] + steered.stopped,
+        spec=steered.spec,
+        metric=cat(baseline.metric, steered.metric),
+        metric_name=steered.metric_name,
+        logits=cat(baseline.logits, steered.logits),
+        meta=steered.meta,
+    )

@@ -1,6 +1,7 @@
-"""The strength knob: the steering panel's callback. Given slider values it regenerates the
-baseline and the steered text in one batch (cached per strength tuple) and answers with the
-panel's columns, the steered tokens that depart from the baseline marked."""
+"""The strength knob: the steering panel's callback. Given slider values it generates the
+steered text (cached per strength tuple) beside the baseline (decoded once: the prompt does
+not change with the sliders) and answers with the panel's columns, the steered tokens that
+depart from the baseline marked."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from nbvene.bind.steering import Steering
 from nbvene.engine.lock import holding
 from nbvene.errors import NbveneError
 from nbvene.spec import Slider, Spec
-from nbvene.steer.generation import Generation
+from nbvene.steer.generation import Generation, joined
 from nbvene.steer.run import generation, steer_plan
 
 
@@ -57,6 +58,7 @@ class Knob:
         self.steering = replace(steering, model=None)
         self.use_cache, self.keep = use_cache, keep
         self.cache: OrderedDict[tuple[float, ...], Generation] = OrderedDict()
+        self.baseline: Generation | None = None
 
     @property
     def sliders(self) -> list[dict]:
@@ -81,7 +83,8 @@ class Knob:
         return [s["value"] for s in self.sliders]
 
     def generation(self, values: Sequence[float]) -> Generation:
-        """The baseline and steered generations at these slider values (cached)."""
+        """The baseline and steered generations at these slider values (cached; the baseline
+        is decoded once, on the first call)."""
         if len(values) != len(self.steering.sliders):
             raise NbveneError(
                 f"{len(values)} slider values for {len(self.steering.sliders)} sliders",
@@ -98,8 +101,18 @@ class Knob:
                 hint="load the model and re-run the cell that made the knob",
             )
         rows = self.steering.rows(dict(zip(self.steering.sliders, key, strict=True)))
+        steering = replace(self.steering, model=model)
         with holding(model, "the steering knob"):
-            made = generation(replace(self.steering, model=model), rows, use_cache=self.use_cache)
+            if self.baseline is None:
+                self.baseline = generation(steering, rows[:1], use_cache=self.use_cache)
+            steered = generation(
+                steering,
+                rows[1:],
+                use_cache=self.use_cache,
+                has_baseline=False,
+                reference=self.baseline.ids[0],
+            )
+        made = joined(self.baseline, steered)
         self.cache[key] = made
         if len(self.cache) > self.keep:
             self.cache.popitem(last=False)

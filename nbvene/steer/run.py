@@ -1,4 +1,5 @@
-"""Running steering specs: `generate` (text, baseline and steered rows in one batch) and
+"""Running steering specs: `generate` (text, baseline and steered rows in one batch, or the
+steered rows only) and
 `measure` (the metric on the steered forward pass of the prompt, per strength)."""
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def generate(
     use_cache: bool = True,
     max_batch: int = 64,
     max_memory: int | str | None = None,
+    baseline: bool = True,
 ) -> Generation:
     """Generate from a steering spec: the baseline and every steered row in one batch.
 
@@ -43,6 +45,8 @@ def generate(
     >>> gen.baseline, gen.steered[0]
 
     A spec without `generate:` generates with the defaults (30 new tokens, greedy) from `base:`.
+    `baseline=False` decodes the steered rows only (one row less to compute; nothing marked as
+    departing from the baseline, and `gen.baseline` is None).
     `use_cache=False` reruns every position at each step (the same tokens, slower).
     At most `max_batch` rows decode together (fewer if `max_memory`, bytes, "2GB" or "auto",
     says so; halved on out-of-memory). Interrupting raises `nv.GenerationInterrupted`, whose
@@ -52,11 +56,12 @@ def generate(
     if lm is not None:
         model, tokenizer = lm._module, tokenizer or lm.tokenizer
     steering = steer_plan(spec, model=model, tokenizer=tokenizer, namespace=namespace, sites=sites)
+    rows = steering.rows() if baseline else steering.rows()[1:]
     if lm is not None:
-        return generation(steering, steering.rows(), lm=lm, budget=Budget(max_batch))
+        return generation(steering, rows, lm=lm, budget=Budget(max_batch), has_baseline=baseline)
     tokens = len(steering.prompt) + steering.generate.max_new_tokens
     budget = Budget.within(max_batch, max_memory, model, tokens, cache=use_cache)
-    return generation(steering, steering.rows(), use_cache=use_cache, budget=budget)
+    return generation(steering, rows, use_cache=use_cache, budget=budget, has_baseline=baseline)
 
 
 def steer_plan(spec: str | Spec, *, model, tokenizer=None, namespace=None, sites=None) -> Steering:
@@ -88,8 +93,11 @@ def generation(
     use_cache: bool = True,
     budget: Budget | None = None,
     lm=None,
+    has_baseline: bool = True,
+    reference: list[int] | None = None,
 ) -> Generation:
-    """Decode `rows` (strength tuples; the first should be the baseline) in one batch (or the
+    """Decode `rows` (strength tuples; the first is the baseline if `has_baseline`, else
+    `reference` may give the baseline's ids to mark departures against) in one batch (or the
     budget's chunks; through nnsight's `.generate()` with an nnsight `lm`); on
     KeyboardInterrupt, `GenerationInterrupted` with the text so far."""
     strengths = torch.tensor(rows, dtype=torch.float32).reshape(len(rows), len(steering.terms))
@@ -108,7 +116,7 @@ def generation(
         metric = metric_values(steering.metric, decoded.first_logits, None).cpu()
     made = Generation(
         prompt=steering.prompt.text or "",
-        labels=row_labels(steering, rows),
+        labels=row_labels(steering, rows, has_baseline),
         strengths=list(rows),
         ids=decoded.ids,
         tokens=tokens,
@@ -119,6 +127,8 @@ def generation(
         metric_name=_metric_name(steering),
         logits=decoded.first_logits,
         meta={"model": _model_name(steering.model), "terms": [t.label for t in steering.terms]},
+        has_baseline=has_baseline,
+        reference=reference,
     )
     if decoded.interrupted:
         raise GenerationInterrupted(made)
@@ -178,10 +188,12 @@ def measure(
     )
 
 
-def row_labels(steering: Steering, rows: list[tuple[float, ...]]) -> list[str]:
+def row_labels(
+    steering: Steering, rows: list[tuple[float, ...]], has_baseline: bool = True
+) -> list[str]:
     labels = []
     for index, row in enumerate(rows):
-        if index == 0:
+        if index == 0 and has_baseline:
             labels.append("baseline")
         elif steering.swept is not None and len(steering.terms) > 1:
             labels.append(f"strength {row[steering.swept]:g}")

@@ -178,11 +178,15 @@ class _Training:
         self, plan, labels, modules, loss, train_model, generator, held, checkpoint, budget: Budget
     ):
         self.budget = budget
-        self.forward = Forward(plan, grad_source=train_model, budget=budget)
+        # checkpointing runs the blocks again in backward(), from the model's own forward
+        reuse = not checkpoint
+        self.forward = Forward(plan, grad_source=train_model, budget=budget, reuse=reuse)
         self.checkpoint = checkpoint
         self.held = held
         if held is not None:
-            self.held_forward = self.forward if held[0] is plan else Forward(held[0], budget=budget)
+            self.held_forward = (
+                self.forward if held[0] is plan else Forward(held[0], budget=budget, reuse=reuse)
+            )
         self.labels = labels
         self.modules = list(modules.values())
         self.loss = loss

@@ -48,10 +48,10 @@ def test_cached_per_strength_tuple(llama, vectors, monkeypatch):
     real = module.generation
     monkeypatch.setattr(module, "generation", lambda *a, **kw: calls.append(a[1]) or real(*a, **kw))
     first = k([1.0, 0.0])
-    assert k([1.0, 0.0]) == first and len(calls) == 1
+    assert k([1.0, 0.0]) == first and calls == [[(0.0, 0.0)], [(1.0, 0.0)]]
     k([1.5, 0.0])
-    assert len(calls) == 2 and calls[1] == [(0.0, 0.0), (1.5, 0.0)]  # baseline in the batch
-    assert k([1.0, 0.0]) == first and len(calls) == 2
+    assert len(calls) == 3 and calls[2] == [(1.5, 0.0)]  # the baseline is decoded once
+    assert k([1.0, 0.0]) == first and len(calls) == 3
 
 
 def test_moving_the_slider_changes_the_text(llama, vectors):
