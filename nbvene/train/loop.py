@@ -223,8 +223,10 @@ class _Training:
             )
         optimizer = torch.optim.Adam(params, lr=lr) if params else None
         steps = epochs * math.ceil(len(examples) / batch_size)
-        bar = _bar(epochs) if progress is True else None
+        # in a notebook the live curve is the progress (a tqdm widget would be left dead in the
+        # saved notebook); elsewhere a text bar
         curve = LiveCurve(steps, epochs) if progress is True and in_notebook() else None
+        bar = _bar(epochs) if progress is True and curve is None else None
         best, best_state, waited = math.inf, None, 0
         try:
             for epoch in range(1, epochs + 1):
@@ -333,10 +335,11 @@ def _whole():
 
 
 class _bar:
-    """A text progress bar over epochs, showing the last loss and held-out IIA."""
+    """A text progress bar over epochs, showing the last loss and held-out IIA (outside a
+    notebook)."""
 
     def __init__(self, epochs: int):
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         self.tqdm = tqdm(total=epochs, unit="epoch", desc="nv.train", leave=False)
 
