@@ -294,7 +294,4 @@ def _top(logits: torch.Tensor, tokenizer, k: int) -> list[dict]:
     """The k likeliest next tokens, probabilities averaged over the rows (noise samples)."""
     probs = torch.softmax(logits.float(), dim=-1).mean(dim=0)
     p, ids = probs.topk(min(k, probs.shape[-1]))
-    return [
-        {"token": tokenizer.decode([i]) if tokenizer is not None else f"#{i}", "id": i, "p": q}
-        for i, q in zip(ids.tolist(), p.tolist(), strict=True)
-    ]
+    return _kept_top(ids, p, tokenizer, k)
