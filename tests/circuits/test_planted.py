@@ -30,8 +30,16 @@ def test_the_toy_answers_through_its_route(toy):
     assert len(toy.clean_texts) == len(toy.corrupted_texts) == toy.clean.rows
 
 
-def test_training_is_deterministic():
-    a, b = planted(seed=3, prompts=4, steps=10), planted(seed=3, prompts=4, steps=10)
+def test_training_is_deterministic_whatever_the_thread_count():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a = planted(seed=3, prompts=4, steps=30)
+        torch.set_num_threads(2)
+        b = planted(seed=3, prompts=4, steps=30)
+        assert torch.get_num_threads() == 2  # restored after training
+    finally:
+        torch.set_num_threads(threads)
     assert a.clean_texts == b.clean_texts and a.corrupted_texts == b.corrupted_texts
     for x, y in zip(a.model.parameters(), b.model.parameters(), strict=True):
         assert torch.equal(x, y)
