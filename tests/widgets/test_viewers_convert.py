@@ -64,13 +64,14 @@ def text_of(html: str) -> str:
 
 
 def results(nb) -> list:
-    """The outputs that show a Result (a sweep, a causal trace, a steering sweep)."""
+    """The outputs that show a Result (a sweep, a causal trace, a steering sweep) or a
+    Circuit."""
     return [
         o
         for c in nb.cells
         if c.cell_type == "code"
         for o in c.outputs
-        if o.get("data", {}).get("text/plain", "").startswith("Result(")
+        if o.get("data", {}).get("text/plain", "").startswith(("Result(", "Circuit by "))
     ]
 
 
