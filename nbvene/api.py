@@ -41,13 +41,7 @@ def plan(
     refused before anything is laid out; `print(plan.describe())` shows the grid, the forward
     passes, and the memory and arithmetic they take. An nnsight model is planned against the
     torch model inside it."""
-    if is_nnsight(model):
-        model, tokenizer = model._module, tokenizer or model.tokenizer
-    if not isinstance(model, nn.Module):
-        raise NbveneError(
-            f"model must be a torch.nn.Module, got {type(model).__name__}",
-            hint="load one with nv.models.load() or transformers' from_pretrained",
-        )
+    model, tokenizer = _torch_model(model, tokenizer)
     if not isinstance(max_cells, int) or max_cells < 1:
         raise NbveneError(
             f"max_cells must be at least 1, got {max_cells!r}",
@@ -92,17 +86,8 @@ def discover(
     """
     from nbvene.circuits.discover import discover as run_discovery
 
-    if is_nnsight(model):
-        model, tokenizer = model._module, tokenizer or model.tokenizer
-    if not isinstance(model, nn.Module):
-        raise NbveneError(
-            f"model must be a torch.nn.Module, got {type(model).__name__}",
-            hint="load one with nv.models.load() or transformers' from_pretrained",
-        )
-    if progress is not None and not callable(progress):
-        raise NbveneError(
-            f"progress must be a function progress(done, total), got {type(progress).__name__}"
-        )
+    model, tokenizer = _torch_model(model, tokenizer)
+    _check_progress(progress)
     parsed = parse(spec)
     if parsed.discover is None:
         raise NbveneError(
@@ -212,10 +197,7 @@ def run(
             f"max_batch must be at least 1, got {max_batch!r}",
             hint="a whole number of grid cells per forward pass",
         )
-    if progress is not None and not callable(progress):
-        raise NbveneError(
-            f"progress must be a function progress(done, total), got {type(progress).__name__}"
-        )
+    _check_progress(progress)
     if stop is not None and not callable(stop):
         raise NbveneError(f"stop must be a function stop() -> bool, got {type(stop).__name__}")
     if lm is not None:
@@ -262,6 +244,26 @@ def run(
     return _result(p, outcome, tokenizer)
 
 
+def _torch_model(model, tokenizer):
+    """The torch model to plan against (an nnsight model's own module, and its tokenizer
+    where none is given); NbveneError for anything else than a torch module."""
+    if is_nnsight(model):
+        model, tokenizer = model._module, tokenizer or model.tokenizer
+    if not isinstance(model, nn.Module):
+        raise NbveneError(
+            f"model must be a torch.nn.Module, got {type(model).__name__}",
+            hint="load one with nv.models.load() or transformers' from_pretrained",
+        )
+    return model, tokenizer
+
+
+def _check_progress(progress) -> None:
+    if progress is not None and not callable(progress):
+        raise NbveneError(
+            f"progress must be a function progress(done, total), got {type(progress).__name__}"
+        )
+
+
 def _partial(p: Plan, progress: Progress | None) -> Progress | None:
     """The engine counts rows (a cell's noise samples are rows of their own); the user's
     callback counts cells, and one taking (done, total, partial) gets a partial Result."""
@@ -301,7 +303,7 @@ def _live(
                 progress=_partial(p, sweep),
                 start_at_layer=start_at_layer,
                 max_memory=max_memory,
-                stop=sweep.stopped if stop is None else lambda: sweep.stopped() or stop(),
+                stop=sweep.asks(stop),
                 preview=True,
             )
         except Stopped as stopped:

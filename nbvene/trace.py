@@ -65,9 +65,8 @@ def causal_trace(
         # drawn before the first pass: the grid's layout, from a plan (the run makes its own)
         panels.empty = unmeasured(plan(specs["block"], model=model, tokenizer=tokenizer), tokenizer)
         with live_sweep(panels.result()) as sweep:
-            asked = _either(sweep.stopped, stop)
             try:
-                traced = panels.run(model, tokenizer, max_batch, sweep, asked)
+                traced = panels.run(model, tokenizer, max_batch, sweep, sweep.asks(stop))
             except SweepInterrupted as stopped:
                 sweep.finish(stopped.result, stopped=True)
                 raise
@@ -154,10 +153,6 @@ def _stacked(tops: list[dict | None]) -> dict | None:
         "probs": torch.full_like(known["probs"], float("nan")),
     }
     return {k: torch.stack([(t or missing)[k] for t in tops]) for k in known}
-
-
-def _either(first: Callable[[], bool], second: Callable[[], bool] | None) -> Callable[[], bool]:
-    return first if second is None else lambda: first() or second()
 
 
 def _counts(line: Callable[[int, int], None]):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from nbvene.results import Result
 from nbvene.widgets.display import keep_view
@@ -48,6 +48,11 @@ class LiveSweep:
     def stopped(self) -> bool:
         """Whether Stop was clicked (set from the browser, on the subshell thread)."""
         return bool(self.widget.stop)
+
+    def asks(self, stop: Callable[[], bool] | None = None) -> Callable[[], bool]:
+        """What the engine asks between blocks: whether Stop was clicked, or the user's own
+        `stop()` says so."""
+        return self.stopped if stop is None else lambda: self.stopped() or stop()
 
     def finish(self, result: Result, stopped: bool) -> None:
         """The final (or partial) result, ready for clicks; the live display becomes the
