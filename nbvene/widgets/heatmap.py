@@ -216,22 +216,15 @@ def cell_detail(result: Result, index: tuple[int, ...], k: int = TOP_K) -> dict:
     raw = float(out.metric.mean())
     clean = _at(result.clean, example)
     corrupted = _at(result.corrupted, example)
-    patched = {"metric": raw, "top": _top(out.patched, tokenizer, k)}
-    clean_run = (
-        None if out.clean is None else {"metric": clean, "top": _top(out.clean, tokenizer, k)}
+    value = (raw - corrupted) / (clean - corrupted) if normalized else raw
+    return _answer(
+        index,
+        started,
+        normalized,
+        patched=(value, raw, _top(out.patched, tokenizer, k)),
+        clean=None if out.clean is None else (clean, _top(out.clean, tokenizer, k)),
+        corrupted=(corrupted, _top(out.corrupted, tokenizer, k)),
     )
-    corrupted_run = {"metric": corrupted, "top": _top(out.corrupted, tokenizer, k)}
-    if normalized:
-        patched = {**patched, "metric": (raw - corrupted) / (clean - corrupted), "raw": raw}
-        clean_run = clean_run and {**clean_run, "metric": 1.0, "raw": clean}
-        corrupted_run = {**corrupted_run, "metric": 0.0, "raw": corrupted}
-    return {
-        "index": list(index),
-        "seconds": round(time.perf_counter() - started, 3),
-        "patched": patched,
-        "clean": clean_run,
-        "corrupted": corrupted_run,
-    }
 
 
 def _kept_detail(result: Result, index, k: int, started: float, normalized: bool) -> dict:
@@ -245,23 +238,35 @@ def _kept_detail(result: Result, index, k: int, started: float, normalized: bool
     }
     value = float(result.values[index])
     clean, corrupted = _at(result.clean, example), _at(result.corrupted, example)
-    patched = {"metric": value, "top": top}
-    clean_run = None if clean is None else {"metric": clean, "top": baseline.get("clean", [])}
-    corrupted_run = (
-        None if corrupted is None else {"metric": corrupted, "top": baseline.get("corrupted", [])}
-    )
+    raw = value
     if normalized:
         raw = None if None in (clean, corrupted) else corrupted + value * (clean - corrupted)
-        patched["raw"] = raw
-        clean_run = clean_run and {**clean_run, "metric": 1.0, "raw": clean}
-        corrupted_run = corrupted_run and {**corrupted_run, "metric": 0.0, "raw": corrupted}
-    return {
-        "index": list(index),
-        "seconds": round(time.perf_counter() - started, 3),
-        "patched": patched,
-        "clean": clean_run,
-        "corrupted": corrupted_run,
+    return _answer(
+        index,
+        started,
+        normalized,
+        patched=(value, raw, top),
+        clean=None if clean is None else (clean, baseline.get("clean", [])),
+        corrupted=None if corrupted is None else (corrupted, baseline.get("corrupted", [])),
+    )
+
+
+def _answer(index, started: float, normalized: bool, *, patched, clean, corrupted) -> dict:
+    """The click panel's answer: `patched` is (value shown, raw metric, top tokens), `clean`
+    and `corrupted` (metric, top tokens) or None where that run was not made. A normalized
+    metric shows 1 for the clean run and 0 for the corrupted one, by definition, with the raw
+    values beside (`raw`)."""
+    value, raw, top = patched
+    runs = {
+        name: None if run is None else {"metric": run[0], "top": run[1]}
+        for name, run in (("patched", (value, top)), ("clean", clean), ("corrupted", corrupted))
     }
+    if normalized:
+        runs["patched"]["raw"] = raw
+        for name, shown in (("clean", 1.0), ("corrupted", 0.0)):
+            if runs[name] is not None:
+                runs[name] = {**runs[name], "metric": shown, "raw": runs[name]["metric"]}
+    return {"index": list(index), "seconds": round(time.perf_counter() - started, 3), **runs}
 
 
 def _kept_top(ids: torch.Tensor, probs: torch.Tensor, tokenizer, k: int) -> list[dict]:
