@@ -42,9 +42,7 @@ def edge_metric(
 ) -> float:
     """The batch-mean metric with every edge outside `kept` ablated ("corrupted": its sender's
     output from the corrupted run; "mean": its mean over the clean batch)."""
-    layout = layout_of(model)
-    clean, corrupted = check_pair(clean, corrupted)
-    reference = reference_outputs(model, layout, clean, corrupted, ablation)
+    layout, clean, reference = _prepared(model, clean, corrupted, ablation)
     removed = removal(layout, [kept])
     return float(patched_metric(model, layout, clean, reference, metric, removed)[0])
 
@@ -59,14 +57,20 @@ def faithfulness(
     ablation: str = "corrupted",
 ) -> float:
     """(m(kept) − m(none)) / (m(full) − m(none)): see the module docstring."""
-    layout = layout_of(model)
-    clean, corrupted = check_pair(clean, corrupted)
-    reference = reference_outputs(model, layout, clean, corrupted, ablation)
+    layout, clean, reference = _prepared(model, clean, corrupted, ablation)
     removed = removal(layout, [kept, layout.edges, []])
     m_kept, m_full, m_none = patched_metric(
         model, layout, clean, reference, metric, removed
     ).tolist()
     return normalized(m_kept, m_full, m_none)
+
+
+def _prepared(model: nn.Module, clean: Inputs, corrupted: Inputs, ablation: str):
+    """What every ablated run starts from: the model's graph layout, the checked clean inputs
+    and the senders' reference outputs (corrupted, or the clean batch's mean)."""
+    layout = layout_of(model)
+    clean, corrupted = check_pair(clean, corrupted)
+    return layout, clean, reference_outputs(model, layout, clean, corrupted, ablation)
 
 
 def normalized(value: float, full: float, none: float) -> float:
@@ -95,9 +99,7 @@ def curve(
     """Faithfulness of the top-`size` prefix of `ranked` for each of `sizes`, several sizes
     per forward pass (their copies of the batch stacked). `progress(done, total)` is called
     after each forward pass, with the number of sizes done."""
-    layout = layout_of(model)
-    clean, corrupted = check_pair(clean, corrupted)
-    reference = reference_outputs(model, layout, clean, corrupted, ablation)
+    layout, clean, reference = _prepared(model, clean, corrupted, ablation)
     every = valid(layout)
     ends = torch.stack([torch.zeros_like(every), every])
     m_full, m_none = patched_metric(model, layout, clean, reference, metric, ends).tolist()

@@ -120,13 +120,11 @@ def _kept(edges: list[Edge], scores: torch.Tensor, top: int | None, threshold: f
 
 
 def _ranked(edges: list[Edge], scores: torch.Tensor, kept: list[Edge]) -> list[Edge]:
-    """Every edge, the kept ones first, each group by |score| (largest first): the curve's
-    prefixes grow from the circuit."""
+    """Every edge, the kept ones first, each group by |score| (largest first, ties in graph
+    order): the curve's prefixes grow from the circuit."""
     inside = set(kept)
-    order = sorted(
-        range(len(edges)), key=lambda i: (edges[i] not in inside, -abs(float(scores[i])), i)
-    )
-    return [edges[i] for i in order]
+    order = [edges[i] for i in scores.abs().argsort(descending=True, stable=True).tolist()]
+    return [e for e in order if e in inside] + [e for e in order if e not in inside]
 
 
 def _sizes(n: int, kept: int, every: bool = True) -> list[int]:
