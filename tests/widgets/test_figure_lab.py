@@ -1,7 +1,8 @@
 """A causal trace's heatmap in a real JupyterLab, a real kernel and Debian's Chromium, in the
 light and the Dark theme: every label readable (WCAG contrast ≥ 4.5:1 from the rendered
-colours), the palette's centre not a glaring white on the dark page, and a click answered from
-the kept top-k in under 200 ms. Screenshots of both themes go to the artifacts folder (the
+colours), the palette's centre not a glaring white on the dark page, and clicks answered from
+the kept top-k without a forward pass (their time in the browser recorded, not asserted: no test
+asserts on wall-clock time). Screenshots of both themes go to the artifacts folder (the
 ones in docs/images come from this test)."""
 
 from __future__ import annotations
@@ -20,16 +21,18 @@ TIMEOUT = 90_000  # ms: a cold kernel and Lab on 2 busy CPUs
 SETUP = """\
 import torch
 import nbvene as nv
-model, tok = nv.models.tiny("gpt2")"""
+model, tok = nv.models.tiny("gpt2")
+passes = 0  # the model's forward passes: a click answered from the kept top-k runs none
+
+def counted(module, args):
+    global passes
+    passes += 1
+
+model.register_forward_pre_hook(counted)"""
 TRACE = """\
 res = nv.causal_trace("The Eiffel Tower is located in the city of", subject="The Eiffel Tower",
                       target=" Paris", model=model, tokenizer=tok, samples=2, window=2)
-# the top-k a sweep keeps for each cell (Result.top), made here from each cell's own run
-ids, probs = torch.zeros(*res.values.shape, 5, dtype=torch.long), torch.zeros(*res.values.shape, 5)
-for index in torch.cartesian_prod(*[torch.arange(n) for n in res.values.shape]).tolist():
-    p = res.rerun(tuple(index)).logits.patched.float().softmax(-1).mean(0).topk(5)
-    ids[tuple(index)], probs[tuple(index)] = p.indices, p.values
-res.top = {"ids": ids, "probs": probs}
+assert res.top is not None  # each cell's top-k, kept by the sweep
 res"""
 NORMALIZED = """\
 norm = nv.run('''
@@ -38,6 +41,7 @@ corrupt: noise 3σ on "The Eiffel Tower" samples=2
 restore: block_output layer=* pos=*
 metric:  p(" Paris") normalized
 ''', model=model, tokenizer=tok)
+seen = passes
 norm"""
 LIVE = """\
 import time
@@ -187,13 +191,13 @@ def test_trace_in_light_and_dark_jupyterlab(browser, artifacts, tmp_path):
         )  # panels × layers × tokens
         cells = figure.get_by_test_id("heatmap-cell")
 
-        # a click answers from the kept top-k, without the model, in under 200 ms (the first
-        # click warms the widget's path; the measured ones follow it)
+        # a click answers from the kept top-k, without running the model (checked below, from
+        # the kernel's count of forward passes); its time in the browser is recorded, not
+        # asserted (the first click warms the widget's path)
         page.wait_for_timeout(500)
         times = [cells.nth(i).evaluate(CLICK) for i in (40, 41, 60)]
         expect(figure.get_by_test_id("detail-patched-token")).to_have_count(5)
         (artifacts / "figure_click_ms.json").write_text(json.dumps(times))
-        assert min(times[1:]) < 200, times
         # the keyboard in Lab's command mode: arrows move between cells, Enter asks
         figure.locator("[data-panel=block][data-layer='0'][data-pos='0']").focus()
         page.keyboard.press("ArrowDown")
@@ -228,9 +232,14 @@ def test_trace_in_light_and_dark_jupyterlab(browser, artifacts, tmp_path):
         last.locator(".jp-InputPrompt").click()
         page.keyboard.press("b")  # a new cell below, to run the fill in while we watch
         page.keyboard.press("Enter")
-        page.keyboard.type("fill()")
+        page.keyboard.type('print("passes since the sweeps:", passes - seen); fill()')
         page.keyboard.press("Shift+Enter")
-        live = page.locator(".jp-Notebook .jp-Cell").nth(4).get_by_test_id("heatmap")
+        filling = page.locator(".jp-Notebook .jp-Cell").nth(4)
+        # every click above (mouse, keyboard, the normalized grid) ran no forward pass
+        expect(filling.locator(".jp-OutputArea-output").first).to_contain_text(
+            "passes since the sweeps: 0"
+        )
+        live = filling.get_by_test_id("heatmap")
         live_cells = live.get_by_test_id("heatmap-cell")
         expect(live_cells).to_have_count(2 * 11)
         grey = "rgb(189, 189, 189)"
