@@ -58,14 +58,23 @@ def group_units(rows: list[Row]) -> dict[tuple[Site, int], list[tuple[int, Unit]
 
 
 def base_edits(
-    plan: Plan, sources: Sources, rows: list[Row], hooks, shape, found: dict | None = None
+    plan: Plan,
+    sources: Sources,
+    rows: list[Row],
+    hooks,
+    shape,
+    found: dict | None = None,
+    *,
+    offsets: list[int] | None = None,
 ) -> None:
     """Register the edits of `rows` that act in their base run (ids of `shape`) on `hooks`: every
     unit but those `into` a named source, made in that source's run before. `found` gathers
-    what `collect:` units see."""
+    what `collect:` units see. With `offsets`, the rows are laid end to end in one sequence
+    (`packed.Layout`): row i's position p sits at `offsets[i] + p` of batch entry 0."""
     for (site, op), members in group_units(rows).items():
         if plan.ops[op].into is None:
-            hooks.at(site, unit_edit(plan, sources, site, op, members, rows, shape, found))
+            edit = unit_edit(plan, sources, site, op, members, rows, shape, found, offsets)
+            hooks.at(site, edit)
 
 
 def unit_edit(
@@ -77,15 +86,17 @@ def unit_edit(
     rows,
     shape,
     found: dict | None = None,
+    offsets: list[int] | None = None,
 ):
-    """The edit for one (site, op) in one forward pass of `rows` (ids of `shape`)."""
+    """The edit for one (site, op) in one forward pass of `rows` (ids of `shape`; with
+    `offsets`, laid end to end: see `base_edits`)."""
     op, device = plan.ops[op_index], sources.device
     row_idx, pos, head, src_row, src_pos, examples = [], [], [], [], [], []
     for i, unit in members:
         for b, s in zip(unit.base_pos, unit.source_pos, strict=True):
-            row_idx.append(i)
+            row_idx.append(0 if offsets else i)
             examples.append(rows[i].example)
-            pos.append(b)
+            pos.append(offsets[i] + b if offsets else b)
             head.append(unit.head)
             src_row.append(sources.row(op_index, rows[i].example, i))
             src_pos.append(s)

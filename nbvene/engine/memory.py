@@ -259,13 +259,24 @@ class Budget:
         return cls(max_batch)
 
     def chunks(
-        self, items: Sequence[T], run: Callable[[list[T]], R], what: str
+        self,
+        items: Sequence[T],
+        run: Callable[[list[T]], R],
+        what: str,
+        *,
+        weigh: Callable[[T], int] | None = None,
+        per_row: int = 1,
+        most: int | None = None,
     ) -> Iterator[tuple[list[T], R]]:
         """`run` on consecutive chunks of `items`, at most `size` a chunk; yields each chunk with
-        what `run` returned. A chunk that runs out of memory is retried at half the size."""
+        what `run` returned. A chunk that runs out of memory is retried at half the size.
+
+        With `weigh` (an item's tokens), a chunk holds as many items as their tokens allow: at
+        most what `size` rows of `per_row` tokens hold, and at most `most` (at least one item).
+        """
         items, done = list(items), 0
         while done < len(items):
-            chunk = items[done : done + self.size]
+            chunk = items[done : self._end(items, done, weigh, per_row, most)]
             try:
                 out = run(chunk)
             except Exception as error:
@@ -277,6 +288,17 @@ class Budget:
                 done += len(chunk)
                 continue
             self.halve(what, failure, len(chunk))  # outside `except`: the failed pass is freed
+
+    def _end(self, items: list, done: int, weigh, per_row: int, most: int | None) -> int:
+        """Where the chunk from `done` ends."""
+        if weigh is None:
+            return done + self.size
+        room = self.size * per_row if most is None else min(self.size * per_row, most)
+        end, total = done + 1, weigh(items[done])
+        while end < len(items) and total + weigh(items[end]) <= room:
+            total += weigh(items[end])
+            end += 1
+        return end
 
     def run(self, run: Callable[[int], R], what: str) -> R:
         """`run(size)` until it fits: for a pass that cannot be split into independent chunks (a

@@ -94,11 +94,33 @@ class Arguments:
     def suffix(self, hidden, args, kwargs, since: int, width: int, cache: KeyValues, dtype):
         """The block's call for queries `since`.. of `width` positions (`hidden` is theirs),
         attending to `cache`'s prefix."""
+        return self._call(
+            hidden,
+            args,
+            kwargs,
+            cache,
+            lambda name, v: _CUTS[name](v, since, width, dtype, hidden.device),
+        )
+
+    def packed(self, hidden, args, kwargs, layout, n: int, cache: KeyValues, dtype):
+        """The block's call for the first `n` rows of a `packed.Layout` (`hidden` holds their
+        tokens), attending to `cache`'s prefix of their corrupted runs."""
+
+        def cut(name, value):
+            if name == "attention_mask":
+                return layout.mask(value, n, dtype)
+            return layout.positions(value, n)
+
+        return self._call(hidden, args, kwargs, cache, cut)
+
+    def _call(self, hidden, args, kwargs, cache: KeyValues, cut):
+        """The block's call with `hidden`, `cache`, and every argument `_CUTS` names replaced
+        by `cut(name, value)`."""
         bound = self.signature.bind(hidden, *args, **kwargs)
         extra = bound.arguments.get("kwargs") if "kwargs" in self.signature.parameters else None
         for name, value in list(_named(bound)):
             if name in _CUTS:
-                new = _CUTS[name](value, since, width, dtype, hidden.device)
+                new = cut(name, value)
                 if extra is not None and name in extra:
                     extra[name] = new
                 else:

@@ -21,7 +21,15 @@ from nbvene.engine.hooks import Hooks
 from nbvene.engine.memory import Budget, limit_bytes
 from nbvene.engine.metrics import metric_values
 from nbvene.engine.multisource import clean_runs, patched_runs, source_run, unit_means
-from nbvene.engine.tail import Tail, first_position, from_position, start_layer
+from nbvene.engine.packed import PREFIX_KEYS, Layout, pass_tokens
+from nbvene.engine.tail import (
+    Tail,
+    first_position,
+    from_position,
+    last_position,
+    on_own_run,
+    start_layer,
+)
 from nbvene.errors import NbveneError
 from nbvene.sites.families import dimensions
 
@@ -156,6 +164,13 @@ class Sweep:
         samples = plan.corrupt.samples if plan.corrupt else 1
         # one corrupted run per (example, noise sample); a row reuses its own
         self.base_rows = [Row(e, (), (), k) for e in range(len(plan.base)) for k in range(samples)]
+        # whether the grid's rows could run packed (`packing` also asks the tail)
+        self.packable = (
+            self.tail is not None
+            and len(self.base_rows) * max(len(p) for p in plan.base) <= PREFIX_KEYS
+            and all(p.read_at >= 0 for p in plan.base)
+            and all(on_own_run(u, plan.ops[u.op]) for r in plan.rows for u in r.units)
+        )
         self.values: torch.Tensor | None = None
         self.top = Top(len(plan.rows), samples, self.device) if self.reads_output() else None
         self.base_logits: torch.Tensor | None = None  # the corrupted runs' outputs, if kept
@@ -216,8 +231,16 @@ class Sweep:
         parts = (
             [first, order] if preview and self.cell < min(len(order), self.budget.size) else [order]
         )
+        tokens = {}
+        if self.packing:  # a pass holds as many rows as their suffixes' tokens allow
+            width = max(len(p) for p in self.plan.base)
+            tokens = dict(
+                weigh=lambda i: self.end(rows[i]) - self.since(rows[i]),
+                per_row=width,
+                most=pass_tokens(self.device),
+            )
         for part in parts:
-            for indices, values in self.budget.chunks(part, run, "grid"):
+            for indices, values in self.budget.chunks(part, run, "grid", **tokens):
                 if self.values is None:
                     self.values = torch.full((len(rows), *values.shape[1:]), float("nan"))
                 self.values[torch.tensor(indices)] = values
@@ -251,12 +274,26 @@ class Sweep:
         """The rows of one cell: its noise samples (one without noise)."""
         return len(self.base_rows) // len(self.plan.base)
 
+    @property
+    def packing(self) -> bool:
+        """Whether the grid's rows run packed (`Tail.packed`): the tail keeps the corrupted
+        runs' keys and values, every unit changes its row's own run, and the runs' positions
+        fit one pass's prefix."""
+        return self.packable and self.tail is not None and self.tail.suffixes
+
+    def entry_layers(self) -> set[int]:
+        """The blocks rows start at from the corrupted run's recorded input."""
+        rows = self.plan.rows
+        if self.packing:
+            return {self.start(r) for r in rows}
+        return {self.start(r) for r in rows if self.start(r) or self.since(r)}
+
     def tail_bytes(self) -> int:
         """What starting rows at their layer keeps: the baseline's input of every block a row
         starts at, for each (example, noise sample), and for rows that run their suffix only,
         the keys and values of every block from the first on (counted as two hidden states)."""
         plan = self.plan
-        layers = {self.start(r) for r in plan.rows if self.start(r) or self.since(r)}
+        layers = self.entry_layers()
         hidden = dimensions(self.model).hidden or 0
         dtype = next(self.model.parameters()).element_size()
         tokens = max(len(p) for p in plan.base)
@@ -286,6 +323,11 @@ class Sweep:
         if self.tail is None or not self.tail.suffixes or read < 0:
             return 0
         return min(first_position(row, self.plan.ops), read)
+
+    def end(self, row: Row) -> int:
+        """The position after the last one a packed row runs: its read position, or its last
+        unit's if later (positions after both change nothing that is read)."""
+        return max(self.plan.base[row.example].read_at, last_position(row)) + 1
 
     def reference(self, clean_logits, rows: list[Row]):
         if clean_logits is None:
@@ -322,7 +364,7 @@ class Sweep:
         if plan.metric is None and self.tail is None and not self.keep_base_logits:
             return None  # nothing to measure or record: `collect:` runs only the grid
         width = max(len(p) for p in plan.base)
-        layers = {self.start(r) for r in plan.rows if self.start(r) or self.since(r)}
+        layers = self.entry_layers()
         # Rows that edit attention weights run under nbvene's eager attention, which builds its
         # own mask (SDPA's may be None, meaning causal): the block inputs they start from must be
         # recorded under it too, so they see the mask their full forward pass would build.
@@ -362,6 +404,8 @@ class Sweep:
         """One forward pass: metric values (or collected units) of `rows`, on the host, and
         (with `keep_logits`, for `cell_logits`) the rows' logits."""
         plan = self.plan
+        if self.packing:
+            return self.packed(rows, clean_logits, keep_logits)
         chosen = [plan.base[r.example] for r in rows]
         found: dict = {}
         patched_runs(plan, self.sources, rows, self.executor)
@@ -385,6 +429,26 @@ class Sweep:
         reference = self.reference(clean_logits, rows)
         metric = metric_values(plan.metric, logits, reference).float().cpu()
         return metric, (logits if keep_logits else None)
+
+    def packed(self, rows: list[Row], clean_logits, keep_logits: bool):
+        """`chunk` for rows that run packed: each row's positions from its first patched one
+        to its read one, laid end to end in one sequence, each row joining at its own block."""
+        order = sorted(range(len(rows)), key=lambda i: self.start(rows[i]))
+        ordered = [rows[i] for i in order]
+        since = [self.since(r) for r in ordered]
+        width = max(len(p) for p in self.plan.base)
+        layout = Layout(
+            self.in_base(ordered), since, [self.end(r) for r in ordered], width, self.device
+        )
+        edited = [from_position(r, s) for r, s in zip(ordered, since, strict=True)]
+        with Hooks(self.model) as hooks:
+            shape = (1, layout.tokens(len(rows)))
+            base_edits(self.plan, self.sources, edited, hooks, shape, offsets=layout.offsets)
+            read = [self.plan.base[r.example].read_at for r in ordered]
+            logits = self.tail.packed([self.start(r) for r in ordered], layout, read)
+        logits = logits[torch.tensor(order, device=logits.device).argsort()]
+        metric = metric_values(self.plan.metric, logits, self.reference(clean_logits, rows))
+        return metric.float().cpu(), (logits if keep_logits else None)
 
     def logits(
         self, hooks: Hooks, rows: list[Row], *, width: int = 0, read: bool = True, stop_after=()

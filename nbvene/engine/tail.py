@@ -17,6 +17,7 @@ from torch import nn
 
 from nbvene.engine import prefix
 from nbvene.engine.hooks import Hooks
+from nbvene.engine.packed import Layout
 from nbvene.sites import SiteMap
 from nbvene.sites.families import final_norm
 
@@ -188,6 +189,30 @@ class Tail:
                 out = self.blocks[layer](hidden, *args, **kwargs)
             hidden = out if isinstance(out, torch.Tensor) else out[0]
         hidden = hidden[torch.arange(len(base_rows), device=hidden.device), read.to(hidden.device)]
+        return self.logits(hidden)
+
+    def packed(self, starts: list[int], layout: Layout, read: list[int]) -> torch.Tensor:
+        """Logits at positions `read` of rows that start at blocks `starts` (ascending), laid
+        out by `layout` (each row's positions that differ from its corrupted run, end to end
+        in one sequence), each row joining the sequence at its own block."""
+        dtype = prefix.mask_dtype(self.model)
+        hidden, n = None, 0
+        for layer in range(starts[0], len(self.blocks)):
+            joined = bisect.bisect_right(starts, layer)
+            if joined > n:
+                entering = layout.hidden(self.hidden[layer], slice(n, joined))
+                hidden = entering if hidden is None else torch.cat([hidden, entering], dim=1)
+                n = joined
+            keys, values = self.kv[layer]
+            cache = prefix.KeyValues({layer: (layout.keys(keys), layout.keys(values))})
+            args, kwargs = self.arguments[layer]
+            args, kwargs = self.calls[layer].packed(hidden, args, kwargs, layout, n, cache, dtype)
+            out = self.blocks[layer](*args, **kwargs)
+            hidden = out if isinstance(out, torch.Tensor) else out[0]
+        return self.logits(hidden[0, layout.reads(read).to(hidden.device)])
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The LM head's output for last-block hidden states (rows, d)."""
         logits = self.head(self.norm(hidden))
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
@@ -266,13 +291,21 @@ def first_position(row, ops) -> int:
     """The first position a row's units change, from which on it runs when the corrupted run's
     keys and values are kept (0, every position, when a unit sits outside the blocks, edits
     attention weights, or reads or writes a named source's run)."""
-    positions = []
-    for unit in row.units:
-        op = ops[unit.op]
-        if unit.site.layer is None or unit.site.io == "weights" or op.origin or op.into:
-            return 0
-        positions.extend(unit.base_pos)
+    if not all(on_own_run(unit, ops[unit.op]) for unit in row.units):
+        return 0
+    positions = [p for unit in row.units for p in unit.base_pos]
     return max(min(positions, default=0), 0)
+
+
+def on_own_run(unit, op) -> bool:
+    """Whether a unit changes a block's activations in its row's own run only: not outside
+    the blocks, not attention weights, not reading or writing a named source's run."""
+    return not (unit.site.layer is None or unit.site.io == "weights" or op.origin or op.into)
+
+
+def last_position(row) -> int:
+    """The last position a row's units change."""
+    return max((p for unit in row.units for p in unit.base_pos), default=0)
 
 
 def from_position(row, since: int):

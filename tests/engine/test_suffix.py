@@ -72,8 +72,8 @@ def test_families_run_suffixes(tiny):
 
 def test_rows_join_at_their_own_layer():
     """A `layer=* pos=-1` sweep in one chunk runs each row from its own layer: the blocks see
-    no more rows than the lower count (the source and corrupted runs, then layers - l rows
-    per row patched at layer l), and one position each."""
+    no more tokens than the lower count (the source and corrupted runs, then one position in
+    layers - l blocks per row patched at layer l)."""
     model, tok = nv.models.tiny("llama", layers=4)
     seen = []
     hooks = [
@@ -89,7 +89,5 @@ def test_rows_join_at_their_own_layer():
         for hook in hooks:
             hook.remove()
     width = len(tok("The Eiffel Tower is located in the city of").input_ids)
-    full = [shape for shape in seen if shape[1] == width]
-    suffix = [shape for shape in seen if shape[1] == 1]
-    assert len(full) == 8  # the clean run and the corrupted run, 4 blocks each
-    assert sum(rows for rows, _ in suffix) == 4 + 3 + 2 + 1
+    assert all(shape == (1, width) for shape in seen[:8])  # the clean and corrupted runs
+    assert sum(rows * tokens for rows, tokens in seen[8:]) == 4 + 3 + 2 + 1
