@@ -4,6 +4,7 @@ the result back — one vectorised gather and scatter per (site, op) and forward
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 import torch
 
@@ -66,15 +67,17 @@ def base_edits(
     found: dict | None = None,
     *,
     offsets: list[int] | None = None,
+    where: Callable[[Site], Site] | None = None,
 ) -> None:
     """Register the edits of `rows` that act in their base run (ids of `shape`) on `hooks`: every
     unit but those `into` a named source, made in that source's run before. `found` gathers
     what `collect:` units see. With `offsets`, the rows are laid end to end in one sequence
-    (`packed.Layout`): row i's position p sits at `offsets[i] + p` of batch entry 0."""
+    (`packed.Layout`): row i's position p sits at `offsets[i] + p` of batch entry 0. With
+    `where`, a site's edit applies where `where(site)` says (the same tensor elsewhere)."""
     for (site, op), members in group_units(rows).items():
         if plan.ops[op].into is None:
             edit = unit_edit(plan, sources, site, op, members, rows, shape, found, offsets)
-            hooks.at(site, edit)
+            hooks.at(where(site) if where else site, edit)
 
 
 def unit_edit(

@@ -315,6 +315,8 @@ class Sweep:
         runs, so below its first own unit the base run is the unpatched one."""
         ops = self.plan.ops
         own = tuple(u for u in row.units if ops[u.op].into is None)
+        if self.packing:  # a row patched at a block's output starts after it
+            return min((self.tail.entry(u.site) for u in own), default=0)
         return start_layer(replace(row, units=own))
 
     def since(self, row: Row) -> int:
@@ -389,9 +391,12 @@ class Sweep:
                 metric = metric_values(plan.metric, logits, reference).clone()
             return metric, (logits if self.keep_base_logits else None)
 
+        packing = self.packing
         parts = [out for _, out in self.budget.chunks(self.base_rows, run, "baseline run")]
         if self.tail is not None and not self.tail.merge():
             self.tail = None  # the chunks' block inputs do not join: full forward passes
+        if packing and not self.packing:
+            self.tail = None  # recorded where packed rows start, and they cannot run packed
         if self.keep_base_logits:
             self.base_logits = torch.cat([logits for _, logits in parts])
         if plan.metric is None:
@@ -443,7 +448,15 @@ class Sweep:
         edited = [from_position(r, s) for r, s in zip(ordered, since, strict=True)]
         with Hooks(self.model) as hooks:
             shape = (1, layout.tokens(len(rows)))
-            base_edits(self.plan, self.sources, edited, hooks, shape, offsets=layout.offsets)
+            base_edits(
+                self.plan,
+                self.sources,
+                edited,
+                hooks,
+                shape,
+                offsets=layout.offsets,
+                where=self.tail.entry_site,
+            )
             read = [self.plan.base[r.example].read_at for r in ordered]
             logits = self.tail.packed([self.start(r) for r in ordered], layout, read)
         logits = logits[torch.tensor(order, device=logits.device).argsort()]

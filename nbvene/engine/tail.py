@@ -18,7 +18,7 @@ from torch import nn
 from nbvene.engine import prefix
 from nbvene.engine.hooks import Hooks
 from nbvene.engine.packed import Layout
-from nbvene.sites import SiteMap
+from nbvene.sites import Site, SiteMap
 from nbvene.sites.families import final_norm
 
 
@@ -27,8 +27,10 @@ class Tail:
 
     def __init__(self, model: nn.Module, sites: SiteMap):
         self.model = model
-        self.blocks = model.get_submodule(sites.family.blocks)
-        self.norm = model.get_submodule(final_norm(sites.family))
+        self.path = sites.family.blocks
+        self.blocks = model.get_submodule(self.path)
+        self.norm_path = final_norm(sites.family)
+        self.norm = model.get_submodule(self.norm_path)
         self.head = model.get_output_embeddings()
         self.softcap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
         self.hidden: dict[int, torch.Tensor] = {}  # block input, at the layers rows start at
@@ -65,8 +67,11 @@ class Tail:
         self.recording = prefix.KeyValues() if self.suffixes else None
         if not layers:
             return
-        for layer in range(min(layers), len(self.blocks)):
+        last = len(self.blocks)
+        for layer in range(min(layers), last):
             hooks.on_call(self.blocks[layer], self._keeper(layer, layer in layers))
+        if last in layers:  # rows patched at the last block's output start at the final norm
+            hooks.on_call(self.norm, self._keeper(last, True))
 
     def commit(self) -> None:
         """The pass recorded last finished: keep its inputs, after those of earlier chunks."""
@@ -85,7 +90,7 @@ class Tail:
                 rest = {k: v for k, v in kwargs.items() if k != "hidden_states"}
                 found = (kwargs["hidden_states"].detach(), (), rest)
             self.current[layer] = found if hidden else (None, *found[1:])
-            if self.recording is not None:
+            if self.recording is not None and layer < len(self.blocks):
                 return self.calls[layer].with_cache(args, kwargs, self.recording)
             return None
 
@@ -130,6 +135,7 @@ class Tail:
         """Join the chunks' keys and values; rows run their suffix only if every block from the
         first recorded on kept them and takes inputs `prefix` can cut."""
         parts, self.kv_parts = self.kv_parts, []
+        layers = [layer for layer in layers if layer < len(self.blocks)]  # not the final norm
         kept = all(layer in part for part in parts for layer in layers)
         if not (self.suffixes and parts and kept):
             self.suffixes = False
@@ -197,26 +203,52 @@ class Tail:
         in one sequence), each row joining the sequence at its own block."""
         dtype = prefix.mask_dtype(self.model)
         hidden, n = None, 0
-        for layer in range(starts[0], len(self.blocks)):
+        for layer in range(starts[0], len(self.blocks) + 1):
             joined = bisect.bisect_right(starts, layer)
             if joined > n:
                 entering = layout.hidden(self.hidden[layer], slice(n, joined))
                 hidden = entering if hidden is None else torch.cat([hidden, entering], dim=1)
                 n = joined
+            if layer == len(self.blocks):
+                break
             keys, values = self.kv[layer]
             cache = prefix.KeyValues({layer: (layout.keys(keys), layout.keys(values))})
             args, kwargs = self.arguments[layer]
             args, kwargs = self.calls[layer].packed(hidden, args, kwargs, layout, n, cache, dtype)
             out = self.blocks[layer](*args, **kwargs)
             hidden = out if isinstance(out, torch.Tensor) else out[0]
-        return self.logits(hidden[0, layout.reads(read).to(hidden.device)])
+        # the norm sees the whole sequence: edits moved to its input (`entry_site`) index it
+        return self.logits(self.norm(hidden)[0, layout.reads(read).to(hidden.device)], normed=True)
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The LM head's output for last-block hidden states (rows, d)."""
-        logits = self.head(self.norm(hidden))
+    def logits(self, hidden: torch.Tensor, normed: bool = False) -> torch.Tensor:
+        """The LM head's output for last-block hidden states (rows, d) (`normed`: already
+        through the final norm)."""
+        logits = self.head(hidden if normed else self.norm(hidden))
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return logits
+
+    def entry(self, site: Site) -> int:
+        """The block a packed row with a unit at `site` starts at: a block's output is the
+        next block's input (the final norm's after the last block), so a row patched there
+        starts after it; any other site's block."""
+        return site.layer + 1 if self._after_block(site) else site.layer
+
+    def entry_site(self, site: Site) -> Site:
+        """Where a packed row's edit at `site` applies: a block's output at the next block's
+        input (or the final norm's), which is the same tensor; any other site where it is."""
+        if not self._after_block(site):
+            return site
+        after = site.layer + 1
+        module = f"{self.path}.{after}" if after < len(self.blocks) else self.norm_path
+        return replace(site, module=module, io="input")
+
+    def _after_block(self, site: Site) -> bool:
+        return (
+            site.module == f"{self.path}.{site.layer}"
+            and site.io == "output"
+            and site.residual is None
+        )
 
 
 def _identity(args: tuple, kwargs: dict) -> tuple:

@@ -73,7 +73,7 @@ def test_families_run_suffixes(tiny):
 def test_rows_join_at_their_own_layer():
     """A `layer=* pos=-1` sweep in one chunk runs each row from its own layer: the blocks see
     no more tokens than the lower count (the source and corrupted runs, then one position in
-    layers - l blocks per row patched at layer l)."""
+    the layers - l - 1 blocks after it per row patched at block l's output)."""
     model, tok = nv.models.tiny("llama", layers=4)
     seen = []
     hooks = [
@@ -90,4 +90,4 @@ def test_rows_join_at_their_own_layer():
             hook.remove()
     width = len(tok("The Eiffel Tower is located in the city of").input_ids)
     assert all(shape == (1, width) for shape in seen[:8])  # the clean and corrupted runs
-    assert sum(rows * tokens for rows, tokens in seen[8:]) == 4 + 3 + 2 + 1
+    assert sum(rows * tokens for rows, tokens in seen[8:]) == 3 + 2 + 1 + 0
