@@ -19,7 +19,7 @@ SOURCE, BASELINE, GRID = 1, 2, 3
 
 
 @pytest.fixture(scope="module")
-def llama():
+def llama(rows_per_entry):
     return nv.models.tiny("llama")
 
 

@@ -35,7 +35,7 @@ PASSES = [4, 8, 16, 16, 16]
 
 
 @pytest.fixture(scope="module")
-def llama():
+def llama(rows_per_entry):
     return nv.models.tiny("llama")
 
 

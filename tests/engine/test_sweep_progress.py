@@ -25,7 +25,7 @@ metric: logit_diff(" Paris", " Rome")
 
 
 @pytest.fixture(scope="module")
-def llama():
+def llama(rows_per_entry):
     return nv.models.tiny("llama", layers=4)
 
 
