@@ -66,17 +66,17 @@ def base_edits(
     shape,
     found: dict | None = None,
     *,
-    offsets: list[int] | None = None,
+    places: list[tuple[int, int]] | None = None,
     where: Callable[[Site], Site] | None = None,
 ) -> None:
     """Register the edits of `rows` that act in their base run (ids of `shape`) on `hooks`: every
     unit but those `into` a named source, made in that source's run before. `found` gathers
-    what `collect:` units see. With `offsets`, the rows are laid end to end in one sequence
-    (`packed.Layout`): row i's position p sits at `offsets[i] + p` of batch entry 0. With
+    what `collect:` units see. With `places`, the rows are laid out in lanes (`packed.Layout`):
+    row i's position p sits at batch entry `places[i][0]`, position `places[i][1] + p`. With
     `where`, a site's edit applies where `where(site)` says (the same tensor elsewhere)."""
     for (site, op), members in group_units(rows).items():
         if plan.ops[op].into is None:
-            edit = unit_edit(plan, sources, site, op, members, rows, shape, found, offsets)
+            edit = unit_edit(plan, sources, site, op, members, rows, shape, found, places)
             hooks.at(where(site) if where else site, edit)
 
 
@@ -89,17 +89,18 @@ def unit_edit(
     rows,
     shape,
     found: dict | None = None,
-    offsets: list[int] | None = None,
+    places: list[tuple[int, int]] | None = None,
 ):
     """The edit for one (site, op) in one forward pass of `rows` (ids of `shape`; with
-    `offsets`, laid end to end: see `base_edits`)."""
+    `places`, laid out in lanes: see `base_edits`)."""
     op, device = plan.ops[op_index], sources.device
     row_idx, pos, head, src_row, src_pos, examples = [], [], [], [], [], []
     for i, unit in members:
         for b, s in zip(unit.base_pos, unit.source_pos, strict=True):
-            row_idx.append(0 if offsets else i)
+            lane, slot = places[i] if places else (i, 0)
+            row_idx.append(lane)
             examples.append(rows[i].example)
-            pos.append(offsets[i] + b if offsets else b)
+            pos.append(slot + b)
             head.append(unit.head)
             src_row.append(sources.row(op_index, rows[i].example, i))
             src_pos.append(s)

@@ -1,25 +1,27 @@
-"""Many rows' suffixes as one sequence: a row patched from position p on differs from its
-corrupted run only at positions p.. (attention is causal), and only up to the position its
-metric reads. Rather than give every row the batch's longest suffix, the rows' suffixes are laid
-end to end in one sequence of batch 1, and a mask lets each token attend to its own corrupted
+"""Packed passes: a row patched from position p on differs from its corrupted run only at
+positions p.. (attention is causal), and only up to the position its metric reads. Rather than
+give every row the batch's longest suffix, rows that start at the same block are laid end to
+end in lanes (a lane is one batch entry) and a mask lets each token attend to its own corrupted
 run's keys and values before its row's first position, and to its own row's tokens up to
-itself, as the recorded mask allows. A sweep of rows patched at different positions then
-computes the tokens that differ and no padding.
+itself, as the recorded mask allows. A sweep of rows patched at different positions computes
+the tokens that differ, and little padding.
 
-`Layout` says where each row's tokens sit; `Tail.packed` runs the blocks on it. The mask's
-width (the corrupted runs' positions plus the packed tokens) grows with the tokens a pass holds,
-so a pass holds a few hundred tokens on a CPU (`pass_tokens`).
+`Layout` says where each row's tokens sit; `Tail.packed` runs the blocks on it, lanes joining
+at their rows' block. A lane holds a few dozen tokens (`LANE_TOKENS`): a token attends over its
+lane, so longer lanes would cost attention; a pass holds many lanes (`pass_tokens`).
 """
 
 from __future__ import annotations
 
 import torch
 
-PASS_TOKENS = {"cpu": 256}
-"""Tokens one packed pass holds at most, by device type (others: `PASS_TOKENS_ELSEWHERE`): on a
-CPU each token's attention over the pass's other tokens costs as much as its linear layers
-beyond ~256 tokens; an accelerator runs wide passes at the same cost per token."""
-PASS_TOKENS_ELSEWHERE = 2048
+PASS_TOKENS = {"cpu": 1024}
+"""Tokens one packed pass holds at most, by device type (others: `PASS_TOKENS_ELSEWHERE`), if
+`max_batch` rows of the prompt's width hold as many."""
+PASS_TOKENS_ELSEWHERE = 8192
+
+LANE_TOKENS = 64
+"""A lane's length, unless a row is longer."""
 
 PREFIX_KEYS = 1024
 """The most corrupted-run positions (runs × width) a packed pass attends over; a plan with more
@@ -31,109 +33,152 @@ def pass_tokens(device: torch.device) -> int:
 
 
 class Layout:
-    """Rows' suffixes end to end: row i holds positions `since[i]`..`end[i] - 1` of recorded
-    corrupted run `bases[i]`, from `offsets[i]` on. The first n rows are a prefix of the
-    sequence (rows join in order), so every tensor here is built once and cut to n rows."""
+    """Rows in lanes: row i holds positions `since[i]`..`end[i] - 1` of recorded corrupted run
+    `bases[i]`, in lane `lane[i]` from slot `slot[i]` on. Rows come ordered by the block they
+    start at (`starts`), and a lane holds rows of one start, so the lanes running a block are
+    the first ones: every tensor here is built once and cut to the lanes that run."""
 
-    def __init__(self, bases: list[int], since: list[int], end: list[int], width: int, device):
+    def __init__(self, starts, bases, since, end, width: int, device):
         self.width = width
         self.since_of = list(since)
-        self.offsets = [0]
-        for s, e in zip(since, end, strict=True):
-            self.offsets.append(self.offsets[-1] + e - s)
-        lengths = torch.tensor([e - s for s, e in zip(since, end, strict=True)], device=device)
-        rows = torch.arange(len(bases), device=device).repeat_interleave(lengths)
-        starts = torch.tensor(since, device=device)
-        self.row = rows
-        self.base = torch.tensor(bases, device=device)[rows]
-        self.position = (
-            starts[rows]
-            + torch.arange(len(rows), device=device)
-            - torch.tensor(self.offsets[:-1], device=device).repeat_interleave(lengths)
-        )
-        self.since = starts[rows]
+        lengths = [e - s for s, e in zip(since, end, strict=True)]
+        self.lane, self.slot, lane_starts, fill = _lanes(starts, lengths)
+        self.starts = lane_starts
+        self.length = max(fill)
+        lanes, length = len(fill), self.length
+        # each slot's row (-1: padding), its corrupted run, and its position
+        row = torch.full((lanes, length), -1, dtype=torch.long)
+        base = torch.zeros((lanes, length), dtype=torch.long)
+        position = torch.zeros((lanes, length), dtype=torch.long)
+        first = torch.zeros((lanes, length), dtype=torch.long)
+        for i, (lane, slot, n) in enumerate(zip(self.lane, self.slot, lengths, strict=True)):
+            row[lane, slot : slot + n] = i
+            base[lane, slot : slot + n] = bases[i]
+            position[lane, slot : slot + n] = torch.arange(since[i], end[i])
+            first[lane, slot : slot + n] = since[i]
+        self.row, self.base = row.to(device), base.to(device)
+        self.position, self.first = position.to(device), first.to(device)
         self.runs = torch.tensor(sorted(set(bases)), device=device)
-        self._cut: dict[int, object] = {}
+        self._made: dict = {}
 
-    def tokens(self, n: int) -> int:
-        """The packed tokens of the first `n` rows."""
-        return self.offsets[n]
+    def lanes(self, layer: int) -> int:
+        """How many lanes run block `layer`."""
+        return sum(1 for start in self.starts if start <= layer)
 
-    def keys(self, keys: torch.Tensor) -> torch.Tensor:
+    def keys(self, keys: torch.Tensor, lanes: int) -> torch.Tensor:
         """The recorded keys (or values) of the corrupted runs the rows use, (runs, heads,
-        width, d), as one batch-1 prefix: (1, heads, runs · width, d)."""
+        width, d), as each lane's prefix: (lanes, heads, runs · width, d)."""
         chosen = keys[self.runs.to(keys.device)]
-        return chosen.transpose(0, 1).flatten(1, 2)[None]
+        prefix = chosen.transpose(0, 1).flatten(1, 2)[None]
+        return prefix.expand(lanes, *prefix.shape[1:])
 
-    def mask(self, recorded: torch.Tensor | None, n: int, dtype: torch.dtype) -> torch.Tensor:
-        """The first `n` rows' (1, heads, tokens, prefix + tokens) mask: the prefix keys of a
+    def mask(self, recorded: torch.Tensor | None, lanes: int, dtype: torch.dtype):
+        """The running lanes' (lanes, heads, slots, prefix + slots) mask: the prefix keys of a
         token's own run before its row's first position, and its own row's tokens, where the
-        recorded mask (None: causal) lets its position see theirs."""
+        recorded mask (None: causal) lets its position see theirs. A padding slot sees the
+        padding of its lane (so no row of the mask is empty)."""
         full = self._once(("mask", id(recorded), dtype), lambda: self._mask(recorded, dtype))
-        t = self.tokens(n)
-        return full[:, :, :t, : len(self.runs) * self.width + t]
+        return full[:lanes]
 
     def _mask(self, recorded, dtype):
         width, device = self.width, self.base.device
         key_run = self.runs.repeat_interleave(width)
         key_position = torch.arange(width, device=device).repeat(len(self.runs))
-        own_prefix = (key_run[None] == self.base[:, None]) & (
-            key_position[None] < self.since[:, None]
-        )
-        own_row = self.row[:, None] == self.row[None]
-        allowed = torch.cat([own_prefix, own_row], dim=1)[None, None]
+        query_base, query_position = self.base[..., None], self.position[..., None]
+        own_prefix = (key_run == query_base) & (key_position < self.first[..., None])
+        own_prefix &= (self.row >= 0)[..., None]
+        own_row = self.row[:, :, None] == self.row[:, None, :]
+        allowed = torch.cat([own_prefix, own_row], dim=-1)[:, None]  # (lanes, 1, T, K)
         if recorded is None:
             causal = torch.cat(
                 [
-                    key_position[None] <= self.position[:, None],
-                    self.position[None] <= self.position[:, None],
+                    (key_position <= query_position).expand_as(own_prefix),
+                    self.position[:, None, :] <= query_position,
                 ],
-                dim=1,
+                dim=-1,
             )
-            allowed = allowed & causal[None, None]
+            allowed = allowed & causal[:, None]
             if dtype == torch.bool:
                 return allowed
             blocked = torch.zeros(allowed.shape, dtype=dtype, device=device)
             return blocked.masked_fill(~allowed, torch.finfo(dtype).min)
+        on = recorded.device
         runs = self.base if recorded.shape[0] > 1 else torch.zeros_like(self.base)
-        runs = runs.to(recorded.device)[:, None]
-        query = self.position.to(recorded.device)[:, None]
-        key = torch.cat([key_position, self.position]).to(recorded.device)[None]
-        values = recorded[runs, :, query, key].permute(2, 0, 1)[None]  # (1, heads, T, K)
-        allowed = allowed.to(recorded.device)
+        keys = torch.cat(
+            [
+                key_position.expand(*self.position.shape, -1),
+                self.position[:, None, :].expand(-1, self.length, -1),
+            ],
+            dim=-1,
+        )
+        values = recorded[runs.to(on)[..., None], :, self.position.to(on)[..., None], keys.to(on)]
+        values = values.permute(0, 3, 1, 2)  # (lanes, heads, T, K)
+        allowed = allowed.to(on)
         if recorded.dtype == torch.bool:
             return values & allowed
         return values.masked_fill(~allowed, torch.finfo(recorded.dtype).min)
 
-    def positions(self, value: torch.Tensor | None, n: int):
-        """Per-token rows of a recorded (batch or 1, width, …) tensor (position ids, rotary
-        cos and sin) or of a (width,) one (cache positions), for the first `n` rows."""
+    def positions(self, value: torch.Tensor | None, lanes: int):
+        """Per-slot rows of a recorded (batch or 1, width, …) tensor (position ids, rotary cos
+        and sin) for the running lanes; a (width,) one (cache positions) by its first lane."""
         if value is None:
             return None
         if isinstance(value, tuple):
-            return tuple(self.positions(v, n) for v in value)
+            return tuple(self.positions(v, lanes) for v in value)
         full = self._once(("positions", id(value)), lambda: self._positions(value))
-        return full[..., : self.tokens(n), :] if value.dim() == 3 else full[..., : self.tokens(n)]
+        return full if value.dim() == 1 else full[:lanes]
 
     def _positions(self, value):
         position = self.position.to(value.device)
         if value.dim() == 1:
-            return value[position]
+            return value[position[0]]
         runs = self.base if value.shape[0] > 1 else torch.zeros_like(self.base)
-        return value[runs.to(value.device), position][None]
+        return value[runs.to(value.device), position]
 
-    def hidden(self, recorded: torch.Tensor, rows: slice) -> torch.Tensor:
-        """The recorded block input of `rows`' tokens, (1, tokens, d)."""
-        at = slice(self.offsets[rows.start], self.offsets[rows.stop])
+    def hidden(self, recorded: torch.Tensor, lanes: slice) -> torch.Tensor:
+        """The recorded block input of `lanes`' slots, (lanes, slots, d)."""
         device = recorded.device
-        return recorded[self.base[at].to(device), self.position[at].to(device)][None]
+        return recorded[self.base[lanes].to(device), self.position[lanes].to(device)]
 
-    def reads(self, read: list[int]) -> torch.Tensor:
-        """Where each row's read position sits in the sequence."""
-        at = [o + r - s for o, r, s in zip(self.offsets, read, self.since_of, strict=False)]
-        return torch.tensor(at, device=self.base.device)
+    def places(self) -> list[tuple[int, int]]:
+        """Each row's lane, and the slot of its first position."""
+        return list(zip(self.lane, self.slot, strict=True))
+
+    def reads(self, read: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's read position: its lane, its slot."""
+        slots = [o + r - s for o, r, s in zip(self.slot, read, self.since_of, strict=True)]
+        device = self.base.device
+        return torch.tensor(self.lane, device=device), torch.tensor(slots, device=device)
 
     def _once(self, key, make):
-        if key not in self._cut:
-            self._cut[key] = make()
-        return self._cut[key]
+        if key not in self._made:
+            self._made[key] = make()
+        return self._made[key]
+
+
+def _lanes(starts: list[int], lengths: list[int]):
+    """Each row's lane and slot, each lane's start, and each lane's filled slots: rows of one
+    start share lanes of `LANE_TOKENS` (or the longest row's) slots, the longest first into the
+    first lane with room (first fit decreasing), lanes in order of their start."""
+    capacity = max(LANE_TOKENS, max(lengths))
+    lane, slot = [0] * len(lengths), [0] * len(lengths)
+    lane_starts: list[int] = []
+    fill: list[int] = []
+    at = 0
+    while at < len(starts):
+        group = at
+        while group < len(starts) and starts[group] == starts[at]:
+            group += 1
+        first = len(fill)
+        for i in sorted(range(at, group), key=lambda i: -lengths[i]):
+            room = next(
+                (k for k in range(first, len(fill)) if fill[k] + lengths[i] <= capacity), None
+            )
+            if room is None:
+                room = len(fill)
+                fill.append(0)
+                lane_starts.append(starts[at])
+            lane[i], slot[i] = room, fill[room]
+            fill[room] += lengths[i]
+        at = group
+    return lane, slot, lane_starts, fill

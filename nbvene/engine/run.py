@@ -436,29 +436,32 @@ class Sweep:
         return metric, (logits if keep_logits else None)
 
     def packed(self, rows: list[Row], clean_logits, keep_logits: bool):
-        """`chunk` for rows that run packed: each row's positions from its first patched one
-        to its read one, laid end to end in one sequence, each row joining at its own block."""
+        """`chunk` for rows that run packed (`packed.Layout`): each row's positions from its
+        first patched one to its read one, in lanes of rows that start at the same block."""
         order = sorted(range(len(rows)), key=lambda i: self.start(rows[i]))
         ordered = [rows[i] for i in order]
         since = [self.since(r) for r in ordered]
-        width = max(len(p) for p in self.plan.base)
         layout = Layout(
-            self.in_base(ordered), since, [self.end(r) for r in ordered], width, self.device
+            [self.start(r) for r in ordered],
+            self.in_base(ordered),
+            since,
+            [self.end(r) for r in ordered],
+            max(len(p) for p in self.plan.base),
+            self.device,
         )
         edited = [from_position(r, s) for r, s in zip(ordered, since, strict=True)]
         with Hooks(self.model) as hooks:
-            shape = (1, layout.tokens(len(rows)))
+            shape = (len(layout.starts), layout.length)
             base_edits(
                 self.plan,
                 self.sources,
                 edited,
                 hooks,
                 shape,
-                offsets=layout.offsets,
+                places=layout.places(),
                 where=self.tail.entry_site,
             )
-            read = [self.plan.base[r.example].read_at for r in ordered]
-            logits = self.tail.packed([self.start(r) for r in ordered], layout, read)
+            logits = self.tail.packed(layout, [self.plan.base[r.example].read_at for r in ordered])
         logits = logits[torch.tensor(order, device=logits.device).argsort()]
         metric = metric_values(self.plan.metric, logits, self.reference(clean_logits, rows))
         return metric.float().cpu(), (logits if keep_logits else None)

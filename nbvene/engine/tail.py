@@ -197,28 +197,32 @@ class Tail:
         hidden = hidden[torch.arange(len(base_rows), device=hidden.device), read.to(hidden.device)]
         return self.logits(hidden)
 
-    def packed(self, starts: list[int], layout: Layout, read: list[int]) -> torch.Tensor:
-        """Logits at positions `read` of rows that start at blocks `starts` (ascending), laid
-        out by `layout` (each row's positions that differ from its corrupted run, end to end
-        in one sequence), each row joining the sequence at its own block."""
+    def packed(self, layout: Layout, read: list[int]) -> torch.Tensor:
+        """Logits at positions `read` of rows laid out in lanes by `layout` (each row's
+        positions that differ from its corrupted run), each lane joining at its rows' block."""
         dtype = prefix.mask_dtype(self.model)
-        hidden, n = None, 0
-        for layer in range(starts[0], len(self.blocks) + 1):
-            joined = bisect.bisect_right(starts, layer)
-            if joined > n:
-                entering = layout.hidden(self.hidden[layer], slice(n, joined))
-                hidden = entering if hidden is None else torch.cat([hidden, entering], dim=1)
-                n = joined
+        hidden, running = None, 0
+        for layer in range(layout.starts[0], len(self.blocks) + 1):
+            lanes = layout.lanes(layer)
+            if lanes > running:
+                entering = layout.hidden(self.hidden[layer], slice(running, lanes))
+                hidden = entering if hidden is None else torch.cat([hidden, entering])
+                running = lanes
             if layer == len(self.blocks):
                 break
             keys, values = self.kv[layer]
-            cache = prefix.KeyValues({layer: (layout.keys(keys), layout.keys(values))})
+            cache = prefix.KeyValues(
+                {layer: (layout.keys(keys, lanes), layout.keys(values, lanes))}
+            )
             args, kwargs = self.arguments[layer]
-            args, kwargs = self.calls[layer].packed(hidden, args, kwargs, layout, n, cache, dtype)
+            call = self.calls[layer]
+            args, kwargs = call.packed(hidden, args, kwargs, layout, lanes, cache, dtype)
             out = self.blocks[layer](*args, **kwargs)
             hidden = out if isinstance(out, torch.Tensor) else out[0]
-        # the norm sees the whole sequence: edits moved to its input (`entry_site`) index it
-        return self.logits(self.norm(hidden)[0, layout.reads(read).to(hidden.device)], normed=True)
+        # the norm sees every lane: edits moved to its input (`entry_site`) index them
+        lane, slot = layout.reads(read)
+        normed = self.norm(hidden)
+        return self.logits(normed[lane.to(normed.device), slot.to(normed.device)], normed=True)
 
     def logits(self, hidden: torch.Tensor, normed: bool = False) -> torch.Tensor:
         """The LM head's output for last-block hidden states (rows, d) (`normed`: already
