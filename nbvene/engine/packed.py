@@ -1,10 +1,10 @@
 """Packed passes: a row patched from position p on differs from its corrupted run only at
 positions p.. (attention is causal), and only up to the position its metric reads. Rather than
-give every row the batch's longest suffix, rows that start at the same block are laid end to
-end in lanes (a lane is one batch entry) and a mask lets each token attend to its own corrupted
-run's keys and values before its row's first position, and to its own row's tokens up to
-itself, as the recorded mask allows. A sweep of rows patched at different positions computes
-the tokens that differ, and little padding.
+give every row the batch's longest suffix, rows that start at the same block on the same
+corrupted run are laid end to end in lanes (a lane is one batch entry, on its run's keys and
+values), and a mask lets each token attend to the run's positions before its row's first
+position, and to its own row's tokens up to itself, as the recorded mask allows. A sweep of
+rows patched at different positions computes the tokens that differ, and little padding.
 
 `Layout` says where each row's tokens sit; `Tail.packed` runs the blocks on it, lanes joining
 at their rows' block. A lane holds a few dozen tokens (`LANE_TOKENS`): a token attends over its
@@ -23,10 +23,6 @@ PASS_TOKENS_ELSEWHERE = 8192
 LANE_TOKENS = 64
 """A lane's length, unless a row is longer."""
 
-PREFIX_KEYS = 1024
-"""The most corrupted-run positions (runs × width) a packed pass attends over; a plan with more
-(many examples) keeps one row per batch entry, each on its own run's keys and values."""
-
 
 def pass_tokens(device: torch.device) -> int:
     return PASS_TOKENS.get(device.type, PASS_TOKENS_ELSEWHERE)
@@ -35,14 +31,14 @@ def pass_tokens(device: torch.device) -> int:
 class Layout:
     """Rows in lanes: row i holds positions `since[i]`..`end[i] - 1` of recorded corrupted run
     `bases[i]`, in lane `lane[i]` from slot `slot[i]` on. Rows come ordered by the block they
-    start at (`starts`), and a lane holds rows of one start, so the lanes running a block are
-    the first ones: every tensor here is built once and cut to the lanes that run."""
+    start at (`starts`), and a lane holds rows of one start and one run, so the lanes running a
+    block are the first ones: every tensor here is built once and cut to the lanes that run."""
 
     def __init__(self, starts, bases, since, end, width: int, device):
         self.width = width
         self.since_of = list(since)
         lengths = [e - s for s, e in zip(since, end, strict=True)]
-        self.lane, self.slot, lane_starts, fill = _lanes(starts, lengths)
+        self.lane, self.slot, lane_starts, fill = _lanes(starts, bases, lengths)
         self.starts = lane_starts
         self.length = max(fill)
         lanes, length = len(fill), self.length
@@ -58,7 +54,7 @@ class Layout:
             first[lane, slot : slot + n] = since[i]
         self.row, self.base = row.to(device), base.to(device)
         self.position, self.first = position.to(device), first.to(device)
-        self.runs = torch.tensor(sorted(set(bases)), device=device)
+        self.runs = base[:, 0].to(device)  # each lane's corrupted run
         self._made: dict = {}
 
     def lanes(self, layer: int) -> int:
@@ -66,15 +62,12 @@ class Layout:
         return sum(1 for start in self.starts if start <= layer)
 
     def keys(self, keys: torch.Tensor, lanes: int) -> torch.Tensor:
-        """The recorded keys (or values) of the corrupted runs the rows use, (runs, heads,
-        width, d), as each lane's prefix: (lanes, heads, runs · width, d)."""
-        chosen = keys[self.runs.to(keys.device)]
-        prefix = chosen.transpose(0, 1).flatten(1, 2)[None]
-        return prefix.expand(lanes, *prefix.shape[1:])
+        """The recorded keys (or values), (runs, heads, width, d), of the running lanes' runs."""
+        return keys[self.runs[:lanes].to(keys.device)]
 
     def mask(self, recorded: torch.Tensor | None, lanes: int, dtype: torch.dtype):
-        """The running lanes' (lanes, heads, slots, prefix + slots) mask: the prefix keys of a
-        token's own run before its row's first position, and its own row's tokens, where the
+        """The running lanes' (lanes, heads, slots, width + slots) mask: the lane's run's
+        positions before a token's row's first position, and its own row's tokens, where the
         recorded mask (None: causal) lets its position see theirs. A padding slot sees the
         padding of its lane (so no row of the mask is empty)."""
         full = self._once(("mask", id(recorded), dtype), lambda: self._mask(recorded, dtype))
@@ -82,13 +75,11 @@ class Layout:
 
     def _mask(self, recorded, dtype):
         width, device = self.width, self.base.device
-        key_run = self.runs.repeat_interleave(width)
-        key_position = torch.arange(width, device=device).repeat(len(self.runs))
-        query_base, query_position = self.base[..., None], self.position[..., None]
-        own_prefix = (key_run == query_base) & (key_position < self.first[..., None])
-        own_prefix &= (self.row >= 0)[..., None]
+        key_position = torch.arange(width, device=device)
+        query_position = self.position[..., None]
+        own_prefix = (key_position < self.first[..., None]) & (self.row >= 0)[..., None]
         own_row = self.row[:, :, None] == self.row[:, None, :]
-        allowed = torch.cat([own_prefix, own_row], dim=-1)[:, None]  # (lanes, 1, T, K)
+        allowed = torch.cat([own_prefix, own_row], dim=-1)[:, None]  # (lanes, 1, T, W + T)
         if recorded is None:
             causal = torch.cat(
                 [
@@ -112,7 +103,7 @@ class Layout:
             dim=-1,
         )
         values = recorded[runs.to(on)[..., None], :, self.position.to(on)[..., None], keys.to(on)]
-        values = values.permute(0, 3, 1, 2)  # (lanes, heads, T, K)
+        values = values.permute(0, 3, 1, 2)  # (lanes, heads, T, W + T)
         allowed = allowed.to(on)
         if recorded.dtype == torch.bool:
             return values & allowed
@@ -156,29 +147,23 @@ class Layout:
         return self._made[key]
 
 
-def _lanes(starts: list[int], lengths: list[int]):
+def _lanes(starts: list[int], bases: list[int], lengths: list[int]):
     """Each row's lane and slot, each lane's start, and each lane's filled slots: rows of one
-    start share lanes of `LANE_TOKENS` (or the longest row's) slots, the longest first into the
-    first lane with room (first fit decreasing), lanes in order of their start."""
+    start and one run share lanes of `LANE_TOKENS` (or the longest row's) slots, the longest
+    first into the first lane with room (first fit decreasing); lanes in order of their start."""
     capacity = max(LANE_TOKENS, max(lengths))
     lane, slot = [0] * len(lengths), [0] * len(lengths)
     lane_starts: list[int] = []
     fill: list[int] = []
-    at = 0
-    while at < len(starts):
-        group = at
-        while group < len(starts) and starts[group] == starts[at]:
-            group += 1
-        first = len(fill)
-        for i in sorted(range(at, group), key=lambda i: -lengths[i]):
-            room = next(
-                (k for k in range(first, len(fill)) if fill[k] + lengths[i] <= capacity), None
-            )
-            if room is None:
-                room = len(fill)
-                fill.append(0)
-                lane_starts.append(starts[at])
-            lane[i], slot[i] = room, fill[room]
-            fill[room] += lengths[i]
-        at = group
+    open_lanes: dict[tuple[int, int], list[int]] = {}  # (start, run): its lanes
+    for i in sorted(range(len(starts)), key=lambda i: (starts[i], -lengths[i])):
+        mine = open_lanes.setdefault((starts[i], bases[i]), [])
+        room = next((k for k in mine if fill[k] + lengths[i] <= capacity), None)
+        if room is None:
+            room = len(fill)
+            fill.append(0)
+            lane_starts.append(starts[i])
+            mine.append(room)
+        lane[i], slot[i] = room, fill[room]
+        fill[room] += lengths[i]
     return lane, slot, lane_starts, fill

@@ -21,7 +21,7 @@ from nbvene.engine.hooks import Hooks
 from nbvene.engine.memory import Budget, limit_bytes
 from nbvene.engine.metrics import metric_values
 from nbvene.engine.multisource import clean_runs, patched_runs, source_run, unit_means
-from nbvene.engine.packed import PREFIX_KEYS, Layout, pass_tokens
+from nbvene.engine.packed import Layout, pass_tokens
 from nbvene.engine.tail import (
     Tail,
     first_position,
@@ -167,7 +167,6 @@ class Sweep:
         # whether the grid's rows could run packed (`packing` also asks the tail)
         self.packable = (
             self.tail is not None
-            and len(self.base_rows) * max(len(p) for p in plan.base) <= PREFIX_KEYS
             and all(p.read_at >= 0 for p in plan.base)
             and all(on_own_run(u, plan.ops[u.op]) for r in plan.rows for u in r.units)
         )
@@ -277,8 +276,7 @@ class Sweep:
     @property
     def packing(self) -> bool:
         """Whether the grid's rows run packed (`Tail.packed`): the tail keeps the corrupted
-        runs' keys and values, every unit changes its row's own run, and the runs' positions
-        fit one pass's prefix."""
+        runs' keys and values, and every unit changes its row's own run."""
         return self.packable and self.tail is not None and self.tail.suffixes
 
     def entry_layers(self) -> set[int]:

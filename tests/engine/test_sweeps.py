@@ -128,7 +128,7 @@ def test_memory_budget(tiny):
         SWEEPS["layer x pos restore"],
         model=model,
         tokenizer=tok,
-        max_memory="3MB",
+        max_memory="1MB",
         progress=lambda done, total: chunks.append(done),
     )
     assert len(chunks) > 1
