@@ -91,5 +91,6 @@ def test_rows_join_at_their_own_layer():
     width = len(tok("The Eiffel Tower is located in the city of").input_ids)
     full = [shape for shape in seen if shape[1] == width]
     suffix = [shape for shape in seen if shape[1] == 1]
-    assert len(full) == 8  # the clean run and the corrupted run, 4 blocks each
+    # the clean run and the corrupted run, one pass of two rows: 4 blocks
+    assert [rows for rows, _ in full] == [2] * 4
     assert sum(rows for rows, _ in suffix) == 4 + 3 + 2 + 1
