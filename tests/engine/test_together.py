@@ -2,7 +2,7 @@
 baselines and top tokens as their separate passes, on tiny llama and gpt2, with noise samples,
 several examples, a source shorter than the base; separate passes where one pass cannot stand
 for them (a longer source, attention weights, sources patched `into`, too many rows). A cell's
-top tokens without a softmax over the vocabulary: the same as softmax, then top-k."""
+top tokens, found block by block: the same as softmax, then top-k."""
 
 import itertools
 
@@ -12,7 +12,7 @@ from faults import Passes
 
 import nbvene as nv
 from nbvene.engine.memory import Budget
-from nbvene.engine.run import Sweep, Top, cell_logits, execute
+from nbvene.engine.run import Sweep, Top, cell_logits, execute, top_k
 
 COLOSSEUM = "The Colosseum is located in the city of"
 EIFFEL = "The Eiffel Tower is located in the city of"
@@ -241,3 +241,12 @@ def test_a_sweeps_top_tokens_are_softmax_then_top_k(tiny):
         p, i = direct(cell_logits(plan, [row]).patched, 1)
         assert ids[row].tolist() == i[0].tolist()
         torch.testing.assert_close(probs[row], p[0], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(64, 49152), (7, 50257), (50257,), (5, 64 * 20 + 3), (3, 100)])
+@pytest.mark.parametrize("k", [1, 5, 10])
+def test_top_k_by_blocks_is_torchs_top_k(shape, k):
+    x = 3 * torch.randn(*shape, generator=torch.Generator().manual_seed(k))
+    values, ids = top_k(x, k)
+    expected = x.topk(min(k, shape[-1]), dim=-1)
+    assert torch.equal(values, expected.values) and torch.equal(ids, expected.indices)
