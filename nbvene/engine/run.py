@@ -319,18 +319,15 @@ class Sweep:
         the corrupted baseline, the source and the baseline as one pass where `together`
         allows. Returns the source's logits (None without them) and the baseline's metric per
         base row (None without a metric)."""
+        both = None
         if self.together():
-            # one pass; after an out-of-memory (the budget halved) the separate passes
+            # one pass; after an out-of-memory (the budget halved), the separate passes
             rows = len(self.plan.source) + len(self.base_rows)
             both = self.budget.once(self.with_source, rows, "source and baseline run")
-            if both is not None:
-                clean_runs(self.plan, self.sources, self.executor, budget=self.budget)
-                self.mean_runs()
-                return both
-        clean_logits = self.source_run()
+        clean_logits = both[0] if both is not None else self.source_run()
         clean_runs(self.plan, self.sources, self.executor, budget=self.budget)  # named sources
         self.mean_runs()
-        return clean_logits, self.baseline(clean_logits)
+        return both if both is not None else (clean_logits, self.baseline(clean_logits))
 
     def together(self) -> bool:
         """Whether the source run and the corrupted baseline run as one forward pass: the
@@ -543,8 +540,7 @@ class Top:
     def add(self, rows: list[int], logits: torch.Tensor) -> None:
         """The output logits of plan rows `rows` (rows × vocabulary, at their read positions).
         A row that is a cell alone (no noise samples) sums and averages nothing: its top
-        tokens are its top logits, their probabilities read from its softmax (a fused pass,
-        faster here than logsumexp)."""
+        tokens are its top logits (`top_k`), their probabilities read from its softmax."""
         logits = logits.float()
         if self.samples == 1:
             _, ids = top_k(logits, self.k)
