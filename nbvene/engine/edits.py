@@ -213,11 +213,12 @@ def store_edit(site: Site, stored: dict, shape, *, detach: bool = True):
     return edit
 
 
-def noise_edit(plan: Plan, rows: list[Row], noise, device):
-    """ROME's corruption: add each row's noise draw to its subject's token embeddings."""
+def noise_edit(plan: Plan, rows: list[Row], noise, device, offset: int = 0):
+    """ROME's corruption: add each row's noise draw to its subject's token embeddings. The
+    rows sit from batch row `offset` on (the rows before, a source run's, stay clean)."""
     positions = plan.corrupt.positions
     row_idx, pos, values = [], [], []
-    for i, row in enumerate(rows):
+    for i, row in enumerate(rows, start=offset):
         for k, p in enumerate(positions[row.example]):
             row_idx.append(i)
             pos.append(p)

@@ -210,6 +210,11 @@ class Executor:
         """Whether the model's forward takes a KV cache."""
         return "past_key_values" in self._takes
 
+    def takes_mask(self) -> bool:
+        """Whether the model's forward takes an attention mask (then right padding a prompt
+        leaves its real positions as they were)."""
+        return "attention_mask" in self._takes
+
 
 @contextlib.contextmanager
 def stop_between_blocks(model: nn.Module, blocks: str | None, stop: Callable[[], bool] | None):

@@ -313,6 +313,19 @@ class Budget:
                 failure = _first_line(error)
             self.halve(what, failure, size)
 
+    def once(self, run: Callable[[], R], rows: int, what: str) -> R | None:
+        """`run()`: one pass of `rows` rows that is not split into chunks (the source run and
+        the baseline together). After an out-of-memory, None and the size halved, for the
+        caller to run those rows otherwise (in their own passes, in chunks)."""
+        try:
+            return run()
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            failure = _first_line(error)
+        self.halve(what, failure, rows)  # outside `except`: the failed pass is freed
+        return None
+
     def halve(self, what: str, message: str, rows: int) -> None:
         """Halve the size after an out-of-memory in a pass of `rows` rows, or give up at one."""
         _release_cached()

@@ -37,7 +37,7 @@ class Layout:
     def __init__(self, starts, bases, since, end, width: int, device):
         self.width = width
         self.since_of = list(since)
-        lengths = [e - s for s, e in zip(since, end, strict=True)]
+        self.lengths = lengths = [e - s for s, e in zip(since, end, strict=True)]
         self.lane, self.slot, lane_starts, fill = _lanes(starts, bases, lengths)
         self.starts = lane_starts
         self.length = max(fill)

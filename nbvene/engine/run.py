@@ -15,12 +15,19 @@ import torch
 
 from nbvene.bind.noise import noise_draws
 from nbvene.bind.plan import Plan, Row
-from nbvene.engine.edits import Sources, base_edits, noise_edit
+from nbvene.bind.prompts import Prompt
+from nbvene.engine.edits import Sources, base_edits, noise_edit, store_edit
 from nbvene.engine.executor import Executor, stop_between_blocks
 from nbvene.engine.hooks import Hooks
 from nbvene.engine.memory import Budget, limit_bytes
 from nbvene.engine.metrics import metric_values
-from nbvene.engine.multisource import clean_runs, patched_runs, source_run, unit_means
+from nbvene.engine.multisource import (
+    clean_runs,
+    patched_runs,
+    read_sites,
+    source_run,
+    unit_means,
+)
 from nbvene.engine.packed import Layout, pass_tokens
 from nbvene.engine.tail import (
     Tail,
@@ -129,10 +136,8 @@ def cell_logits(plan: Plan, rows: list[int]) -> CellLogits:
     with torch.no_grad():
         sweep = Sweep(plan, start_at_layer=False)
         sweep.keep_base_logits = True
-        clean_logits = sweep.source_run()
-        clean_runs(plan, sweep.sources, sweep.executor, budget=sweep.budget)  # named sources
-        sweep.mean_runs()
-        sweep.baselines(clean_logits)
+        clean_logits, corrupted = sweep.before_grid()
+        sweep.baselines(clean_logits, corrupted)
         chosen = [plan.rows[i] for i in rows]
         corrupted = sweep.base_logits[sweep.in_base(chosen)]
         metric, patched = sweep.chunk(chosen, clean_logits, keep_logits=True)
@@ -172,7 +177,8 @@ class Sweep:
         )
         self.values: torch.Tensor | None = None
         self.top = Top(len(plan.rows), samples, self.device) if self.reads_output() else None
-        self.base_logits: torch.Tensor | None = None  # the corrupted runs' outputs, if kept
+        self.offset = 0  # where `base_rows` start in the baseline's pass (after the source's)
+        self.base_logits: torch.Tensor | None = None  # that pass's outputs, if kept
         self.keep_base_logits = False  # a sweep keeps their metric only: rows, not rows × vocab
 
     # --- the whole run -------------------------------------------------------------------
@@ -184,10 +190,8 @@ class Sweep:
         blocks = self.plan.sites.family.blocks if self.plan.sites.family is not None else None
         try:
             with stop_between_blocks(self.model, blocks, stop):
-                clean_logits = self.source_run()
-                clean_runs(self.plan, self.sources, self.executor, budget=self.budget)
-                self.mean_runs()
-                clean, corrupted = self.baselines(clean_logits)
+                clean_logits, corrupted = self.before_grid()
+                clean, corrupted = self.baselines(clean_logits, corrupted)
                 report = _reporter(progress, lambda: self.outcome(clean, corrupted, done=False))
                 self.sweep(report, clean_logits, preview)
         except KeyboardInterrupt:
@@ -195,10 +199,10 @@ class Sweep:
             raise Stopped(self.outcome(clean, corrupted, done=False)) from None
         return self.outcome(clean, corrupted)
 
-    def baselines(self, clean_logits):
-        """The metric on the clean (source) run and on the corrupted run, per example."""
+    def baselines(self, clean_logits, metric):
+        """The metric on the clean (source) run and on the corrupted run (`metric`, per base
+        row), per example."""
         plan = self.plan
-        metric = self.baseline(clean_logits)
         if plan.metric is None:
             return None, None
         corrupted = self.per_example(metric)
@@ -330,13 +334,19 @@ class Sweep:
         return max(self.plan.base[row.example].read_at, last_position(row)) + 1
 
     def reference(self, clean_logits, rows: list[Row]):
+        """The clean (source) run's logits for each of `rows`: one source for every example is
+        a view (rows × vocabulary, not copied)."""
         if clean_logits is None:
             return None
+        if len(clean_logits) == 1:
+            return clean_logits.expand(len(rows), *clean_logits.shape[1:])
         return clean_logits[[self.plan.source_example(r.example) for r in rows]]
 
     def in_base(self, rows: list[Row]) -> list[int]:
-        """Where each row's corrupted run sits among `base_rows`."""
-        index = {(r.example, r.sample): i for i, r in enumerate(self.base_rows)}
+        """Where each row's corrupted run sits in the baseline's pass (the tail's recorded
+        batch, `base_logits`): among `base_rows`, after the source's rows where the source ran
+        in that pass too (`offset`)."""
+        index = {(r.example, r.sample): self.offset + i for i, r in enumerate(self.base_rows)}
         return [index[r.example, r.sample] for r in rows]
 
     def per_example(self, values: torch.Tensor) -> torch.Tensor:
@@ -345,6 +355,65 @@ class Sweep:
         return values.float().reshape(len(self.plan.base), samples).mean(dim=1)
 
     # --- the runs before the grid ----------------------------------------------------------
+
+    def before_grid(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Every run before the grid: the source run, the named sources' and `mean:` runs, and
+        the corrupted baseline, the source and the baseline as one pass where `together`
+        allows. Returns the source's logits (None without them) and the baseline's metric per
+        base row (None without a metric)."""
+        both = None
+        if self.together():
+            # one pass; after an out-of-memory (the budget halved), the separate passes
+            rows = len(self.plan.source) + len(self.base_rows)
+            both = self.budget.once(self.with_source, rows, "source and baseline run")
+        clean_logits = both[0] if both is not None else self.source_run()
+        clean_runs(self.plan, self.sources, self.executor, budget=self.budget)  # named sources
+        self.mean_runs()
+        return both if both is not None else (clean_logits, self.baseline(clean_logits))
+
+    def together(self) -> bool:
+        """Whether the source run and the corrupted baseline run as one forward pass: the
+        source's outputs are read (a metric), both fit one pass of the budget, and the
+        source's rows see what their own pass shows them (no wider than the base's rows, and
+        where narrower, padding the model masks). Not with `collect:`, sources patched `into`
+        or attention weights edited, whose runs record and read otherwise."""
+        plan = self.plan
+        if plan.source is None or not self.reads_output() or plan.serial():
+            return False
+        if len(plan.source) + len(self.base_rows) > self.budget.size:
+            return False
+        if any(u.site.io == "weights" for r in plan.rows for u in r.units):
+            return False
+        source, base = max(len(p) for p in plan.source), max(len(p) for p in plan.base)
+        return source == base or (source < base and self.executor.takes_mask())
+
+    def with_source(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The source run and the corrupted baseline as one batch, the source's prompts first,
+        every row right-padded to the base's width: one pass where two small ones would run
+        (a pass of a few rows costs about what a pass of one does). The source's rows keep
+        the units the grid reads, the noise goes on the base rows only, and the tail records
+        the whole batch (`offset`: where the base rows start). Returns the source's logits and
+        the baseline's metric per base row."""
+        plan = self.plan
+        prompts = list(plan.source)
+        n = len(prompts)
+        width = max(len(p) for p in plan.base)
+        stored: dict = {}
+        shape = (n + len(self.base_rows), width)
+        record = self.recorder()
+        with Hooks(self.model) as hooks:
+            for site in read_sites(plan, None, plan.rows):
+                hooks.at(site, store_edit(site, stored, shape))
+            record(hooks)
+            logits = self.logits(hooks, self.base_rows, width=width, before=prompts)
+        if self.tail is not None:
+            self.tail.commit()
+        # a copy of the source's rows: the batch's units are not kept whole
+        self.sources.cache.update({site: units[:n].clone() for site, units in stored.items()})
+        self.offset = n
+        clean_logits = logits[:n]
+        metric = self.measured(self.base_rows, logits[n:], clean_logits)
+        return clean_logits, self.joined([(metric, logits if self.keep_base_logits else None)])
 
     def source_run(self) -> torch.Tensor | None:
         """Keep the source activations every unit needs; return the source's logits (None
@@ -364,40 +433,64 @@ class Sweep:
         if plan.metric is None and self.tail is None and not self.keep_base_logits:
             return None  # nothing to measure or record: `collect:` runs only the grid
         width = max(len(p) for p in plan.base)
+        record = self.recorder()
+
+        def run(chunk: list[Row]):
+            with Hooks(self.model) as hooks:
+                record(hooks)
+                logits = self.logits(hooks, chunk, width=width)
+            if self.tail is not None:
+                self.tail.commit()
+            metric = self.measured(chunk, logits, clean_logits)
+            return metric, (logits if self.keep_base_logits else None)
+
+        return self.joined(
+            [out for _, out in self.budget.chunks(self.base_rows, run, "baseline run")]
+        )
+
+    def recorder(self) -> Callable[[Hooks], None]:
+        """What a baseline pass registers for the tail: the block inputs of the layers the
+        rows start at (nothing without a tail)."""
+        plan, tail = self.plan, self.tail
+        if tail is None:
+            return lambda hooks: None
         layers = self.entry_layers()
         # Rows that edit attention weights run under nbvene's eager attention, which builds its
         # own mask (SDPA's may be None, meaning causal): the block inputs they start from must be
         # recorded under it too, so they see the mask their full forward pass would build.
         weights = {u.site.module for r in plan.rows for u in r.units if u.site.io == "weights"}
 
-        def run(chunk: list[Row]):
-            with Hooks(self.model) as hooks:
-                if self.tail is not None:
-                    self.tail.record(hooks, layers)
-                    for module in weights:
-                        hooks.on(module, "weights", lambda probs: None)
-                logits = self.logits(hooks, chunk, width=width)
-            if self.tail is not None:
-                self.tail.commit()
-            first = [i for i, r in enumerate(chunk) if r.example == 0]
-            if self.top is not None and first:
-                self.top.run("corrupted", logits[first])
-            metric = None
-            if plan.metric is not None:
-                reference = self.reference(clean_logits, chunk)
-                # a copy: the metric may be a view of the chunk's (rows × vocab) probabilities
-                metric = metric_values(plan.metric, logits, reference).clone()
-            return metric, (logits if self.keep_base_logits else None)
+        def record(hooks: Hooks) -> None:
+            tail.record(hooks, layers)
+            for module in weights:
+                hooks.on(module, "weights", lambda probs: None)
 
+        return record
+
+    def measured(self, rows: list[Row], logits: torch.Tensor, clean_logits) -> torch.Tensor | None:
+        """The metric of corrupted runs `rows` from their `logits` (None without a metric), and
+        the first example's top tokens."""
+        plan = self.plan
+        first = [i for i, r in enumerate(rows) if r.example == 0]
+        if self.top is not None and first:
+            self.top.run("corrupted", logits[first])
+        if plan.metric is None:
+            return None
+        reference = self.reference(clean_logits, rows)
+        # a copy: the metric may be a view of the chunk's (rows × vocab) probabilities
+        return metric_values(plan.metric, logits, reference).clone()
+
+    def joined(self, parts: list[tuple]) -> torch.Tensor | None:
+        """The baseline's passes' (metric, logits kept) joined: the tail's recorded chunks (or
+        no tail, where they do not join), `base_logits`, and the metric per base row."""
         packing = self.packing
-        parts = [out for _, out in self.budget.chunks(self.base_rows, run, "baseline run")]
         if self.tail is not None and not self.tail.merge():
             self.tail = None  # the chunks' block inputs do not join: full forward passes
         if packing and not self.packing:
             self.tail = None  # recorded where packed rows start, and they cannot run packed
         if self.keep_base_logits:
             self.base_logits = torch.cat([logits for _, logits in parts])
-        if plan.metric is None:
+        if self.plan.metric is None:
             return None
         return torch.cat([metric for metric, _ in parts])
 
@@ -465,18 +558,26 @@ class Sweep:
         return metric.float().cpu(), (logits if keep_logits else None)
 
     def logits(
-        self, hooks: Hooks, rows: list[Row], *, width: int = 0, read: bool = True, stop_after=()
+        self,
+        hooks: Hooks,
+        rows: list[Row],
+        *,
+        width: int = 0,
+        read: bool = True,
+        stop_after=(),
+        before: list[Prompt] = (),
     ) -> torch.Tensor | None:
         """The base run of `rows` (right-padded to at least `width` tokens) under `hooks`, with
         the rows' noise if any: the logits at each row's read position (its last token), or
-        (without `read`) None, the pass run for what its edits see."""
+        (without `read`) None, the pass run for what its edits see. Prompts `before` (the
+        source's) run first in the same batch, without noise."""
         if self.noise is not None:
             # ROME's order: the noise first, then edits and reads at the embeddings' output
             # (registered before this) see and replace the corrupted value, as they would at
             # block 0's input
-            noise = noise_edit(self.plan, rows, self.noise, self.device)
+            noise = noise_edit(self.plan, rows, self.noise, self.device, offset=len(before))
             hooks.on(self.model.get_input_embeddings(), "output", noise, first=True)
-        chosen = [self.plan.base[r.example] for r in rows]
+        chosen = [*before, *(self.plan.base[r.example] for r in rows)]
         return self.executor.forward(chosen, width=width, read=read, stop_after=stop_after)
 
     def collected(self, found: dict, n: int) -> torch.Tensor:
@@ -510,39 +611,73 @@ class Top:
         """The baseline runs' top tokens, on the host."""
         kept = {}
         for name, (total, rows) in self.runs.items():
-            p, ids = (total / rows).topk(min(self.k, total.shape[-1]))
+            p, ids = top_k(total / rows, self.k)
             kept[name] = {"ids": ids.cpu(), "probs": p.float().cpu()}
         return kept
 
     def add(self, rows: list[int], logits: torch.Tensor) -> None:
-        """The output logits of plan rows `rows` (rows × vocabulary, at their read positions)."""
-        probs = torch.softmax(logits.float(), dim=-1)
+        """The output logits of plan rows `rows` (rows × vocabulary, at their read positions).
+        A row that is a cell alone (no noise samples) sums and averages nothing: its top
+        tokens are its top logits (`top_k`), their probabilities read from its softmax."""
+        logits = logits.float()
+        if self.samples == 1:
+            _, ids = top_k(logits, self.k)
+            p = torch.softmax(logits, dim=-1).gather(-1, ids)
+            self.keep(torch.tensor(rows), ids, p)
+            return
         cells, where = (
             torch.tensor(rows).div(self.samples, rounding_mode="floor").unique(return_inverse=True)
         )
-        sums = probs.new_zeros(len(cells), probs.shape[-1])
-        sums.index_add_(0, where.to(probs.device), probs)
+        sums = logits.new_zeros(len(cells), logits.shape[-1])
+        sums.index_add_(0, where.to(logits.device), torch.softmax(logits, dim=-1))
         counts = torch.bincount(where, minlength=len(cells)).tolist()
-        done, means = [], []
+        done, finished = [], []
         for j, cell in enumerate(cells.tolist()):
-            total, seen = sums[j], counts[j]
-            if cell in self.pending:
+            if cell in self.pending:  # its other samples came in the chunk before
                 before, had = self.pending.pop(cell)
-                total, seen = before + total, had + seen
-            if seen < self.samples:
-                self.pending[cell] = (total, seen)
+                sums[j] += before
+                counts[j] += had
+            if counts[j] < self.samples:
+                self.pending[cell] = (sums[j].clone(), counts[j])
             else:
                 done.append(cell)
-                means.append(total / self.samples)
+                finished.append(j)
         if done:
-            p, ids = torch.stack(means).topk(min(self.k, probs.shape[-1]), dim=-1)
-            at = torch.tensor(done, device=self.device)
-            self.ids[at, : ids.shape[-1]] = ids.to(self.device)
-            self.probs[at, : p.shape[-1]] = p.to(self.device)
+            mean = sums[finished] if len(finished) < len(cells) else sums
+            p, ids = top_k(mean.div_(self.samples), self.k)
+            self.keep(torch.tensor(done), ids, p)
+
+    def keep(self, cells: torch.Tensor, ids: torch.Tensor, probs: torch.Tensor) -> None:
+        """The top tokens of finished `cells`."""
+        at = cells.to(self.device)
+        self.ids[at, : ids.shape[-1]] = ids.to(self.device)
+        self.probs[at, : probs.shape[-1]] = probs.to(self.device)
 
     def kept(self) -> dict:
         """What is kept so far, on the host."""
         return {"ids": self.ids.cpu(), "probs": self.probs.float().cpu()}
+
+
+BLOCK = 64
+"""`top_k`'s block of the vocabulary."""
+
+
+def top_k(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`x.topk(k)` along the last axis (the vocabulary), several times faster on a large one:
+    the k largest values lie in the k blocks (of `BLOCK` values) with the largest maxima, or
+    in the last, partial block, so a top-k of those few values finds them."""
+    k = min(k, x.shape[-1])
+    blocks = x.shape[-1] // BLOCK
+    if blocks < 4 * k:
+        return x.topk(k, dim=-1)
+    end = blocks * BLOCK
+    whole = x[..., :end].unflatten(-1, (blocks, BLOCK))
+    _, best = whole.amax(dim=-1).topk(k, dim=-1)
+    values = whole.gather(-2, best.unsqueeze(-1).expand(*best.shape, BLOCK)).flatten(-2)
+    ids = (best.unsqueeze(-1) * BLOCK + torch.arange(BLOCK, device=x.device)).flatten(-2)
+    rest = torch.arange(end, x.shape[-1], device=x.device).expand(*x.shape[:-1], -1)
+    top, at = torch.cat([values, x[..., end:]], dim=-1).topk(k, dim=-1)
+    return top, torch.cat([ids, rest], dim=-1).gather(-1, at)
 
 
 def _cpu(x: torch.Tensor | None) -> torch.Tensor | None:

@@ -19,7 +19,8 @@ PROMPTS = [
     "The Louvre is a museum in the city of",
 ]
 # 4 examples × 2 layers × 3 positions × 2 noise samples = 48 rows: with max_batch=16 the passes
-# are the source run (4 rows), the baseline (8 rows) and the grid (3 passes of 16 rows)
+# are the source run (4 rows) and the baseline (8 rows) in one pass, and the grid (3 passes of
+# 16 rows)
 TRACE = f"""
 base:    {PROMPTS}
 corrupt: noise 3σ on "city" samples=2
@@ -31,7 +32,7 @@ base: "{PROMPTS[0]}"
 mean: block_output layer=* pos=-1 over={{others}}
 metric: p(" Paris")
 """
-PASSES = [4, 8, 16, 16, 16]
+PASSES = [12, 16, 16, 16]
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,10 @@ def test_out_of_memory_in_any_pass_halves_it_and_changes_nothing(llama, unconstr
     failed = PASSES[at - 1]
     assert passes.rows[: at - 1] == PASSES[: at - 1]
     assert passes.rows[at - 1] == failed  # the pass that ran out of memory...
-    assert passes.rows[at] == failed // 2  # ...ran again at half the rows
+    if at == 1:  # the source run and the baseline's one pass: they run apart, at half its rows
+        assert passes.rows[at : at + 3] == [4, 6, 2]
+    else:
+        assert passes.rows[at] == failed // 2  # ...ran again at half the rows
     assert max(passes.rows[at:]) <= failed // 2  # and later passes keep the halved size
     assert sum(passes.rows) == sum(PASSES) + failed  # every row ran once, besides the failure
     torch.testing.assert_close(res.values, unconstrained.values, atol=1e-6, rtol=1e-5)
@@ -86,7 +90,9 @@ def test_out_of_memory_with_one_row_is_one_clear_error(llama, form):
         pytest.raises(nv.NbveneError) as info,
     ):
         nv.run(TRACE, model=model, tokenizer=tok, max_batch=16)
-    assert passes.rows == [4, 2, 1]  # halved down to one row, then given up
+    # the source and the baseline in one pass, then the source alone, halved down to one row,
+    # then given up
+    assert passes.rows == [12, 4, 2, 1]
     assert "out of memory with one row per forward pass, in the source run" in str(info.value)
     assert "shorten the prompts" in info.value.hint
     clean.assert_clean()
@@ -227,7 +233,9 @@ def test_a_real_cpu_allocation_failure_is_halved(llama, unconstrained):
 
     with Passes(last_block(model), allocate_too_much) as passes:
         res = nv.run(TRACE, model=model, tokenizer=tok, max_batch=16)
-    assert passes.rows == [4, 8, 4, 4] + [4] * 12  # the baseline halved; the grid kept 4
+    # the source and the baseline's one pass halved (to 6), the source alone, the baseline
+    # halved again; the grid kept 3
+    assert passes.rows == [12, 4, 6, 3, 3, 2] + [3] * 16
     torch.testing.assert_close(res.values, unconstrained.values, atol=1e-6, rtol=1e-5)
 
 
@@ -297,8 +305,9 @@ def test_a_nearly_full_device_still_completes_the_sweep(llama, unconstrained, mo
     full = OUT_OF_MEMORY["OutOfMemoryError"]
     with Passes(last_block(model), lambda call, rows: full() if rows > 4 else None) as passes:
         res = nv.run(TRACE, model=model, tokenizer=tok, max_memory="auto")
-    # the source (4 rows), the baseline (8: out of memory, again at 4), then the grid at 4
-    assert passes.rows[:3] == [4, 8, 4] and max(passes.rows[3:]) == 4
+    # the source and the baseline (12 rows: out of memory, halved to 6), the source alone (4),
+    # the baseline (6: out of memory, again at 3), then the grid at 3
+    assert passes.rows[:4] == [12, 4, 6, 3] and max(passes.rows[4:]) == 3
     torch.testing.assert_close(res.values, unconstrained.values, atol=1e-6, rtol=1e-5)
 
 

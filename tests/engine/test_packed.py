@@ -9,6 +9,7 @@ from faults import OUT_OF_MEMORY, Passes, Snapshot, on_call
 
 import nbvene as nv
 from nbvene.engine.run import Sweep, execute
+from nbvene.engine.tail import Tail
 
 PROMPTS = ["The Colosseum is located in the city of", "The Eiffel Tower is in the city of"]
 TRACE = f"""
@@ -36,24 +37,20 @@ def width(tok, prompts=PROMPTS):
 
 
 def grid_tokens(model, tok, spec, **options):
-    """The tokens of each grid pass (passes through the final norm after the source and
-    baseline runs, which run whole rows)."""
+    """The grid's packed passes: (lanes, slots, tokens of the rows) of each."""
     plan = nv.plan(spec, model=model, tokenizer=tok)
-    sweep = Sweep(plan, start_at_layer=True)
-    chunk = options.get("max_batch", 64)
-    baseline = -(-len(sweep.base_rows) // chunk)
-    before = (1 if plan.source else 0) + baseline  # the source run (if any), the baseline
-    with Passes(model.model.norm) as passes:
-        seen = []
-        hook = model.model.norm.register_forward_pre_hook(
-            lambda m, a: seen.append(tuple(a[0].shape[:2]))
-        )
-        try:
-            res = nv.run(spec, model=model, tokenizer=tok, **options)
-        finally:
-            hook.remove()
-    assert sweep.packing
-    return res, seen[before:], passes
+    assert Sweep(plan, start_at_layer=True).packing
+    passes = []
+    packed = Tail.packed
+
+    def spy(tail, layout, read):
+        passes.append((len(layout.starts), layout.length, sum(layout.lengths)))
+        return packed(tail, layout, read)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Tail, "packed", spy)
+        res = nv.run(spec, model=model, tokenizer=tok, **options)
+    return res, passes
 
 
 @pytest.mark.parametrize("spec", [TRACE, MIXED], ids=["trace", "mixed sites"])
@@ -70,26 +67,28 @@ def test_packed_rows_equal_full_forward_passes(llama, spec):
 
 def test_a_pass_holds_the_tokens_of_max_batch_rows(llama):
     model, tok = llama
-    res, grid, _ = grid_tokens(model, tok, TRACE, max_batch=2)
+    res, grid = grid_tokens(model, tok, TRACE, max_batch=2)
     full = nv.run(TRACE, model=model, tokenizer=tok, max_batch=64)
     torch.testing.assert_close(res.values, full.values, atol=1e-6, rtol=1e-5)
-    _, one, _ = grid_tokens(model, tok, TRACE, max_batch=64)
-    assert len(one) == 1 and len(grid) > 1  # 2 rows' tokens a pass: several passes
-    lanes, slots = one[0]
-    assert lanes * slots < len(res.values.flatten()) * width(tok)  # less than whole rows
+    assert len(grid) > 1 and all(tokens <= 2 * width(tok) for _, _, tokens in grid)
+    _, one = grid_tokens(model, tok, TRACE, max_batch=64)
+    assert len(one) == 1
+    lanes, slots, tokens = one[0]
+    assert tokens <= lanes * slots < res.values.numel() * 2 * width(tok)  # less than whole rows
 
 
 def test_an_out_of_memory_in_a_packed_pass_halves_it(llama):
     model, tok = llama
     clean = Snapshot(model)
     full = nv.run(TRACE, model=model, tokenizer=tok, max_batch=4)
-    _, grid, _ = grid_tokens(model, tok, TRACE, max_batch=4)
-    plan = nv.plan(TRACE, model=model, tokenizer=tok)
-    first_grid = 1 + len(Sweep(plan, True).base_rows) // 4 + 1  # source, baseline, grid
+    _, grid = grid_tokens(model, tok, TRACE, max_batch=4)
+    with Passes(model.model.norm) as passes:
+        nv.run(TRACE, model=model, tokenizer=tok, max_batch=4)
+    first_grid = len(passes.rows) - len(grid) + 1
     with Passes(model.model.norm, on_call(first_grid, error=OUT_OF_MEMORY["cuda-message"])):
         res = nv.run(TRACE, model=model, tokenizer=tok, max_batch=4)
     torch.testing.assert_close(res.values, full.values, atol=1e-6, rtol=1e-5)
-    _, halved, _ = grid_tokens(model, tok, TRACE, max_batch=2)
+    _, halved = grid_tokens(model, tok, TRACE, max_batch=2)
     assert len(halved) > len(grid)  # the halved size holds fewer tokens a pass
     clean.assert_clean()
 
@@ -98,9 +97,10 @@ def test_a_stop_in_a_packed_grid_keeps_the_finished_cells(llama):
     model, tok = llama
     clean = Snapshot(model)
     full = nv.run(TRACE, model=model, tokenizer=tok, max_batch=2)
-    _, grid, _ = grid_tokens(model, tok, TRACE, max_batch=2)
-    before = 1 + 2  # the source run and the baseline (4 rows in passes of 2)
-    stop_at = before + len(grid) // 2 + 1
+    _, grid = grid_tokens(model, tok, TRACE, max_batch=2)
+    with Passes(model.model.norm) as passes:
+        nv.run(TRACE, model=model, tokenizer=tok, max_batch=2)
+    stop_at = len(passes.rows) - len(grid) + len(grid) // 2 + 1
     with (
         Passes(model.model.norm, on_call(stop_at, error=KeyboardInterrupt)),
         pytest.raises(nv.SweepInterrupted) as info,
@@ -135,7 +135,7 @@ def test_rows_patched_at_a_block_output_start_after_it(llama):
     finally:
         for hook in hooks:
             hook.remove()
-    grid = {i: [h.shape[:2] for h in calls[i][2:]] for i in calls}  # after source, baseline
+    grid = {i: [h.shape[:2] for h in calls[i] if h.shape[1] == 1] for i in calls}
     assert grid == {0: [], 1: [(1, 1)], 2: [(2, 1)]}  # lanes of one token
     plan = nv.plan(spec, model=model, tokenizer=tok)
     expected = execute(plan, start_at_layer=False).values

@@ -89,5 +89,6 @@ def test_rows_join_at_their_own_layer():
         for hook in hooks:
             hook.remove()
     width = len(tok("The Eiffel Tower is located in the city of").input_ids)
-    assert all(shape == (1, width) for shape in seen[:8])  # the clean and corrupted runs
-    assert sum(rows * tokens for rows, tokens in seen[8:]) == 3 + 2 + 1 + 0
+    # the clean run and the corrupted run, one pass of two rows: 4 blocks
+    assert seen[:4] == [(2, width)] * 4
+    assert sum(rows * tokens for rows, tokens in seen[4:]) == 3 + 2 + 1 + 0

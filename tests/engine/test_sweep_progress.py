@@ -46,7 +46,7 @@ def test_a_stoppable_sweep_reports_after_its_first_small_pass(llama, full):
             stop=lambda: False,
             progress=lambda done, total: seen.append((done, list(passes.rows))),
         )
-    before_grid = 2  # the clean run and the corrupted baseline (2 noise samples)
+    before_grid = 1  # the clean run and the corrupted baseline (2 noise samples): one pass
     first_done, rows = seen[0]
     assert first_done == 1  # one cell after one pass of that cell's 2 noise samples
     assert rows[before_grid:] == [2]
@@ -60,7 +60,8 @@ def test_without_stop_a_sweep_runs_in_chunks_of_max_batch(llama, full):
     model, tok = llama
     with Passes(model.model.norm) as passes:
         nv.run(TRACE, model=model, tokenizer=tok, max_batch=16)
-    assert passes.rows[2:] == [16] * 5 + [8]  # 88 rows: unchanged
+    # after the clean run and the baseline (one pass of 3 rows), 88 rows: unchanged
+    assert passes.rows == [3] + [16] * 5 + [8]
 
 
 def test_stop_set_during_a_block_stops_before_the_next_block(llama):
@@ -72,7 +73,8 @@ def test_stop_set_during_a_block_stops_before_the_next_block(llama):
 
     def block_zero(module, args):
         calls.append(0)
-        if calls.count(0) == 3:  # block 0 of the grid's first pass (clean run, baseline, grid)
+        # block 0 of the grid's first pass (the clean run and baseline's one pass, the grid)
+        if calls.count(0) == 2:
             asked["stop"] = True
 
     handles = [blocks[0].register_forward_pre_hook(block_zero)]
@@ -87,7 +89,7 @@ def test_stop_set_during_a_block_stops_before_the_next_block(llama):
         for handle in handles:
             handle.remove()
     # the user's hooks run before nbvene's check: block 0 ran its pre-hooks, nothing after
-    assert calls[-1] == 0 and calls.count(0) == 3
+    assert calls[-1] == 0 and calls.count(0) == 2
     assert bool(info.value.result.values.isnan().all())
     clean.assert_clean()
 
@@ -193,8 +195,8 @@ def test_stop_in_the_second_panel_of_a_causal_trace_keeps_the_first(llama):
         nv.causal_trace(PROMPT, **trace, samples=2, stop=lambda: False)
     per_panel = len(passes.rows) // 3
     with Passes(model.model.norm) as passes, pytest.raises(nv.SweepInterrupted) as info:
-        # stopped after the second panel's clean run, baseline and first cell
-        nv.causal_trace(PROMPT, **trace, samples=2, stop=lambda: len(passes.rows) >= per_panel + 3)
+        # stopped after the second panel's clean run and baseline (one pass) and first cell
+        nv.causal_trace(PROMPT, **trace, samples=2, stop=lambda: len(passes.rows) >= per_panel + 2)
     partial = info.value.result
     assert partial.axes == ("panel", "layer", "pos")
     assert bool(partial.values[0].isfinite().all())
