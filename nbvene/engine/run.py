@@ -145,7 +145,7 @@ def cell_logits(plan: Plan, rows: list[int]) -> CellLogits:
             patched=_cpu(patched),
             corrupted=_cpu(corrupted),
             clean=_cpu(sweep.reference(clean_logits, chosen)),
-            metric=metric,
+            metric=metric.cpu(),
         )
 
 
@@ -244,9 +244,10 @@ class Sweep:
             )
         for part in parts:
             for indices, values in self.budget.chunks(part, run, "grid", **tokens):
-                if self.values is None:
-                    self.values = torch.full((len(rows), *values.shape[1:]), float("nan"))
-                self.values[torch.tensor(indices)] = values
+                if self.values is None:  # on the device until the outcome is asked for
+                    shape = (len(rows), *values.shape[1:])
+                    self.values = torch.full(shape, float("nan"), device=values.device)
+                self.values[torch.tensor(indices, device=values.device)] = values
                 finished[indices] = True
                 if progress is not None:
                     progress(int(finished.sum()), len(order))
@@ -257,6 +258,7 @@ class Sweep:
         values = self.values if values is None else values
         if values is None:
             values = torch.full((len(self.plan.rows),), float("nan"))
+        values = values.cpu()
         metric = self.plan.metric
         baselines = clean is not None and corrupted is not None  # None if stopped before them
         if metric is not None and metric.normalized and self.plan.collect is None and baselines:
@@ -523,7 +525,7 @@ class Sweep:
             else:
                 logits = self.logits(hooks, rows)
         reference = self.reference(clean_logits, rows)
-        metric = metric_values(plan.metric, logits, reference).float().cpu()
+        metric = metric_values(plan.metric, logits, reference).float()
         return metric, (logits if keep_logits else None)
 
     def packed(self, rows: list[Row], clean_logits, keep_logits: bool):
@@ -555,7 +557,7 @@ class Sweep:
             logits = self.tail.packed(layout, [self.plan.base[r.example].read_at for r in ordered])
         logits = logits[torch.tensor(order, device=logits.device).argsort()]
         metric = metric_values(self.plan.metric, logits, self.reference(clean_logits, rows))
-        return metric.float().cpu(), (logits if keep_logits else None)
+        return metric.float(), (logits if keep_logits else None)
 
     def logits(
         self,
