@@ -304,7 +304,9 @@ A time runs from token ids (nbvene: the spec's text) to the (layers, positions) 
 clean run included; the model is loaded and has run one forward before.
 lower bound: the floating-point work of the positions and layers that differ from the base run
 (and the base and source runs), in forwards of the prompt, timed at the rate of one 64-row
-batched forward (differs.py); measured after the methods' rounds."""
+batched forward (differs.py); measured after the methods' rounds.
+differs.py's and steering.py's tables: nbvene / method is nbvene's median time over the
+method's (above 1: nbvene is slower), their methods interleaved as here."""
 MEMORY_NOTE = """\
 peak MiB: the resident-set high-water mark (VmHWM, reset before each run) minus the resident
 size at the run's start, after free heap pages went back to the OS; the largest over the runs.
