@@ -4,9 +4,16 @@ The sweep is a ROME-style restore: run the corrupted prompt with the clean promp
 `block_output` (a decoder layer's output hidden state) put back at one (layer, position), for
 every cell, and read p(target) at the last position. Every method returns a (layers, positions)
 tensor of probabilities, and each is checked against nbvene's (exit status 1 beyond 1e-4).
+On SmolLM2 the table also has differs.py's competent plain-torch baselines (start at the
+patched layer; and reuse the base run's keys and values before the patch) and the lower bound.
+
+`--workload` also takes differs.py's workloads (head-z, long-200, ...) and `steering`
+(steering.py's), which run those scripts' own methods and tables in this process;
+`every` runs them all, `all` (the default) the two causal-tracing workloads.
 
     .venv/bin/python benchmarks/causal_trace.py                      # both workloads, ~6 min
     .venv/bin/python benchmarks/causal_trace.py --workload gpt2 --skip-slow
+    .venv/bin/python benchmarks/causal_trace.py --workload head-z --repeats 1
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+import differs
+import steering
 import torch
 import transformers
 from torch import nn
@@ -56,6 +65,9 @@ class Workload:
     base_ids: torch.Tensor  # (1, positions)
     source_ids: torch.Tensor
     target_id: int
+    # The same sweep as a differs.py workload, where its plain-torch baselines and lower bound
+    # apply (Llama-family models such as SmolLM2); None elsewhere.
+    sweep: differs.Workload | None = None
 
     @property
     def layers(self) -> int:
@@ -72,15 +84,17 @@ class Workload:
 
 def smollm2() -> Workload:
     model, tok = nv.models.load()
+    sweep = differs.workloads(tok)["trace-10"]  # "The Space Needle ..." / "The Eiffel Tower ..."
     return _workload(
         "smollm2",
         model,
         tok,
         model.model.layers,
-        base="The Space Needle is located in the city of",
-        source="The Eiffel Tower is located in the city of",
-        target=" Paris",
-        length=10,
+        base=sweep.base,
+        source=sweep.source,
+        target=sweep.metric[0],
+        length=sweep.tokens,
+        sweep=sweep,
     )
 
 
@@ -101,7 +115,9 @@ def gpt2() -> Workload:
 WORKLOADS: dict[str, Callable[[], Workload]] = {"smollm2": smollm2, "gpt2": gpt2}
 
 
-def _workload(name, model, tok, blocks, *, base, source, target, length=None) -> Workload:
+def _workload(
+    name, model, tok, blocks, *, base, source, target, length=None, sweep=None
+) -> Workload:
     base_ids = tok(base, return_tensors="pt")["input_ids"]
     source_ids = tok(source, return_tensors="pt")["input_ids"]
     assert base_ids.shape == source_ids.shape, f"{name}: base and source differ in length"
@@ -109,7 +125,7 @@ def _workload(name, model, tok, blocks, *, base, source, target, length=None) ->
     target_ids = tok.encode(target, add_special_tokens=False)
     assert len(target_ids) == 1, f"{name}: {target!r} is not one token"
     return Workload(
-        name, model, tok, blocks, base, source, target, base_ids, source_ids, target_ids[0]
+        name, model, tok, blocks, base, source, target, base_ids, source_ids, target_ids[0], sweep
     )
 
 
@@ -217,12 +233,25 @@ def run_hooks(w: Workload, rows_per_pass: int) -> torch.Tensor:
     return p.view(w.layers, w.positions)
 
 
+def run_plain_layer(w: Workload, max_batch: int) -> torch.Tensor:
+    """differs.py's plain torch: 64 rows a pass, each chunk from its lowest patched layer, from
+    the base run's block input there."""
+    return differs.run_plain(w.model, w.tokenizer, w.sweep, suffix=False).view(w.layers, -1)
+
+
+def run_plain_prefix(w: Workload, max_batch: int) -> torch.Tensor:
+    """The same, each chunk running positions p.. only (p: its rows' first patched position) on
+    the base run's keys and values for the positions before p."""
+    return differs.run_plain(w.model, w.tokenizer, w.sweep, suffix=True).view(w.layers, -1)
+
+
 @dataclass(frozen=True)
 class Method:
     name: str
     what: str
     run: Callable[[Workload, int], torch.Tensor]  # (workload, max_batch) -> p
     slow: bool = False
+    needs_sweep: bool = False  # runs only where the workload has a differs.py sweep
 
 
 METHODS = {
@@ -251,6 +280,18 @@ METHODS = {
             "plain torch hooks, all cells in one pass",
             lambda w, max_batch: run_hooks(w, w.cells),
         ),
+        Method(
+            "plain-layer",
+            "plain torch, start at the patched layer (64 rows a pass)",
+            run_plain_layer,
+            needs_sweep=True,
+        ),
+        Method(
+            "plain-prefix",
+            "plain torch, start at the patched layer + the base run's keys/values before the patch",
+            run_plain_prefix,
+            needs_sweep=True,
+        ),
     ]
 }
 REFERENCE = "nbvene"  # every method is checked against it
@@ -260,7 +301,12 @@ loop s / s: the documented pyvene loop's median time over this method's (a speed
 s / nbvene s: this method's median time over nbvene's (above 1: slower than nbvene).
 best s: the fastest run, the least disturbed by other processes on a busy machine.
 A time runs from token ids (nbvene: the spec's text) to the (layers, positions) tensor, the
-clean run included; the model is loaded and has run one forward before."""
+clean run included; the model is loaded and has run one forward before.
+lower bound: the floating-point work of the positions and layers that differ from the base run
+(and the base and source runs), in forwards of the prompt, timed at the rate of one 64-row
+batched forward (differs.py); measured after the methods' rounds.
+differs.py's and steering.py's tables: nbvene / method is nbvene's median time over the
+method's (above 1: nbvene is slower), their methods interleaved as here."""
 MEMORY_NOTE = """\
 peak MiB: the resident-set high-water mark (VmHWM, reset before each run) minus the resident
 size at the run's start, after free heap pages went back to the OS; the largest over the runs.
@@ -416,25 +462,51 @@ def measure(
     timings = {m.name: Timing() for m in methods}
     # pyvene switches off `requires_grad` on every parameter and never restores it, which sends
     # a plain hook's LM head down a slower path: every method starts from the model's own flags
+    # (and gets them back at the end, for the workloads after this one on the same model)
     flags = {p: p.requires_grad for p in w.model.parameters()}
-    for _ in range(repeats):
-        for m in methods:
-            for p, flag in flags.items():
-                p.requires_grad_(flag)
+    try:
+        for _ in range(repeats):
+            for m in methods:
+                for p, flag in flags.items():
+                    p.requires_grad_(flag)
 
-            def call(m=m):
-                start = time.perf_counter()
-                with torch.no_grad():
-                    values = m.run(w, max_batch)
-                return values, time.perf_counter() - start
+                def call(m=m):
+                    start = time.perf_counter()
+                    with torch.no_grad():
+                        values = m.run(w, max_batch)
+                    return values, time.perf_counter() - start
 
-            (values, seconds), peak = memory.measure(call)
-            t = timings[m.name]
-            t.seconds.append(seconds)
-            if peak is not None:
-                t.peak_mib.append(peak)
-            t.values = values.detach().float().cpu()
+                (values, seconds), peak = memory.measure(call)
+                t = timings[m.name]
+                t.seconds.append(seconds)
+                if peak is not None:
+                    t.peak_mib.append(peak)
+                t.values = values.detach().float().cpu()
+    finally:
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
     return timings
+
+
+@dataclass(frozen=True)
+class LowerBound:
+    forwards: float  # the work that differs, in forwards of the prompt
+    forward_s: float  # one forward's seconds at a 64-row pass's rate
+
+    @property
+    def seconds(self) -> float:
+        return self.forwards * self.forward_s
+
+
+def lower_bound(w: Workload) -> LowerBound | None:
+    """differs.py's lower bound of the workload's sweep; None where it has none."""
+    if w.sweep is None:
+        return None
+    with torch.no_grad():
+        return LowerBound(
+            differs.lower_bound_units(w.model, w.tokenizer, w.sweep),
+            differs.forward_seconds(w.model, w.tokenizer, w.sweep),
+        )
 
 
 def max_diff(values: torch.Tensor, reference: torch.Tensor) -> float:
@@ -447,8 +519,11 @@ def max_diff(values: torch.Tensor, reference: torch.Tensor) -> float:
 # --- the report ------------------------------------------------------------------------------
 
 
-def report(w: Workload, timings: dict[str, Timing], methods: list[Method]) -> list[str]:
-    """Print the table; return the methods whose numbers disagree with nbvene's."""
+def report(
+    w: Workload, timings: dict[str, Timing], methods: list[Method], bound: LowerBound | None
+) -> list[str]:
+    """Print the table (and the lower bound's line); return the methods whose numbers disagree
+    with nbvene's."""
     reference = timings[REFERENCE]
     p = reference.values
     top = divmod(int(p.argmax()), w.positions)
@@ -492,7 +567,23 @@ def report(w: Workload, timings: dict[str, Timing], methods: list[Method]) -> li
                 m.what,
             )
         )
+    if bound is not None:
+        rows.append(
+            (
+                "lower bound",
+                f"{bound.seconds:.3f}",
+                "",
+                "",
+                f"{baseline.median / bound.seconds:.1f}x" if baseline else "n/a",
+                f"{bound.seconds / reference.median:.2f}x",
+                "",
+                "",
+                f"what differs: {bound.forwards:.2f} forwards x {bound.forward_s * 1e3:.2f} ms",
+            )
+        )
     _table(rows)
+    if bound is not None:
+        print(f"\nnbvene s / lower bound s: {reference.median / bound.seconds:.2f}x")
     return failed
 
 
@@ -517,7 +608,8 @@ def print_machine(args: argparse.Namespace) -> None:
         f"{transformers.__version__}, pyvene {metadata.version('pyvene')}, "
         f"nbvene {nv.__version__}"
     )
-    print(f"repeats: {args.repeats} (medians), max_batch: {args.max_batch}")
+    print(f"workloads: {', '.join(args.workloads)}")
+    print(f"repeats: {args.repeats} (medians, interleaved), max_batch: {args.max_batch}")
 
 
 def _load() -> str:
@@ -527,9 +619,18 @@ def _load() -> str:
         return "n/a"
 
 
+# `all`: the causal-tracing workloads; `every`: those, differs.py's and steering.py's.
+EVERY = [*WORKLOADS, *differs.NAMES, "steering"]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    parser.add_argument(
+        "--workload",
+        default="all",
+        help=f"all ({', '.join(WORKLOADS)}), every, or comma-separated from: {', '.join(EVERY)}"
+        " (differs.py's and steering.py's run their own methods, 64 rows a pass)",
+    )
     parser.add_argument(
         "--methods",
         default=",".join(METHODS),
@@ -540,6 +641,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-batch", type=int, default=64, help="cells per forward pass")
     parser.add_argument("--skip-slow", action="store_true", help="skip the pyvene-loop method")
     args = parser.parse_args(argv)
+    groups = {"all": list(WORKLOADS), "every": EVERY}
+    args.workloads = groups.get(args.workload) or args.workload.split(",")
+    unknown = [n for n in args.workloads if n not in EVERY]
+    if unknown:
+        parser.error(f"unknown workloads {unknown}; known: all, every, {', '.join(EVERY)}")
     names = [n.strip() for n in args.methods.split(",") if n.strip()]
     unknown = [n for n in names if n not in METHODS]
     if unknown:
@@ -549,20 +655,41 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def trace(name: str, args: argparse.Namespace, memory: PeakMemory) -> list[str]:
+    """Time and report one causal-tracing workload; the methods that disagree with nbvene."""
+    w = WORKLOADS[name]()
+    methods = [m for m in args.methods if w.sweep is not None or not m.needs_sweep]
+    skipped = [m.name for m in args.methods if m not in methods]
+    with torch.no_grad():  # a first forward pays one-off costs before any method is timed
+        w.model(input_ids=w.base_ids, use_cache=False)
+    timings = measure(w, methods, args.repeats, args.max_batch, memory)
+    failed = report(w, timings, methods, lower_bound(w))
+    if skipped:
+        print(f"not run on {name} (Llama-family code): {', '.join(skipped)}")
+    print(f"load average after: {_load()}")
+    return [f"{name}/{m}" for m in failed]
+
+
+def delegated(name: str, args: argparse.Namespace) -> list[str]:
+    """Run a differs.py workload or steering.py's workloads on SmolLM2, with their own methods
+    and tables; [name] where a method disagreed with nbvene."""
+    model, tok = nv.models.load()
+    if name == "steering":
+        ok = steering.run(model, tok, list(steering.WORKLOADS), args.repeats)
+    else:
+        ok = differs.run(model, tok, [name], args.repeats, list(differs.METHODS))
+    return [] if ok else [name]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     pyvene()
     print_machine(args)
     memory = PeakMemory()
-    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
     failed = []
-    for name in names:
-        w = WORKLOADS[name]()
-        with torch.no_grad():  # a first forward pays one-off costs before any method is timed
-            w.model(input_ids=w.base_ids, use_cache=False)
-        timings = measure(w, args.methods, args.repeats, args.max_batch, memory)
-        failed += [f"{name}/{m}" for m in report(w, timings, args.methods)]
+    for name in args.workloads:
+        failed += trace(name, args, memory) if name in WORKLOADS else delegated(name, args)
 
     print(f"\nload average at end (1, 5, 15 min): {_load()}")
     print(NOTES)

@@ -40,8 +40,8 @@ ROWS_PER_PASS = 64
 
 SHORT_BASE = "The Space Needle is located in the city of"  # 10 tokens
 SHORT_SOURCE = "The Eiffel Tower is located in the city of"
-HEAD_BASE = "The Colosseum is located in the city of Rome. It"  # 14 tokens
-HEAD_SOURCE = "The Eiffel Tower is located in the city of Paris. It"
+HEAD_BASE = "The Colosseum is located in the old city of Rome. It"  # 14 tokens
+HEAD_SOURCE = "The Eiffel Tower is located in the old city of Paris. It"
 STORY = (
     "Alice went to the market in the morning and bought apples, bread and cheese for the"
     " picnic. She met her friend Bob near the fountain, and they walked together along the"
@@ -58,57 +58,55 @@ class Workload:
     layers: str  # the spec's layer= value
     positions: str  # the spec's pos= value
     metric: tuple[str, str | None]  # p(target) or logit_diff(a, b)
+    tokens: int  # the prompts' length, asserted
 
 
-def _long(text: str, tok, length: int) -> str:
-    ids = tok(text * 20)["input_ids"][: length - 4]
-    return tok.decode(ids)
+NAMES = ("last-pos", "trace-10", "layers-10-29", "head-z", "long-200", "trace-50")  # slow last
+
+
+def _story(tok, tokens: int) -> str:
+    """The story's first `tokens` tokens and a full stop, as text: a long prompt's start."""
+    return tok.decode(tok(STORY * 20)["input_ids"][:tokens]) + "."
 
 
 def workloads(tok) -> dict[str, Workload]:
-    long_base = _long(STORY, tok, 200) + " The Space Needle is located in the city of"
-    long_source = _long(STORY, tok, 200) + " The Eiffel Tower is located in the city of"
-    long_base, long_source = _same_length(tok, long_base, long_source)
-    fifty = _long(STORY, tok, 42)
-    return {
-        w.name: w
-        for w in [
-            Workload(
-                "last-pos", "block_output", SHORT_BASE, SHORT_SOURCE, "*", "-1", (" Paris", None)
-            ),
-            Workload(
-                "trace-50",
-                "block_output",
-                fifty + SHORT_BASE[3:],
-                fifty + SHORT_SOURCE[3:],
-                "*",
-                "*",
-                (" Paris", None),
-            ),
-            Workload(
-                "trace-10", "block_output", SHORT_BASE, SHORT_SOURCE, "*", "*", (" Paris", None)
-            ),
-            Workload(
-                "layers-10-29",
-                "block_output",
-                SHORT_BASE,
-                SHORT_SOURCE,
-                "10..29",
-                "*",
-                (" Paris", None),
-            ),
-            Workload("head-z", "z", HEAD_BASE, HEAD_SOURCE, "*", "-1", (" is", " was")),
-            Workload(
-                "long-200", "block_output", long_base, long_source, "*", "-1", (" Paris", None)
-            ),
-        ]
-    }
-
-
-def _same_length(tok, base: str, source: str) -> tuple[str, str]:
-    b, s = tok(base)["input_ids"], tok(source)["input_ids"]
-    n = min(len(b), len(s))
-    return tok.decode(b[len(b) - n :]), tok.decode(s[len(s) - n :])
+    """The workloads by name, in the order of `NAMES`, each prompt checked for its length."""
+    fifty = _story(tok, 39)  # 40 tokens, and the 10 of " The Space Needle is located ..."
+    story = _story(tok, 189)
+    paris = (" Paris", None)
+    every = [
+        Workload("last-pos", "block_output", SHORT_BASE, SHORT_SOURCE, "*", "-1", paris, 10),
+        Workload("trace-10", "block_output", SHORT_BASE, SHORT_SOURCE, "*", "*", paris, 10),
+        Workload(
+            "layers-10-29", "block_output", SHORT_BASE, SHORT_SOURCE, "10..29", "*", paris, 10
+        ),
+        Workload("head-z", "z", HEAD_BASE, HEAD_SOURCE, "*", "-1", (" is", " was"), 14),
+        Workload(
+            "long-200",
+            "block_output",
+            f"{story} {SHORT_BASE}",
+            f"{story} {SHORT_SOURCE}",
+            "*",
+            "-1",
+            paris,
+            200,
+        ),
+        Workload(
+            "trace-50",
+            "block_output",
+            f"{fifty} {SHORT_BASE}",
+            f"{fifty} {SHORT_SOURCE}",
+            "*",
+            "*",
+            paris,
+            50,
+        ),
+    ]
+    for w in every:
+        lengths = {len(tok(prompt)["input_ids"]) for prompt in (w.base, w.source)}
+        assert lengths == {w.tokens}, f"{w.name}: {lengths} tokens, not {w.tokens}"
+    assert tuple(w.name for w in every) == NAMES
+    return {w.name: w for w in every}
 
 
 def spec(w: Workload) -> str:
@@ -373,13 +371,25 @@ def bench(model, tok, w: Workload, repeats: int, methods: list[str]) -> bool:
     return ok
 
 
+def run(model, tok, names: list[str], repeats: int, methods: list[str]) -> bool:
+    """Bench the named workloads one after the other; whether every method agreed."""
+    every = workloads(tok)
+    with torch.no_grad():  # a first forward pays one-off costs before any method is timed
+        model(input_ids=tok(SHORT_BASE, return_tensors="pt")["input_ids"], use_cache=False)
+    return all([bench(model, tok, every[name], repeats, methods) for name in names])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workload", default="all")
+    parser.add_argument("--workload", default="all", help=f"all, or from: {', '.join(NAMES)}")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--nbvene-only", action="store_true")
     args = parser.parse_args(argv)
+    names = list(NAMES) if args.workload == "all" else args.workload.split(",")
+    unknown = [name for name in names if name not in NAMES]
+    if unknown:
+        parser.error(f"unknown workloads {unknown}; known: {', '.join(NAMES)}")
     torch.set_num_threads(args.threads)
     model, tok = nv.models.load()
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}")
@@ -387,12 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, transformers {transformers.__version__}")
     print(f"load average at start (1, 5, 15 min): {load_average()}")
     print(f"repeats: {args.repeats}, interleaved; ratio above 1: nbvene is slower")
-    every = workloads(tok)
-    names = list(every) if args.workload == "all" else args.workload.split(",")
     methods = ["nbvene", "nbvene-full-width"] if args.nbvene_only else list(METHODS)
-    with torch.no_grad():
-        model(input_ids=tok(SHORT_BASE, return_tensors="pt")["input_ids"], use_cache=False)
-    ok = all([bench(model, tok, every[name], args.repeats, methods) for name in names])
+    ok = run(model, tok, names, args.repeats, methods)
     print(f"\nload average at end: {load_average()}")
     return 0 if ok else 1
 

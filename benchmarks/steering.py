@@ -35,6 +35,7 @@ import nbvene as nv
 TOLERANCE = 1e-4
 LAYER = 12
 PROMPT = "I think that you are"
+NEW_TOKENS = 30
 
 
 @dataclass(frozen=True)
@@ -153,29 +154,35 @@ def bench(model, tok, w: Workload, vector, repeats: int, new_tokens: int) -> boo
     return ok
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workload", default="all")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--new-tokens", type=int, default=30)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    model, tok = nv.models.load()
+def run(model, tok, names: list[str], repeats: int, new_tokens: int = NEW_TOKENS) -> bool:
+    """Bench the named workloads with one random steering vector; whether both methods agreed."""
     vector = torch.randn(model.config.hidden_size, generator=torch.Generator().manual_seed(0))
     vector = vector * 2.0
+    with torch.no_grad():  # warm up both paths
+        for method in METHODS.values():
+            method(model, tok, WORKLOADS["pair"], vector, 2)
+    return all([bench(model, tok, WORKLOADS[n], vector, repeats, new_tokens) for n in names])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workload", default="all", help=f"all, or from: {', '.join(WORKLOADS)}")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--new-tokens", type=int, default=NEW_TOKENS)
+    args = parser.parse_args(argv)
+    names = list(WORKLOADS) if args.workload == "all" else args.workload.split(",")
+    unknown = [name for name in names if name not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workloads {unknown}; known: {', '.join(WORKLOADS)}")
+    torch.set_num_threads(args.threads)
+    model, tok = nv.models.load()
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}")
     print(f"cpus: {os.cpu_count()}, torch threads: {torch.get_num_threads()}")
     print(f"torch {torch.__version__}, transformers {transformers.__version__}")
     print(f"load average at start (1, 5, 15 min): {load_average()}")
     print(f"repeats: {args.repeats}, interleaved; ratio above 1: nbvene is slower")
-    names = list(WORKLOADS) if args.workload == "all" else args.workload.split(",")
-    with torch.no_grad():  # warm up both paths
-        for method in METHODS.values():
-            method(model, tok, WORKLOADS["pair"], vector, 2)
-    ok = all(
-        [bench(model, tok, WORKLOADS[n], vector, args.repeats, args.new_tokens) for n in names]
-    )
+    ok = run(model, tok, names, args.repeats, args.new_tokens)
     print(f"\nload average at end: {load_average()}")
     return 0 if ok else 1
 
