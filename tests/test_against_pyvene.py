@@ -374,7 +374,8 @@ def test_nbvene_keeps_the_users_hooks_and_pyvene_removes_them():
     )
     # nbvene ran the model as the user has it (with the shift) and left both hooks in place.
     close(res.corrupted, float(hooked[paris] - hooked[rome]))
-    assert calls["forward"] >= 3 and calls["pre"] >= 3
+    # the user's own call, then the source and baseline pass (patched rows start after block 0)
+    assert calls["forward"] >= 2 and calls["pre"] >= 3
     assert list(block._forward_hooks.values()) == [shift]
     assert list(mlp._forward_pre_hooks.values()) == [count]
     no_other_hooks = [
