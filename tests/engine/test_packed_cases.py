@@ -186,3 +186,119 @@ def test_a_read_before_the_last_token():
     plan = plan_of(spec, model, masked)
     assert plan.base[0].read_at < len(plan.base[0]) - 1
     assert_packed_equals_full(model, masked, spec)
+
+
+@pytest.fixture
+def entry_rows():
+    """Today's main path: every row its own batch entry, no packed passes."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Sweep, "packing", property(lambda self: False))
+        yield
+
+
+def values(spec, model, tok, **options):
+    return nv.run(spec, model=model, tokenizer=tok, namespace=NAMESPACE, **options)
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+@pytest.mark.parametrize("case", ["lengths, noise", "two statements at two layers", "kl"])
+def test_bfloat16_packed_equals_full_and_rows_per_entry(case, attention, request):
+    """Within bfloat16's rounding of the largest value (SDPA's kernels round otherwise on a
+    packed pass's shapes; eager attention gives the same bits)."""
+    model, tok = nv.models.tiny("llama", layers=3)
+    model.to(torch.bfloat16)
+    model.config._attn_implementation = attention
+    spec = CASES[case]
+    plan = plan_of(spec, model, tok)
+    assert Sweep(plan, start_at_layer=True).packing
+    full = execute(plan, start_at_layer=False).values
+    tolerance = {"atol": 1e-2 * float(full.abs().max()), "rtol": 1e-2}
+    packed = execute(plan, max_batch=4).values
+    torch.testing.assert_close(packed, full, **tolerance)
+    request.getfixturevalue("entry_rows")
+    entry = execute(plan, max_batch=4).values
+    torch.testing.assert_close(packed, entry, **tolerance)
+
+
+@pytest.mark.parametrize("case", ["lengths, noise", "two statements at two layers", "steering"])
+def test_top_tokens_of_a_packed_sweep_equal_the_rows_per_entry_ones(llama, case, request):
+    """Also where a cell's noise samples fall in two passes (max_batch=2 of 3 samples)."""
+    model, tok = llama
+    packed = [values(CASES[case], model, tok, max_batch=n) for n in (1, 2, 64)]
+    request.getfixturevalue("entry_rows")
+    entry = values(CASES[case], model, tok, max_batch=3)
+    for res in packed:
+        assert res.top.keys() == entry.top.keys()
+        for key in res.top:
+            torch.testing.assert_close(res.top[key], entry.top[key], atol=1e-5, rtol=1e-5)
+        assert res.baseline_top.keys() == entry.baseline_top.keys()
+        for key in res.baseline_top:
+            torch.testing.assert_close(
+                res.baseline_top[key], entry.baseline_top[key], atol=1e-5, rtol=1e-5
+            )
+
+
+def test_one_row_a_pass_and_a_stop_mid_grid(llama):
+    model, tok = llama
+    clean = Snapshot(model)
+    spec = CASES["lengths, noise"]
+    full = values(spec, model, tok, max_batch=64)
+    asked = []
+
+    def stop():
+        asked.append(1)
+        return len(asked) > 40
+
+    with pytest.raises(nv.SweepInterrupted) as info:
+        values(spec, model, tok, max_batch=1, stop=stop)
+    partial = info.value.result
+    finished = ~partial.values.isnan()
+    assert 0 < int(finished.sum()) < partial.values.numel()
+    torch.testing.assert_close(partial.values[finished], full.values[finished])
+    clean.assert_clean()
+
+
+def test_an_interrupt_in_a_one_row_packed_pass(llama):
+    model, tok = llama
+    clean = Snapshot(model)
+    spec = CASES["two statements at two layers"]
+    full = values(spec, model, tok, max_batch=64)
+    with (
+        Passes(model.model.norm, on_call(6, error=KeyboardInterrupt)),
+        pytest.raises(nv.SweepInterrupted) as info,
+    ):
+        values(spec, model, tok, max_batch=1)
+    partial = info.value.result
+    finished = ~partial.values.isnan()
+    assert 0 < int(finished.sum()) < partial.values.numel()
+    torch.testing.assert_close(partial.values[finished], full.values[finished])
+    clean.assert_clean()
+
+
+ORDER = {
+    "zero: block_input after": """
+        zero:   block_input layer=1 pos=-1
+        patch:  block_output layer=0 pos=-1""",
+    "zero: block_input before": """
+        patch:  block_output layer=0 pos=-1
+        zero:   block_input layer=1 pos=-1""",
+    "add: block_input, block_output swept": """
+        add:    block_input layer=2 pos=-1 by {steer}
+        patch:  block_output layer=* pos=-1""",
+    "zero: resid_mid after": """
+        zero:   resid_mid layer=1 pos=-1
+        patch:  block_output layer=0 pos=-1""",
+    "add then patch at one block output": """
+        add:    block_output layer=* pos=-1 by {steer}
+        patch:  block_output layer=* pos=-1""",
+}
+
+
+@pytest.mark.parametrize("case", ORDER)
+def test_an_edit_moved_to_the_next_block_comes_before_its_own(llama, case):
+    """A row patched at block l's output runs from block l+1, its edit at that block's input:
+    there it comes first, as block l's output came before block l+1's input edits (and before
+    what `resid_mid` reads of the block's input), whatever the statements' order."""
+    model, tok = llama
+    spec = f'base:   ["{LONG}", "{SHORT}"]\nsource: "{SOURCE}"\n{ORDER[case]}\n'
+    assert_packed_equals_full(model, tok, spec + 'metric: logprob(" Paris")', batches=(1, 64))
