@@ -73,12 +73,17 @@ def base_edits(
     unit but those `into` a named source, made in that source's run before. `found` gathers
     what `collect:` units see. With `places`, the rows are laid out in lanes (`packed.Layout`):
     row i's position p sits at batch entry `places[i][0]`, position `places[i][1] + p`. With
-    `where`, a site's edit applies where `where(site)` says (the same tensor elsewhere); the
-    edits moved there come first, as they came before that module's own in the model."""
-    groups = list(group_units(rows).items())
-    if where is not None:
-        groups.sort(key=lambda group: where(group[0][0]) == group[0][0])  # stable: moved first
-    for (site, op), members in groups:
+    `where`, a site's edit applies where `where(site)` says (the same tensor elsewhere).
+
+    Edits at one place apply in the statements' order, whichever rows a pass holds (a chunk's
+    groups come in the order its rows first use them); edits moved by `where` come before
+    that place's own, as they came before them in the model."""
+
+    def order(group) -> tuple[bool, int]:
+        (site, op), _ = group
+        return (where is None or where(site) == site, op)
+
+    for (site, op), members in sorted(group_units(rows).items(), key=order):
         if plan.ops[op].into is None:
             edit = unit_edit(plan, sources, site, op, members, rows, shape, found, places)
             hooks.at(where(site) if where else site, edit)

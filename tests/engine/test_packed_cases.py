@@ -302,3 +302,22 @@ def test_an_edit_moved_to_the_next_block_comes_before_its_own(llama, case):
     model, tok = llama
     spec = f'base:   ["{LONG}", "{SHORT}"]\nsource: "{SOURCE}"\n{ORDER[case]}\n'
     assert_packed_equals_full(model, tok, spec + 'metric: logprob(" Paris")', batches=(1, 64))
+
+
+def test_edits_at_one_site_apply_in_the_statements_order_in_any_pass(llama):
+    """Two statements at one site (the swept zero meets the fixed patch at layer 2): the zero,
+    written first, applies first in every pass, whichever rows share it (a pass's edits were
+    registered in the order its rows first used them: the patch first where the zero's row at
+    layer 2 came after a row that has the patch only)."""
+    model, tok = llama
+    spec = f"""
+        base:   ["{LONG}", "{SHORT}"]
+        source: "{SOURCE}"
+        zero:   q layer=* head=0 pos=-1
+        patch:  q layer=2 head=0 pos=-1 via {{halfway}}
+        metric: logprob(" Paris")"""
+    plan = plan_of(spec, model, tok)
+    alone = execute(plan, max_batch=1, start_at_layer=False).values
+    together = execute(plan, max_batch=64, start_at_layer=False).values
+    torch.testing.assert_close(together, alone, atol=1e-6, rtol=1e-6)
+    assert_packed_equals_full(model, tok, spec)
