@@ -6,10 +6,11 @@ rows-per-entry path), and the model comes out clean."""
 
 import pytest
 import torch
-from faults import Passes, Snapshot, on_call
+from faults import OUT_OF_MEMORY, Passes, Snapshot, on_call
 
 import nbvene as nv
 from nbvene.engine.run import Sweep, execute
+from nbvene.engine.tail import Tail
 from nbvene.models.tokenizer import tiny_tokenizer
 
 SHORT = "The Eiffel Tower is in"
@@ -321,3 +322,46 @@ def test_edits_at_one_site_apply_in_the_statements_order_in_any_pass(llama):
     together = execute(plan, max_batch=64, start_at_layer=False).values
     torch.testing.assert_close(together, alone, atol=1e-6, rtol=1e-6)
     assert_packed_equals_full(model, tok, spec)
+
+
+def failing_packed_passes(fail):
+    """Tail.packed raising an out-of-memory where `fail(call)` says; each call's rows."""
+    rows: list[int] = []
+    packed = Tail.packed
+
+    def run(tail, layout, read):
+        rows.append(len(layout.lengths))
+        assert len(rows) < 50, "the retries do not end"
+        if fail(len(rows)):
+            raise OUT_OF_MEMORY["cuda-message"]()
+        return packed(tail, layout, read)
+
+    return run, rows
+
+
+def test_an_out_of_memory_at_one_row_of_tokens_retries_fewer_rows(llama):
+    """With max_batch=1, a pass holds the rows that fit one prompt's tokens (here one token
+    each): after an out-of-memory it holds half as many, down to one."""
+    model, tok = llama
+    clean = Snapshot(model)
+    spec = CASES["lengths, last token"]
+    full = execute(plan_of(spec, model, tok), start_at_layer=False).values
+    run, rows = failing_packed_passes(lambda call: call == 1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Tail, "packed", run)
+        got = execute(plan_of(spec, model, tok), max_batch=1).values
+    torch.testing.assert_close(got, full, atol=1e-5, rtol=1e-5)
+    assert rows[0] > 1 and rows[1] == rows[0] // 2
+    clean.assert_clean()
+
+
+def test_an_out_of_memory_in_every_packed_pass_gives_up_at_one_row(llama):
+    model, tok = llama
+    clean = Snapshot(model)
+    run, rows = failing_packed_passes(lambda call: True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Tail, "packed", run)
+        with pytest.raises(nv.NbveneError, match="one row per forward pass, in the grid"):
+            execute(plan_of(CASES["lengths, last token"], model, tok), max_batch=1)
+    assert rows[0] > 1 and rows[-1] == 1
+    clean.assert_clean()
