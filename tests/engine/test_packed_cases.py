@@ -1,14 +1,17 @@
 """Packed passes on the edge cases: prompts of different lengths, sites inside the block, rows
 with units at several layers, user functions, zero, steering, mean ablation, normalised and KL
-metrics, families the suffix tests leave out, Gemma 2 past its sliding window, bfloat16 models,
-one row a pass and a stop mid-grid. Each gives the numbers of full forward passes (and of the
-rows-per-entry path), and the model comes out clean."""
+metrics, families the suffix tests leave out, sliding windows shorter than the prompt, a read
+before the last token, bfloat16 models, short lanes, one row a pass, a stop mid-grid, and
+out-of-memory at one row's tokens. Each gives the numbers of full forward passes (and of the
+rows-per-entry path, and its top tokens), and the model comes out clean. Edits moved to the
+next block's input, and edits at one site, apply in the model's and the statements' order."""
 
 import pytest
 import torch
 from faults import OUT_OF_MEMORY, Passes, Snapshot, on_call
 
 import nbvene as nv
+from nbvene.engine import packed
 from nbvene.engine.run import Sweep, execute
 from nbvene.engine.tail import Tail
 from nbvene.models.tokenizer import tiny_tokenizer
@@ -322,6 +325,17 @@ def test_edits_at_one_site_apply_in_the_statements_order_in_any_pass(llama):
     together = execute(plan, max_batch=64, start_at_layer=False).values
     torch.testing.assert_close(together, alone, atol=1e-6, rtol=1e-6)
     assert_packed_equals_full(model, tok, spec)
+
+
+@pytest.mark.parametrize("lane", [1, 2, 5])
+def test_short_lanes_hold_a_row_each_or_a_few(llama, lane):
+    """Lanes shorter than most rows (a row longer than a lane gets a lane of its own length):
+    many lanes of one start and one run, the same numbers."""
+    model, tok = llama
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(packed, "LANE_TOKENS", lane)
+        for case in ("lengths, noise", "two statements at two layers"):
+            assert_packed_equals_full(model, tok, CASES[case], batches=(2, 64))
 
 
 def failing_packed_passes(fail):
