@@ -77,11 +77,13 @@ def base_edits(
 
     Edits at one place apply in the statements' order, whichever rows a pass holds (a chunk's
     groups come in the order its rows first use them); edits moved by `where` come before
-    that place's own, as they came before them in the model."""
+    that place's own, as they came before them in the model; edits of a sum with the block's
+    input (`resid_mid`) come after the edits of that input and of the module's output, which
+    the sum is made of."""
 
-    def order(group) -> tuple[bool, int]:
+    def order(group) -> tuple[bool, bool, int]:
         (site, op), _ = group
-        return (where is None or where(site) == site, op)
+        return (where is None or where(site) == site, site.residual is not None, op)
 
     for (site, op), members in sorted(group_units(rows).items(), key=order):
         if plan.ops[op].into is None:

@@ -379,3 +379,20 @@ def test_an_out_of_memory_in_every_packed_pass_gives_up_at_one_row(llama):
             execute(plan_of(CASES["lengths, last token"], model, tok), max_batch=1)
     assert rows[0] > 1 and rows[-1] == 1
     clean.assert_clean()
+
+
+@pytest.mark.parametrize("other", ["block_input", "attention_output"])
+def test_resid_mid_sums_the_edited_block_input_and_attention_output(llama, other):
+    """`resid_mid` is the block's input plus the attention's output: edits of either come
+    before it, as in the model, whichever statement comes first (zeroed, it is zero)."""
+    model, tok = llama
+    zero = "zero:   resid_mid layer=1 pos=-1"
+    add = f"add:    {other} layer=1 pos=-1 by {{steer}}"
+    results = []
+    for lines in ([zero], [zero, add], [add, zero]):
+        spec = "\n".join([f'base:   ["{LONG}", "{SHORT}"]', *lines, 'metric: logprob(" Paris")'])
+        plan = plan_of(spec, model, tok)
+        results.append(execute(plan, start_at_layer=False).values)
+        torch.testing.assert_close(execute(plan).values, results[-1], atol=1e-5, rtol=1e-5)
+    for got in results[1:]:
+        torch.testing.assert_close(got, results[0], atol=1e-6, rtol=1e-6)
