@@ -73,8 +73,19 @@ def base_edits(
     unit but those `into` a named source, made in that source's run before. `found` gathers
     what `collect:` units see. With `places`, the rows are laid out in lanes (`packed.Layout`):
     row i's position p sits at batch entry `places[i][0]`, position `places[i][1] + p`. With
-    `where`, a site's edit applies where `where(site)` says (the same tensor elsewhere)."""
-    for (site, op), members in group_units(rows).items():
+    `where`, a site's edit applies where `where(site)` says (the same tensor elsewhere).
+
+    Edits at one place apply in the statements' order, whichever rows a pass holds (a chunk's
+    groups come in the order its rows first use them); edits moved by `where` come before
+    that place's own, as they came before them in the model; edits of a sum with the block's
+    input (`resid_mid`) come after the edits of that input and of the module's output, which
+    the sum is made of."""
+
+    def order(group) -> tuple[bool, bool, int]:
+        (site, op), _ = group
+        return (where is None or where(site) == site, site.residual is not None, op)
+
+    for (site, op), members in sorted(group_units(rows).items(), key=order):
         if plan.ops[op].into is None:
             edit = unit_edit(plan, sources, site, op, members, rows, shape, found, places)
             hooks.at(where(site) if where else site, edit)

@@ -273,10 +273,13 @@ class Budget:
 
         With `weigh` (an item's tokens), a chunk holds as many items as their tokens allow: at
         most what `size` rows of `per_row` tokens hold, and at most `most` (at least one item).
+        Several items in one row's tokens that run out of memory are retried in halves too.
         """
         items, done = list(items), 0
+        count = len(items)  # the most items a chunk holds
         while done < len(items):
-            chunk = items[done : self._end(items, done, weigh, per_row, most)]
+            end = min(self._end(items, done, weigh, per_row, most), done + count)
+            chunk = items[done:end]
             try:
                 out = run(chunk)
             except Exception as error:
@@ -286,6 +289,10 @@ class Budget:
             else:
                 yield chunk, out
                 done += len(chunk)
+                continue
+            if self.size == 1 and len(chunk) > 1:  # one row's tokens, but several items
+                _release_cached()
+                count = len(chunk) // 2
                 continue
             self.halve(what, failure, len(chunk))  # outside `except`: the failed pass is freed
 
