@@ -385,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--nbvene-only", action="store_true")
+    parser.add_argument(
+        "--methods", help=f"a comma-separated subset of {', '.join(METHODS)} (nbvene always runs)"
+    )
     args = parser.parse_args(argv)
     names = list(NAMES) if args.workload == "all" else args.workload.split(",")
     unknown = [name for name in names if name not in NAMES]
@@ -398,6 +401,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average at start (1, 5, 15 min): {load_average()}")
     print(f"repeats: {args.repeats}, interleaved; ratio above 1: nbvene is slower")
     methods = ["nbvene", "nbvene-full-width"] if args.nbvene_only else list(METHODS)
+    if args.methods:
+        chosen = args.methods.split(",")
+        if any(m not in METHODS for m in chosen):
+            parser.error(f"unknown methods in {args.methods!r}; known: {', '.join(METHODS)}")
+        methods = ["nbvene", *(m for m in chosen if m != "nbvene")]
     ok = run(model, tok, names, args.repeats, methods)
     print(f"\nload average at end: {load_average()}")
     return 0 if ok else 1
