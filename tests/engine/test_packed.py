@@ -5,7 +5,7 @@ out-of-memory halves them, and a stop keeps the finished cells; the model comes 
 
 import pytest
 import torch
-from faults import OUT_OF_MEMORY, Passes, Snapshot, on_call
+from faults import OUT_OF_MEMORY, Passes, Snapshot, assert_keeps_finished, on_call
 
 import nbvene as nv
 from nbvene.engine.run import Sweep, execute
@@ -53,6 +53,15 @@ def grid_tokens(model, tok, spec, **options):
     return res, passes
 
 
+def grid_passes(model, tok, max_batch):
+    """TRACE's grid passes (as `grid_tokens` gives them), and the number of the first among
+    all passes through the final norm."""
+    _, grid = grid_tokens(model, tok, TRACE, max_batch=max_batch)
+    with Passes(model.model.norm) as passes:
+        nv.run(TRACE, model=model, tokenizer=tok, max_batch=max_batch)
+    return grid, len(passes.rows) - len(grid) + 1
+
+
 @pytest.mark.parametrize("spec", [TRACE, MIXED], ids=["trace", "mixed sites"])
 def test_packed_rows_equal_full_forward_passes(llama, spec):
     model, tok = llama
@@ -81,10 +90,7 @@ def test_an_out_of_memory_in_a_packed_pass_halves_it(llama):
     model, tok = llama
     clean = Snapshot(model)
     full = nv.run(TRACE, model=model, tokenizer=tok, max_batch=4)
-    _, grid = grid_tokens(model, tok, TRACE, max_batch=4)
-    with Passes(model.model.norm) as passes:
-        nv.run(TRACE, model=model, tokenizer=tok, max_batch=4)
-    first_grid = len(passes.rows) - len(grid) + 1
+    grid, first_grid = grid_passes(model, tok, max_batch=4)
     with Passes(model.model.norm, on_call(first_grid, error=OUT_OF_MEMORY["cuda-message"])):
         res = nv.run(TRACE, model=model, tokenizer=tok, max_batch=4)
     torch.testing.assert_close(res.values, full.values, atol=1e-6, rtol=1e-5)
@@ -97,19 +103,14 @@ def test_a_stop_in_a_packed_grid_keeps_the_finished_cells(llama):
     model, tok = llama
     clean = Snapshot(model)
     full = nv.run(TRACE, model=model, tokenizer=tok, max_batch=2)
-    _, grid = grid_tokens(model, tok, TRACE, max_batch=2)
-    with Passes(model.model.norm) as passes:
-        nv.run(TRACE, model=model, tokenizer=tok, max_batch=2)
-    stop_at = len(passes.rows) - len(grid) + len(grid) // 2 + 1
+    grid, first_grid = grid_passes(model, tok, max_batch=2)
+    stop_at = first_grid + len(grid) // 2
     with (
         Passes(model.model.norm, on_call(stop_at, error=KeyboardInterrupt)),
         pytest.raises(nv.SweepInterrupted) as info,
     ):
         nv.run(TRACE, model=model, tokenizer=tok, max_batch=2)
-    partial = info.value.result
-    finished = ~partial.values.isnan()
-    assert 0 < int(finished.sum()) < partial.values.numel()
-    torch.testing.assert_close(partial.values[finished], full.values[finished])
+    assert_keeps_finished(info.value.result, full)
     clean.assert_clean()
 
 
