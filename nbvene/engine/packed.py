@@ -30,9 +30,9 @@ def pass_tokens(device: torch.device) -> int:
 
 class Layout:
     """Rows in lanes: row i holds positions `since[i]`..`end[i] - 1` of recorded corrupted run
-    `bases[i]`, in lane `lane[i]` from slot `slot[i]` on. Rows come ordered by the block they
-    start at (`starts`), and a lane holds rows of one start and one run, so the lanes running a
-    block are the first ones: every tensor here is built once and cut to the lanes that run."""
+    `bases[i]`, in lane `lane[i]` from slot `slot[i]` on. A lane holds rows of one start block
+    (`starts[i]`) and one run, and lanes come in the order of their start, so the lanes running
+    a block are the first ones: every tensor here is built once and cut to the lanes that run."""
 
     def __init__(self, starts, bases, since, end, width: int, device):
         self.width = width

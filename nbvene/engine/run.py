@@ -531,18 +531,16 @@ class Sweep:
     def packed(self, rows: list[Row], clean_logits, keep_logits: bool):
         """`chunk` for rows that run packed (`packed.Layout`): each row's positions from its
         first patched one to its read one, in lanes of rows that start at the same block."""
-        order = sorted(range(len(rows)), key=lambda i: self.start(rows[i]))
-        ordered = [rows[i] for i in order]
-        since = [self.since(r) for r in ordered]
+        since = [self.since(r) for r in rows]
         layout = Layout(
-            [self.start(r) for r in ordered],
-            self.in_base(ordered),
+            [self.start(r) for r in rows],
+            self.in_base(rows),
             since,
-            [self.end(r) for r in ordered],
+            [self.end(r) for r in rows],
             max(len(p) for p in self.plan.base),
             self.device,
         )
-        edited = [from_position(r, s) for r, s in zip(ordered, since, strict=True)]
+        edited = [from_position(r, s) for r, s in zip(rows, since, strict=True)]
         with Hooks(self.model) as hooks:
             shape = (len(layout.starts), layout.length)
             base_edits(
@@ -554,8 +552,7 @@ class Sweep:
                 places=layout.places(),
                 where=self.tail.entry_site,
             )
-            logits = self.tail.packed(layout, [self.plan.base[r.example].read_at for r in ordered])
-        logits = logits[torch.tensor(order, device=logits.device).argsort()]
+            logits = self.tail.packed(layout, [self.plan.base[r.example].read_at for r in rows])
         metric = metric_values(self.plan.metric, logits, self.reference(clean_logits, rows))
         return metric.float(), (logits if keep_logits else None)
 
