@@ -491,7 +491,7 @@ def measure(
 @dataclass(frozen=True)
 class LowerBound:
     forwards: float  # the work that differs, in forwards of the prompt
-    forward_s: float  # one forward's seconds at a 64-row pass's rate
+    forward_s: float  # one forward's seconds at a 64-row pass's rate (median of 3 passes)
 
     @property
     def seconds(self) -> float:
@@ -505,7 +505,7 @@ def lower_bound(w: Workload) -> LowerBound | None:
     with torch.no_grad():
         return LowerBound(
             differs.lower_bound_units(w.model, w.tokenizer, w.sweep),
-            differs.forward_seconds(w.model, w.tokenizer, w.sweep),
+            statistics.median(differs.forward_seconds(w.model, w.tokenizer, w.sweep, runs=3)),
         )
 
 
