@@ -177,7 +177,10 @@ class Tail:
                     everyone[0 if hidden is None else hidden.shape[0] : n]
                 ]
                 entering = entering[:, since:]
-                hidden = entering if hidden is None else torch.cat([hidden, entering])
+                if hidden is None:
+                    hidden = entering
+                else:  # on the block before's device, in a model split over devices
+                    hidden = torch.cat([hidden, entering.to(hidden.device)])
             found = self.arguments[layer]
             if (id(found), n) not in picked:
                 args, kwargs = found
@@ -206,7 +209,10 @@ class Tail:
             lanes = layout.lanes(layer)
             if lanes > running:
                 entering = layout.hidden(self.hidden[layer], slice(running, lanes))
-                hidden = entering if hidden is None else torch.cat([hidden, entering])
+                if hidden is None:
+                    hidden = entering
+                else:  # on the block before's device, in a model split over devices
+                    hidden = torch.cat([hidden, entering.to(hidden.device)])
                 running = lanes
             if layer == len(self.blocks):
                 break
