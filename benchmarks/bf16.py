@@ -10,14 +10,12 @@ probability (issue 18, item 7).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
 
 import torch
-import transformers
+from machine import load_average, print_header
 
 import nbvene as nv
 
@@ -27,10 +25,6 @@ source:  "The Eiffel Tower is located in the city of"
 restore: block_output layer=* pos=*
 metric:  p(" Paris")
 """
-
-
-def load_average() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def trace(model, tok) -> torch.Tensor:
@@ -47,10 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         "float32": nv.models.load(),
         "bfloat16": nv.models.load(dtype=torch.bfloat16),
     }
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}")
-    print(f"cpus: {os.cpu_count()}, torch threads: {torch.get_num_threads()}")
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}")
-    print(f"load average at start (1, 5, 15 min): {load_average()}")
+    print_header()
     for model, tok in models.values():  # warm up
         trace(model, tok)
     seconds: dict[str, list[float]] = {name: [] for name in models}

@@ -41,6 +41,7 @@ import differs
 import steering
 import torch
 import transformers
+from machine import load_average
 from torch import nn
 
 import nbvene as nv
@@ -602,7 +603,7 @@ def _table(rows: list[tuple[str, ...]]) -> None:
 def print_machine(args: argparse.Namespace) -> None:
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}")
     print(f"cpus: {os.cpu_count()}, torch threads: {torch.get_num_threads()}")
-    print(f"load average at start (1, 5, 15 min): {_load()}")
+    print(f"load average at start (1, 5, 15 min): {load_average()}")
     print(
         f"python {platform.python_version()}, torch {torch.__version__}, transformers "
         f"{transformers.__version__}, pyvene {metadata.version('pyvene')}, "
@@ -610,13 +611,6 @@ def print_machine(args: argparse.Namespace) -> None:
     )
     print(f"workloads: {', '.join(args.workloads)}")
     print(f"repeats: {args.repeats} (medians, interleaved), max_batch: {args.max_batch}")
-
-
-def _load() -> str:
-    try:
-        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 # `all`: the causal-tracing workloads; `every`: those, differs.py's and steering.py's.
@@ -666,7 +660,7 @@ def trace(name: str, args: argparse.Namespace, memory: PeakMemory) -> list[str]:
     failed = report(w, timings, methods, lower_bound(w))
     if skipped:
         print(f"not run on {name} (Llama-family code): {', '.join(skipped)}")
-    print(f"load average after: {_load()}")
+    print(f"load average after: {load_average()}")
     return [f"{name}/{m}" for m in failed]
 
 
@@ -691,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.workloads:
         failed += trace(name, args, memory) if name in WORKLOADS else delegated(name, args)
 
-    print(f"\nload average at end (1, 5, 15 min): {_load()}")
+    print(f"\nload average at end (1, 5, 15 min): {load_average()}")
     print(NOTES)
     if memory.available:
         print(MEMORY_NOTE)

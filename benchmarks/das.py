@@ -23,15 +23,13 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import os
-import platform
 import random
 import statistics
 import sys
 import time
 
 import torch
-import transformers
+from machine import load_average, print_header
 
 import nbvene as nv
 from nbvene.interventions.trainable import LowRankRotated
@@ -165,10 +163,6 @@ def run_plain(model, tok, data, rot, epochs):
 METHODS = {"nbvene": run_nbvene, "plain torch": run_plain}
 
 
-def load_average() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -180,10 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     model, tok = nv.models.load()
     data = examples(tok, args.examples)
     start_rot = LowRankRotated(k=1, seed=0, width=model.config.hidden_size)
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}")
-    print(f"cpus: {os.cpu_count()}, torch threads: {torch.get_num_threads()}")
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}")
-    print(f"load average at start (1, 5, 15 min): {load_average()}")
+    print_header()
     steps = args.epochs * math.ceil(args.examples / BATCH)
     print(
         f"{args.examples} examples, {args.epochs} epoch(s), {steps} steps of batch {BATCH}, "

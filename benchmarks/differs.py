@@ -22,8 +22,6 @@ starts from the model's own `requires_grad` flags (restored before every call).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -31,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import transformers
+from machine import load_average, print_header
 
 import nbvene as nv
 from nbvene.engine import prefix
@@ -335,10 +333,6 @@ METHODS: dict[str, Callable] = {
 }
 
 
-def load_average() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def bench(model, tok, w: Workload, repeats: int, methods: list[str]) -> bool:
     flags = {p: p.requires_grad for p in model.parameters()}
     seconds: dict[str, list[float]] = {m: [] for m in methods}
@@ -401,10 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown workloads {unknown}; known: {', '.join(NAMES)}")
     torch.set_num_threads(args.threads)
     model, tok = nv.models.load()
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}")
-    print(f"cpus: {os.cpu_count()}, torch threads: {torch.get_num_threads()}")
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}")
-    print(f"load average at start (1, 5, 15 min): {load_average()}")
+    print_header()
     print(f"repeats: {args.repeats}, interleaved; ratio above 1: nbvene is slower")
     methods = ["nbvene", "nbvene-full-width"] if args.nbvene_only else list(METHODS)
     if args.methods:

@@ -20,8 +20,6 @@ otherwise). Each method starts from the model's own `requires_grad` flags.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -29,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 import transformers
+from machine import load_average, print_header
 
 import nbvene as nv
 
@@ -119,10 +118,6 @@ def run_plain(model, tok, w: Workload, vector, new_tokens):
 METHODS = {"nbvene": run_nbvene, "plain hooks": run_plain}
 
 
-def load_average() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def bench(model, tok, w: Workload, vector, repeats: int, new_tokens: int) -> bool:
     flags = {p: p.requires_grad for p in model.parameters()}
     seconds: dict[str, list[float]] = {m: [] for m in METHODS}
@@ -177,10 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown workloads {unknown}; known: {', '.join(WORKLOADS)}")
     torch.set_num_threads(args.threads)
     model, tok = nv.models.load()
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}")
-    print(f"cpus: {os.cpu_count()}, torch threads: {torch.get_num_threads()}")
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}")
-    print(f"load average at start (1, 5, 15 min): {load_average()}")
+    print_header()
     print(f"repeats: {args.repeats}, interleaved; ratio above 1: nbvene is slower")
     ok = run(model, tok, names, args.repeats, args.new_tokens)
     print(f"\nload average at end: {load_average()}")
