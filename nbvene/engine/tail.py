@@ -176,11 +176,7 @@ class Tail:
                 entering = self.hidden[layer][
                     everyone[0 if hidden is None else hidden.shape[0] : n]
                 ]
-                entering = entering[:, since:]
-                if hidden is None:
-                    hidden = entering
-                else:  # on the block before's device, in a model split over devices
-                    hidden = torch.cat([hidden, entering.to(hidden.device)])
+                hidden = _joined(hidden, entering[:, since:])
             found = self.arguments[layer]
             if (id(found), n) not in picked:
                 args, kwargs = found
@@ -208,11 +204,7 @@ class Tail:
         for layer in range(layout.starts[0], len(self.blocks) + 1):
             lanes = layout.lanes(layer)
             if lanes > running:
-                entering = layout.hidden(self.hidden[layer], slice(running, lanes))
-                if hidden is None:
-                    hidden = entering
-                else:  # on the block before's device, in a model split over devices
-                    hidden = torch.cat([hidden, entering.to(hidden.device)])
+                hidden = _joined(hidden, layout.hidden(self.hidden[layer], slice(running, lanes)))
                 running = lanes
             if layer == len(self.blocks):
                 break
@@ -259,6 +251,12 @@ class Tail:
             and site.io == "output"
             and site.residual is None
         )
+
+
+def _joined(running: torch.Tensor | None, entering: torch.Tensor) -> torch.Tensor:
+    """The rows running a block, with those that join them there (moved to the running
+    rows' device: in a model split over devices they come from the block before)."""
+    return entering if running is None else torch.cat([running, entering.to(running.device)])
 
 
 def _identity(args: tuple, kwargs: dict) -> tuple:
